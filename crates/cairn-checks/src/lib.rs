@@ -1,0 +1,1 @@
+//! cairn-checks (work in progress)

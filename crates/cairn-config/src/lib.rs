@@ -1,0 +1,1 @@
+//! cairn-config (work in progress)

@@ -1,0 +1,1 @@
+//! cairn-intake (work in progress)

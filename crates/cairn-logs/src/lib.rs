@@ -1,0 +1,1 @@
+//! cairn-logs (work in progress)
