@@ -1,1 +1,50 @@
-//! cairn-checks (work in progress)
+//! The embedded Python side of Cairn: one CPython interpreter (PyO3), the native host modules
+//! the Datadog library calls (`datadog_agent`, `aggregator`), the bundled `datadog_checks`
+//! package, the check loader and the scheduler.
+//!
+//! Python lives only here. The GIL is held only while touching Python objects: never across
+//! the sink (I/O, back-pressure) nor while waiting for work.
+
+mod bundled;
+pub mod context;
+mod error;
+mod host;
+pub mod loader;
+mod native;
+mod pyjson;
+pub mod run;
+pub mod runtime;
+pub mod scheduler;
+
+pub use context::{Metric, ServiceCheck, Submissions};
+pub use error::CheckError;
+pub use host::VERSION;
+pub use loader::{check_id, LoadedCheck};
+pub use run::{run_once, RunError, RunReport};
+pub use scheduler::{CheckStatus, Scheduler};
+
+use std::sync::Arc;
+
+use cairn_config::{AgentConfig, IntegrationConfig};
+use cairn_logs::RecordSink;
+
+/// Loads every integration's check; a check that fails to load is reported and skipped, the
+/// others load. Starts the interpreter if needed.
+pub fn load_all(
+    agent: &AgentConfig,
+    integrations: &[IntegrationConfig],
+    sink: &Arc<dyn RecordSink>,
+) -> Result<(Vec<LoadedCheck>, Vec<CheckError>), CheckError> {
+    runtime::start(agent)?;
+    Ok(pyo3::Python::attach(|py| {
+        let mut loaded = Vec::new();
+        let mut errors = Vec::new();
+        for integration in integrations {
+            match loader::load(py, agent, integration, sink) {
+                Ok(mut checks) => loaded.append(&mut checks),
+                Err(e) => errors.push(e),
+            }
+        }
+        (loaded, errors)
+    }))
+}

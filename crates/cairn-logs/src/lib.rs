@@ -1,1 +1,21 @@
-//! cairn-logs (work in progress)
+//! The path of a log after the check hands it over: the wire encoding of one log, the processing
+//! rules, the per-check staging area that keeps logs, cursors and cache writes in one order, and
+//! the sinks that take staged records.
+//!
+//! This crate knows nothing of Python: `cairn-checks` turns Python objects into [`LogFields`]
+//! and calls [`CheckLogs`]. It must never block while a caller could hold the GIL, except through
+//! [`RecordSink::append`], which callers invoke with the GIL released.
+
+pub mod check_logs;
+pub mod processing;
+pub mod sink;
+pub mod staging;
+pub mod state;
+pub mod wire;
+
+pub use check_logs::{CheckLogs, CheckLogsConfig, DropReason, LogCounters};
+pub use processing::{Outcome, Processor};
+pub use sink::{MemorySink, RecordSink, SinkError, StateFileSink};
+pub use staging::{Record, Staging};
+pub use state::{CacheState, StateStore};
+pub use wire::LogFields;

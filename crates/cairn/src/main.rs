@@ -1,1 +1,49 @@
-fn main() {}
+//! `cairn`: the agent binary. Subcommands live in `cmd_*.rs`; this file parses arguments,
+//! sets up logging and maps errors to exit codes.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cmd_check;
+mod cmd_configcheck;
+mod cmd_run;
+mod common;
+
+#[derive(Parser)]
+#[command(name = "cairn", version, about = "Runs Datadog-style custom checks and ships their logs")]
+struct Cli {
+    /// The config directory (datadog.yaml, conf.d/, checks.d/).
+    #[arg(short = 'c', long = "config-dir", env = "CAIRN_CONFIG_DIR", global = true, default_value = ".")]
+    config_dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the agent: schedule every check until SIGTERM or SIGINT.
+    Run(cmd_run::RunArgs),
+    /// Run one check's instances once (or --times N) and print what they submitted.
+    Check(cmd_check::CheckArgs),
+    /// Show every loaded check with its resolved instances and logs entries.
+    Configcheck(cmd_configcheck::ConfigcheckArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    common::init_tracing();
+    let result = match cli.command {
+        Command::Run(args) => cmd_run::run(&cli.config_dir, args),
+        Command::Check(args) => cmd_check::run(&cli.config_dir, args),
+        Command::Configcheck(args) => cmd_configcheck::run(&cli.config_dir, args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,271 @@
+//! `_cairn.CheckBase`: the native base of the bundled `AgentCheck`. `send_log` walks the
+//! check's dict once, straight into the check's staging area (SPEC §2, send_log rules 1–7).
+
+use std::cell::RefCell;
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::Mutex;
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyString, PyTuple};
+
+use cairn_logs::{wire, LogFields};
+
+use crate::context::{self, CheckContext};
+use crate::pyjson::{self, WalkError};
+
+#[pyclass(subclass, frozen, module = "_cairn", name = "CheckBase")]
+pub struct CheckBase {
+    ctx: OnceLock<Arc<CheckContext>>,
+    check_id: Mutex<String>,
+}
+
+thread_local! {
+    /// Reused buffers for the attributes and the cursor of one `send_log`; taken out while in
+    /// use so a re-entrant call simply gets fresh ones.
+    static SCRATCH: RefCell<(Vec<u8>, Vec<u8>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+fn not_bound() -> PyErr {
+    PyRuntimeError::new_err(
+        "this check is not bound to the agent (was it constructed outside cairn?)",
+    )
+}
+
+impl CheckBase {
+    fn ctx(&self) -> PyResult<&Arc<CheckContext>> {
+        self.ctx.get().ok_or_else(not_bound)
+    }
+}
+
+/// A reserved key's value: a str, or None meaning "not given".
+fn opt_str<'a>(key: &str, v: &'a Bound<'_, PyAny>) -> PyResult<Option<&'a str>> {
+    if v.is_none() {
+        return Ok(None);
+    }
+    match v.cast::<PyString>() {
+        Ok(s) => Ok(Some(s.to_str()?)),
+        Err(_) => Err(PyTypeError::new_err(format!(
+            "send_log: data['{key}'] must be a str, got {}",
+            pyjson::type_name(v)
+        ))),
+    }
+}
+
+/// Seconds since the epoch (int or float) as milliseconds; None means now.
+pub fn timestamp_ms(v: &Bound<'_, PyAny>, scale: f64) -> PyResult<i64> {
+    if v.is_none() {
+        return Ok(wire::now_ms());
+    }
+    let secs = if let Ok(f) = v.cast::<PyFloat>() {
+        f.value()
+    } else if v.cast::<PyInt>().is_ok() && v.cast::<PyBool>().is_err() {
+        match v.extract::<i64>() {
+            Ok(i) => return Ok(i.saturating_mul(scale as i64)),
+            Err(_) => v.extract::<f64>()?,
+        }
+    } else {
+        return Err(PyTypeError::new_err(format!(
+            "send_log: data['timestamp'] must be a number of seconds since the epoch, got {}",
+            pyjson::type_name(v)
+        )));
+    };
+    if !secs.is_finite() {
+        return Err(PyValueError::new_err(format!(
+            "send_log: data['timestamp'] must be a finite number, got {secs}"
+        )));
+    }
+    Ok((secs * scale) as i64)
+}
+
+#[pymethods]
+impl CheckBase {
+    #[new]
+    #[pyo3(signature = (*_args, **_kwargs))]
+    fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> Self {
+        let ctx = OnceLock::new();
+        let mut check_id = String::new();
+        if let Some(c) = context::current() {
+            check_id = c.check_id.clone();
+            let _ = ctx.set(c);
+        }
+        CheckBase { ctx, check_id: Mutex::new(check_id) }
+    }
+
+    #[getter]
+    fn check_id(&self) -> String {
+        self.check_id.lock().clone()
+    }
+
+    #[setter]
+    fn set_check_id(&self, value: String) {
+        if self.ctx.get().is_none() {
+            if let Some(c) = context::lookup(&value) {
+                let _ = self.ctx.set(c);
+            }
+        }
+        *self.check_id.lock() = value;
+    }
+
+    /// Submit a log. See `AgentCheck` for the rules.
+    #[pyo3(signature = (data, cursor=None, stream="default"))]
+    fn send_log(
+        slf: &Bound<'_, Self>,
+        data: &Bound<'_, PyAny>,
+        cursor: Option<&Bound<'_, PyAny>>,
+        stream: &str,
+    ) -> PyResult<()> {
+        let ctx = slf.get().ctx()?;
+        let owned;
+        let dict = match data.cast::<PyDict>() {
+            Ok(d) => d,
+            Err(_) => {
+                owned = as_dict(data)?;
+                &owned
+            }
+        };
+        let (mut attrs, mut cursor_buf) = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
+        attrs.clear();
+        cursor_buf.clear();
+        let result = stage(ctx, dict, cursor, stream, &mut attrs, &mut cursor_buf);
+        SCRATCH.with(|s| *s.borrow_mut() = (attrs, cursor_buf));
+        if result? {
+            let py = slf.py();
+            py.detach(|| ctx.logs.flush()).map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// The last cursor saved for `stream`, decoded, or None.
+    #[pyo3(signature = (stream="default"))]
+    fn get_log_cursor<'py>(slf: &Bound<'py, Self>, stream: &str) -> PyResult<Bound<'py, PyAny>> {
+        let ctx = slf.get().ctx()?;
+        match ctx.logs.read_cache(&cairn_logs::check_logs::cursor_key(stream)) {
+            Some(text) if !text.is_empty() => pyjson::json_to_py(slf.py(), &text),
+            _ => Ok(slf.py().None().into_bound(slf.py())),
+        }
+    }
+
+    /// The value stored with `write_persistent_cache(key, ...)`, or '' when there is none.
+    fn read_persistent_cache(&self, key: &str) -> PyResult<String> {
+        Ok(self.ctx()?.logs.read_cache(key).unwrap_or_default())
+    }
+
+    /// Stores a string that survives restarts, ordered after the logs sent before it.
+    fn write_persistent_cache(slf: &Bound<'_, Self>, key: &str, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        let ctx = slf.get().ctx()?;
+        let value = value.cast::<PyString>().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "write_persistent_cache: value must be a str, got {}",
+                pyjson::type_name(value)
+            ))
+        })?;
+        if ctx.logs.write_cache(key, value.to_str()?) {
+            slf.py().detach(|| ctx.logs.flush()).map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+        }
+        Ok(())
+    }
+}
+
+/// Converts a non-dict mapping into a dict; anything else is the caller's mistake.
+fn as_dict<'py>(data: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyDict>> {
+    let py = data.py();
+    let mapping = py.import("collections.abc")?.getattr("Mapping")?;
+    if data.is_instance(&mapping)? {
+        let d = PyDict::new(py);
+        d.update(data.cast()?)?;
+        return Ok(d);
+    }
+    Err(PyTypeError::new_err(format!(
+        "send_log: data must be a dict with at least a 'message' key, got {}",
+        pyjson::type_name(data)
+    )))
+}
+
+/// Validates and stages one log; returns whether the staging area wants a flush.
+fn stage(
+    ctx: &CheckContext,
+    dict: &Bound<'_, PyDict>,
+    cursor: Option<&Bound<'_, PyAny>>,
+    stream: &str,
+    attrs: &mut Vec<u8>,
+    cursor_buf: &mut Vec<u8>,
+) -> PyResult<bool> {
+    // Reserved values are kept as objects during the walk and read as strs after it, so
+    // the borrowed strs outlive the loop.
+    let mut special: [Option<Bound<'_, PyAny>>; 8] = Default::default();
+    const MESSAGE: usize = 0;
+    const TIMESTAMP: usize = 1;
+    const STATUS: usize = 2;
+    const HOSTNAME: usize = 3;
+    const SERVICE: usize = 4;
+    const SOURCE: usize = 5;
+    const DDSOURCE: usize = 6;
+    const DDTAGS: usize = 7;
+    let walk_err = |e: WalkError| e.into_pyerr("data", "");
+    for (k, v) in dict.iter() {
+        let key = pyjson::dict_key(&k).map_err(walk_err)?;
+        let slot = match key {
+            wire::MESSAGE => MESSAGE,
+            wire::TIMESTAMP => TIMESTAMP,
+            wire::STATUS => STATUS,
+            wire::HOSTNAME => HOSTNAME,
+            wire::SERVICE => SERVICE,
+            wire::SOURCE => SOURCE,
+            wire::DDSOURCE => DDSOURCE,
+            wire::DDTAGS => DDTAGS,
+            _ => {
+                attrs.push(b',');
+                wire::write_key(attrs, key);
+                pyjson::write_value(attrs, &v, 1)
+                    .map_err(|e| e.at_key(key).into_pyerr("data", ""))?;
+                continue;
+            }
+        };
+        special[slot] = Some(v);
+    }
+    let Some(message) = &special[MESSAGE] else {
+        return Err(PyValueError::new_err("send_log: data must have a 'message' key"));
+    };
+    let message = match message.cast::<PyString>() {
+        Ok(s) => s.to_str()?,
+        Err(_) => {
+            return Err(PyTypeError::new_err(format!(
+                "send_log: data['message'] must be a str, got {}",
+                pyjson::type_name(message)
+            )))
+        }
+    };
+    let text = |slot: usize, key: &str| match &special[slot] {
+        Some(v) => opt_str(key, v),
+        None => Ok(None),
+    };
+    let f = LogFields {
+        message,
+        status: text(STATUS, wire::STATUS)?,
+        timestamp_ms: match &special[TIMESTAMP] {
+            Some(v) => timestamp_ms(v, 1000.0)?,
+            None => wire::now_ms(),
+        },
+        hostname: text(HOSTNAME, wire::HOSTNAME)?,
+        service: text(SERVICE, wire::SERVICE)?,
+        source: match text(SOURCE, wire::SOURCE)? {
+            Some(s) => Some(s),
+            None => text(DDSOURCE, wire::DDSOURCE)?,
+        },
+        ddtags: text(DDTAGS, wire::DDTAGS)?,
+    };
+    let cursor_json = match cursor {
+        Some(c) if !c.is_none() => {
+            pyjson::write_value(cursor_buf, c, 0)
+                .map_err(|e| e.into_pyerr("cursor", "; the log was not recorded"))?;
+            Some(std::str::from_utf8(cursor_buf).expect("the JSON writer only emits UTF-8"))
+        }
+        _ => None,
+    };
+    Ok(ctx.logs.push_log(&f, attrs, cursor_json.map(|c| (stream, c))))
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<CheckBase>()
+}

@@ -1,0 +1,117 @@
+//! Running one instance once: `check.run()`, then its warnings, then making its records
+//! durable before the run counts as finished.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use pyo3::prelude::*;
+use serde::Serialize;
+
+use cairn_logs::{DropReason, LogCounters};
+
+use crate::context::{self, Submissions};
+use crate::loader::LoadedCheck;
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RunError {
+    pub message: String,
+    pub traceback: String,
+}
+
+/// What one run did.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub name: String,
+    pub check_id: String,
+    pub instance: serde_json::Value,
+    pub started_at: SystemTime,
+    pub duration: Duration,
+    pub error: Option<RunError>,
+    pub warnings: Vec<String>,
+    pub submissions: Submissions,
+    /// Log counters of this run alone.
+    pub logs: LogCounters,
+}
+
+fn delta(after: LogCounters, before: LogCounters) -> LogCounters {
+    LogCounters {
+        processed: after.processed - before.processed,
+        truncated: after.truncated - before.truncated,
+        dropped_logs_disabled: after.dropped_logs_disabled - before.dropped_logs_disabled,
+        dropped_no_logs_config: after.dropped_no_logs_config - before.dropped_no_logs_config,
+        dropped_excluded: after.dropped_excluded - before.dropped_excluded,
+        bytes: after.bytes - before.bytes,
+    }
+}
+
+/// Runs `check` once on this thread. Takes the GIL for the Python part only.
+pub fn run_once(check: &LoadedCheck) -> RunReport {
+    let started_at = SystemTime::now();
+    let start = Instant::now();
+    let before = check.ctx.logs.counters();
+    let (mut error, mut warnings) = Python::attach(|py| {
+        let _current = context::enter(&check.ctx);
+        let obj = check.object.bind(py);
+        let error = match obj.call_method0("run") {
+            Ok(r) => parse_run_result(&r),
+            Err(e) => Some(RunError { message: e.to_string(), traceback: format_traceback(py, &e) }),
+        };
+        let warnings = match obj.call_method0("get_warnings") {
+            Ok(w) => w.extract::<Vec<String>>().unwrap_or_default(),
+            Err(_) => Vec::new(),
+        };
+        (error, warnings)
+    });
+    if let Err(e) = check.ctx.logs.finish_run() {
+        tracing::error!(check_id = %check.check_id, error = %e, "run's logs could not be committed");
+        error.get_or_insert(RunError {
+            message: format!("logs could not be committed: {e}"),
+            traceback: String::new(),
+        });
+    }
+    let logs = delta(check.ctx.logs.counters(), before);
+    for reason in [DropReason::LogsDisabled, DropReason::NoLogsConfig] {
+        let n = logs.dropped(reason);
+        if n > 0 {
+            warnings.push(match reason {
+                DropReason::LogsDisabled => format!("{n} logs dropped: logs_enabled is false in datadog.yaml"),
+                _ => format!("{n} logs dropped: the check's config has no logs entry with `type: integration`"),
+            });
+        }
+    }
+    RunReport {
+        name: check.name.clone(),
+        check_id: check.check_id.clone(),
+        instance: check.instance.value.clone(),
+        started_at,
+        duration: start.elapsed(),
+        error,
+        warnings,
+        submissions: check.ctx.take_submissions(),
+        logs,
+    }
+}
+
+/// `run()` returns '' on success or a JSON list of {message, traceback}.
+fn parse_run_result(r: &Bound<'_, PyAny>) -> Option<RunError> {
+    let text: String = r.extract().unwrap_or_default();
+    if text.is_empty() {
+        return None;
+    }
+    #[derive(serde::Deserialize)]
+    struct Reported {
+        message: String,
+        #[serde(default)]
+        traceback: String,
+    }
+    match serde_json::from_str::<Vec<Reported>>(&text) {
+        Ok(v) if !v.is_empty() => {
+            let first = v.into_iter().next().expect("checked non-empty");
+            Some(RunError { message: first.message, traceback: first.traceback })
+        }
+        _ => Some(RunError { message: text, traceback: String::new() }),
+    }
+}
+
+fn format_traceback(py: Python<'_>, e: &PyErr) -> String {
+    e.traceback(py).and_then(|tb| tb.format().ok()).unwrap_or_default()
+}

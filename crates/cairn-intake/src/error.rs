@@ -1,0 +1,33 @@
+use std::path::PathBuf;
+
+/// Everything that can stop the intake from starting or storing.
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot prepare data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("store {path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("store query failed: {0}")]
+    Query(#[from] rusqlite::Error),
+    #[error("store writer has stopped")]
+    WriterGone,
+    #[error("{0}")]
+    Syntax(#[from] crate::query::QueryError),
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    #[error("cannot start the runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("{url}: {reason}")]
+    Client { url: String, reason: String },
+}

@@ -1,0 +1,348 @@
+//! From an HTTP body to rows: decoding under a byte cap, then parsing log objects.
+//!
+//! The cap is applied while decompressing, so a few kilobytes that would expand to gigabytes
+//! cost at most the cap in memory and the time to produce it.
+
+use std::cell::Cell;
+use std::fmt;
+use std::io::Read;
+
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
+
+use crate::wire;
+
+/// Why a request body is refused; each maps to one HTTP status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reject {
+    /// 400: the body is not what the protocol says.
+    BadBody(String),
+    /// 413: over the payload limits.
+    TooLarge(String),
+    /// 415: a `Content-Encoding` the intake does not speak.
+    UnsupportedEncoding(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Identity,
+    Gzip,
+    Deflate,
+    Zstd,
+}
+
+impl Encoding {
+    pub fn from_header(value: Option<&str>) -> Result<Self, Reject> {
+        let Some(v) = value.map(str::trim) else {
+            return Ok(Encoding::Identity);
+        };
+        match v.to_ascii_lowercase().as_str() {
+            "" | "identity" => Ok(Encoding::Identity),
+            "gzip" | "x-gzip" => Ok(Encoding::Gzip),
+            "deflate" => Ok(Encoding::Deflate),
+            "zstd" => Ok(Encoding::Zstd),
+            _ => Err(Reject::UnsupportedEncoding(format!(
+                "unsupported Content-Encoding {v:?}: use gzip, deflate, zstd or none"
+            ))),
+        }
+    }
+}
+
+/// zstd frames name their own window size; a payload of at most 5 MB never needs more than
+/// 8 MiB, and refusing larger windows keeps a hostile frame from reserving 128 MiB.
+const ZSTD_WINDOW_LOG_MAX: u32 = 23;
+
+/// Decodes `body` and returns at most `cap` bytes, or [`Reject::TooLarge`] as soon as the
+/// output would pass `cap`.
+pub fn decode_capped(encoding: Encoding, body: &[u8], cap: usize) -> Result<Vec<u8>, Reject> {
+    if encoding == Encoding::Identity {
+        if body.len() > cap {
+            return Err(too_large(cap));
+        }
+        return Ok(body.to_vec());
+    }
+    let reader: Box<dyn Read + '_> = match encoding {
+        Encoding::Identity => unreachable!("handled above"),
+        Encoding::Gzip => Box::new(flate2::read::MultiGzDecoder::new(body)),
+        // HTTP's "deflate" is zlib-wrapped, but some senders emit raw deflate; the zlib header
+        // is self-checking, so look before choosing.
+        Encoding::Deflate if looks_like_zlib(body) => Box::new(flate2::read::ZlibDecoder::new(body)),
+        Encoding::Deflate => Box::new(flate2::read::DeflateDecoder::new(body)),
+        Encoding::Zstd => {
+            let mut d = zstd::stream::read::Decoder::with_buffer(body)
+                .map_err(|e| Reject::BadBody(format!("zstd: {e}")))?;
+            d.window_log_max(ZSTD_WINDOW_LOG_MAX)
+                .map_err(|e| Reject::BadBody(format!("zstd: {e}")))?;
+            Box::new(d)
+        }
+    };
+    let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(cap + 1));
+    reader
+        .take(cap as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| Reject::BadBody(format!("cannot decompress the body: {e}")))?;
+    if out.len() > cap {
+        return Err(too_large(cap));
+    }
+    Ok(out)
+}
+
+fn too_large(cap: usize) -> Reject {
+    Reject::TooLarge(format!("payload is over {cap} bytes once decompressed"))
+}
+
+fn looks_like_zlib(body: &[u8]) -> bool {
+    matches!(body, [cmf, flg, ..] if cmf & 0x0f == 8 && (u16::from(*cmf) << 8 | u16::from(*flg)) % 31 == 0)
+}
+
+/// One log as the store wants it: reserved fields split out, the rest kept as JSON text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewLog {
+    pub timestamp_ms: i64,
+    pub status: String,
+    pub host: String,
+    pub service: String,
+    pub source: String,
+    pub message: String,
+    /// Tags in `,a:b,c,` form: one leading and one trailing comma so that a tag test is a
+    /// substring test for `,tag,`.
+    pub tags: String,
+    /// A JSON object of the non-reserved keys, or `None` when there are none.
+    pub attributes: Option<String>,
+    pub truncated: bool,
+}
+
+/// Parses a body (a JSON array of log objects, or one object) into rows.
+pub fn parse_logs(body: &[u8], now_ms: i64) -> Result<Vec<NewLog>, Reject> {
+    let too_many = Cell::new(false);
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let parsed = Body {
+        now_ms,
+        too_many: &too_many,
+    }
+    .deserialize(&mut de)
+    .and_then(|logs| de.end().map(|()| logs));
+    match parsed {
+        Ok(logs) => Ok(logs),
+        Err(_) if too_many.get() => Err(Reject::TooLarge(format!(
+            "payload has more than {} entries",
+            wire::MAX_ENTRIES
+        ))),
+        Err(e) => Err(Reject::BadBody(format!("invalid JSON: {e}"))),
+    }
+}
+
+struct Body<'c> {
+    now_ms: i64,
+    too_many: &'c Cell<bool>,
+}
+
+impl<'de> DeserializeSeed<'de> for Body<'_> {
+    type Value = Vec<NewLog>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Body<'_> {
+    type Value = Vec<NewLog>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON array of log objects, or one log object")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut logs = Vec::with_capacity(seq.size_hint().unwrap_or(64).min(wire::MAX_ENTRIES));
+        while let Some(log) = seq.next_element_seed(LogSeed { now_ms: self.now_ms })? {
+            if logs.len() == wire::MAX_ENTRIES {
+                self.too_many.set(true);
+                return Err(de::Error::custom("too many entries"));
+            }
+            logs.push(log);
+        }
+        Ok(logs)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        Ok(vec![LogSeed { now_ms: self.now_ms }.visit_map(map)?])
+    }
+}
+
+struct LogSeed {
+    now_ms: i64,
+}
+
+impl<'de> DeserializeSeed<'de> for LogSeed {
+    type Value = NewLog;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for LogSeed {
+    type Value = NewLog;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a log object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<NewLog, A::Error> {
+        let mut message = None;
+        let mut status = None;
+        let mut timestamp_ms = None;
+        let mut host = None;
+        let mut service = None;
+        let mut source = None;
+        let mut tags = String::from(",");
+        let mut attributes = String::new();
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            let raw: &'de RawValue = map.next_value()?;
+            let text = raw.get();
+            // Only a JSON string fills a reserved field; anything else under a reserved name is
+            // kept as an attribute so that nothing a sender wrote is lost.
+            let as_str = || -> Option<String> {
+                text.starts_with('"')
+                    .then(|| serde_json::from_str::<String>(text).ok())
+                    .flatten()
+            };
+            let reserved = match key.as_ref() {
+                wire::MESSAGE => as_str().map(|s| message = Some(s)),
+                wire::STATUS => as_str().map(|s| status = Some(normalise_status(&s))),
+                wire::HOSTNAME | wire::HOST => as_str().map(|s| host = Some(s)),
+                wire::SERVICE => as_str().map(|s| service = Some(s)),
+                wire::DDSOURCE | wire::SOURCE => as_str().map(|s| source = Some(s)),
+                wire::DDTAGS => as_str().map(|s| append_tags(&mut tags, &s)),
+                wire::TIMESTAMP => parse_timestamp(text).map(|t| timestamp_ms = Some(t)),
+                _ => None,
+            };
+            if reserved.is_none() {
+                attributes.push(if attributes.is_empty() { '{' } else { ',' });
+                attributes.push_str(
+                    &serde_json::to_string(key.as_ref()).expect("a str always serialises"),
+                );
+                attributes.push(':');
+                attributes.push_str(text);
+            }
+        }
+        let (message, truncated) = truncate_message(message.unwrap_or_default());
+        Ok(NewLog {
+            timestamp_ms: timestamp_ms.unwrap_or(self.now_ms),
+            status: status.unwrap_or_else(|| wire::DEFAULT_STATUS.to_owned()),
+            host: host.unwrap_or_default(),
+            service: service.unwrap_or_default(),
+            source: source.unwrap_or_default(),
+            message,
+            tags: if tags.len() == 1 { String::new() } else { tags },
+            attributes: (!attributes.is_empty()).then(|| attributes + "}"),
+            truncated,
+        })
+    }
+}
+
+fn append_tags(out: &mut String, ddtags: &str) {
+    for tag in ddtags.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        out.push_str(tag);
+        out.push(',');
+    }
+}
+
+fn parse_timestamp(raw: &str) -> Option<i64> {
+    if let Ok(ms) = raw.parse::<i64>() {
+        return Some(ms);
+    }
+    if let Ok(f) = raw.parse::<f64>() {
+        return f.is_finite().then_some(f.round() as i64);
+    }
+    let s: String = serde_json::from_str(raw).ok()?;
+    crate::timefmt::parse_time(&s, 0).ok()
+}
+
+/// Datadog's status remapper folds the many spellings of a severity into a few values, so that
+/// `status:warn` finds `WARNING` too.
+pub fn normalise_status(s: &str) -> String {
+    let lower = s.trim().to_ascii_lowercase();
+    let canonical = match lower.as_str() {
+        "emerg" | "emergency" | "panic" => "emerg",
+        "alert" => "alert",
+        "crit" | "critical" | "fatal" => "critical",
+        "err" | "error" => "error",
+        "warn" | "warning" => "warn",
+        "notice" => "notice",
+        "info" | "information" | "informational" => "info",
+        "debug" | "trace" => "debug",
+        "ok" | "success" => "ok",
+        _ => return lower,
+    };
+    canonical.to_owned()
+}
+
+fn truncate_message(mut message: String) -> (String, bool) {
+    if message.len() <= wire::MAX_MESSAGE_BYTES {
+        return (message, false);
+    }
+    let mut cut = wire::MAX_MESSAGE_BYTES;
+    while !message.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    message.truncate(cut);
+    message.push_str(wire::TRUNCATED_MARKER);
+    (message, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserved_fields_are_split_and_the_rest_kept_as_attributes() {
+        let body = br#"[{"message":"hi","status":"WARNING","timestamp":1700000000123,
+            "hostname":"h1","service":"web","ddsource":"nginx","ddtags":"env:prod, team:db,,",
+            "user":{"name":"bob"},"n":5,"service_extra":"x"}]"#;
+        let logs = parse_logs(body, 0).unwrap();
+        assert_eq!(logs.len(), 1);
+        let l = &logs[0];
+        assert_eq!((l.message.as_str(), l.status.as_str()), ("hi", "warn"));
+        assert_eq!(l.timestamp_ms, 1_700_000_000_123);
+        assert_eq!((l.host.as_str(), l.service.as_str(), l.source.as_str()), ("h1", "web", "nginx"));
+        assert_eq!(l.tags, ",env:prod,team:db,");
+        let attrs: serde_json::Value = serde_json::from_str(l.attributes.as_deref().unwrap()).unwrap();
+        assert_eq!(attrs, serde_json::json!({"user":{"name":"bob"},"n":5,"service_extra":"x"}));
+    }
+
+    #[test]
+    fn one_object_is_a_batch_of_one_and_defaults_fill_in() {
+        let logs = parse_logs(br#"{"message":"m"}"#, 42).unwrap();
+        assert_eq!(logs[0].timestamp_ms, 42);
+        assert_eq!(logs[0].status, "info");
+        assert_eq!(logs[0].tags, "");
+        assert_eq!(logs[0].attributes, None);
+    }
+
+    #[test]
+    fn bad_bodies_are_refused_with_a_reason() {
+        for body in [&b"[{"[..], b"\"just a string\"", b"[1]", b"{} trailing", b""] {
+            assert!(matches!(parse_logs(body, 0), Err(Reject::BadBody(_))), "{body:?}");
+        }
+    }
+
+    #[test]
+    fn more_than_the_entry_limit_is_too_large() {
+        let body = format!("[{}]", vec![r#"{"message":"x"}"#; wire::MAX_ENTRIES + 1].join(","));
+        assert!(matches!(parse_logs(body.as_bytes(), 0), Err(Reject::TooLarge(_))));
+        let body = format!("[{}]", vec![r#"{"message":"x"}"#; wire::MAX_ENTRIES].join(","));
+        assert_eq!(parse_logs(body.as_bytes(), 0).unwrap().len(), wire::MAX_ENTRIES);
+    }
+
+    #[test]
+    fn an_oversized_message_is_cut_at_a_char_boundary_with_the_marker() {
+        let big = "é".repeat(wire::MAX_MESSAGE_BYTES);
+        let (m, cut) = truncate_message(big);
+        assert!(cut);
+        assert!(m.ends_with(wire::TRUNCATED_MARKER));
+        assert!(m.len() <= wire::MAX_MESSAGE_BYTES + wire::TRUNCATED_MARKER.len());
+    }
+
+    #[test]
+    fn decoding_stops_at_the_cap() {
+        let zeros = vec![0u8; 1 << 20];
+        let z = zstd::encode_all(&zeros[..], 3).unwrap();
+        assert_eq!(decode_capped(Encoding::Zstd, &z, 1 << 20).unwrap().len(), 1 << 20);
+        assert!(matches!(decode_capped(Encoding::Zstd, &z, 1000), Err(Reject::TooLarge(_))));
+        assert!(matches!(Encoding::from_header(Some("br")), Err(Reject::UnsupportedEncoding(_))));
+    }
+}

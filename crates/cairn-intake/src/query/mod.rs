@@ -1,0 +1,19 @@
+//! Datadog's log search syntax: a tokeniser, a recursive-descent parser that builds an AST
+//! with positions, and a translation of the AST into parameterised SQL.
+
+mod ast;
+mod lex;
+mod parse;
+mod sql;
+
+pub use ast::{CmpOp, Field, Node, Piece, Span, Value};
+pub use parse::parse;
+pub use sql::{glob_matches, to_sql, Sql, TextMode};
+
+/// A query that does not parse, with the 1-based column (in characters) it points at.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("query error at column {column}: {message}")]
+pub struct QueryError {
+    pub column: usize,
+    pub message: String,
+}

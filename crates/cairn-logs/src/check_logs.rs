@@ -1,0 +1,280 @@
+//! [`CheckLogs`]: everything one check instance needs to turn a hand-off into a staged record,
+//! built once when the check is loaded so that the per-log work is a few copies.
+
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::processing::{Outcome, Processor};
+use crate::sink::{RecordSink, SinkError};
+use crate::staging::Staging;
+use crate::state::CacheState;
+use crate::wire::{self, LogFields};
+
+/// Staged bytes past which the hand-off moves records to the sink before the run ends, so a
+/// check that sends millions of logs in one run does not hold them all in memory.
+pub const FLUSH_THRESHOLD_BYTES: usize = 1 << 20;
+
+/// The cache key under which a stream's cursor is stored (the Datadog library's name).
+pub fn cursor_key(stream: &str) -> String {
+    format!("log_cursor_{stream}")
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// `logs_enabled: false` in datadog.yaml.
+    LogsDisabled,
+    /// The check's config has no `type: integration` logs entry.
+    NoLogsConfig,
+    /// A processing rule excluded the log.
+    Excluded,
+}
+
+impl DropReason {
+    pub const ALL: [DropReason; 3] =
+        [DropReason::LogsDisabled, DropReason::NoLogsConfig, DropReason::Excluded];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::LogsDisabled => "logs_disabled",
+            DropReason::NoLogsConfig => "no_logs_config",
+            DropReason::Excluded => "excluded",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogCounters {
+    /// Logs accepted into the staging area.
+    pub processed: u64,
+    pub truncated: u64,
+    pub dropped_logs_disabled: u64,
+    pub dropped_no_logs_config: u64,
+    pub dropped_excluded: u64,
+    /// Bytes of wire JSON staged.
+    pub bytes: u64,
+}
+
+impl LogCounters {
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        match reason {
+            DropReason::LogsDisabled => self.dropped_logs_disabled,
+            DropReason::NoLogsConfig => self.dropped_no_logs_config,
+            DropReason::Excluded => self.dropped_excluded,
+        }
+    }
+
+    fn count_drop(&mut self, reason: DropReason) {
+        match reason {
+            DropReason::LogsDisabled => self.dropped_logs_disabled += 1,
+            DropReason::NoLogsConfig => self.dropped_no_logs_config += 1,
+            DropReason::Excluded => self.dropped_excluded += 1,
+        }
+    }
+}
+
+/// What a check's logs get by default, from datadog.yaml, the instance and the logs entry.
+#[derive(Debug, Clone, Default)]
+pub struct CheckLogsConfig {
+    pub check_id: String,
+    pub hostname: String,
+    pub logs_enabled: bool,
+    /// Whether the check's config has a `type: integration` logs entry.
+    pub has_logs_entry: bool,
+    pub source: Option<String>,
+    pub service: Option<String>,
+    /// The logs entry's tags.
+    pub entry_tags: Vec<String>,
+    /// The instance's `tags`.
+    pub instance_tags: Vec<String>,
+    pub processor: Processor,
+}
+
+pub struct CheckLogs {
+    check_id: String,
+    hostname: String,
+    source: Option<String>,
+    service: Option<String>,
+    entry_tags: Vec<String>,
+    /// Instance `key:value` tags (deduplicated, sorted) plus the entry's tags, joined: the
+    /// `ddtags` of a log that brings none.
+    default_ddtags: String,
+    drop_reason: Option<DropReason>,
+    processor: Processor,
+    sink: Arc<dyn RecordSink>,
+    state: Mutex<State>,
+    /// Held while moving staged records to the sink so that two flushes keep their order.
+    flush_order: Mutex<()>,
+}
+
+struct State {
+    staging: Staging,
+    cache: CacheState,
+    counters: LogCounters,
+    warned_drop: bool,
+}
+
+/// The instance tags as the Datadog library formats them: only `key:value` tags, de-duplicated
+/// and sorted.
+pub fn formatted_instance_tags(tags: &[String]) -> Vec<&str> {
+    let mut v: Vec<&str> = tags.iter().map(String::as_str).filter(|t| t.contains(':')).collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+impl CheckLogs {
+    /// Builds the context and loads the check's stored cache state from `sink`.
+    pub fn new(cfg: CheckLogsConfig, sink: Arc<dyn RecordSink>) -> Result<Self, SinkError> {
+        let cache = sink.load_state(&cfg.check_id)?;
+        let default_ddtags = wire::join_tags_dedup(
+            formatted_instance_tags(&cfg.instance_tags)
+                .into_iter()
+                .chain(cfg.entry_tags.iter().map(String::as_str)),
+        );
+        let drop_reason = if !cfg.logs_enabled {
+            Some(DropReason::LogsDisabled)
+        } else if !cfg.has_logs_entry {
+            Some(DropReason::NoLogsConfig)
+        } else {
+            None
+        };
+        Ok(CheckLogs {
+            check_id: cfg.check_id,
+            hostname: cfg.hostname,
+            source: cfg.source,
+            service: cfg.service,
+            entry_tags: cfg.entry_tags,
+            default_ddtags,
+            drop_reason,
+            processor: cfg.processor,
+            sink,
+            state: Mutex::new(State {
+                staging: Staging::new(),
+                cache,
+                counters: LogCounters::default(),
+                warned_drop: false,
+            }),
+            flush_order: Mutex::new(()),
+        })
+    }
+
+    pub fn check_id(&self) -> &str {
+        &self.check_id
+    }
+
+    /// Stages one log (and its cursor). `attributes` is the JSON of the non-reserved keys, each
+    /// as `,"key":value`. Returns true when the caller should [`flush`](Self::flush) (with the
+    /// GIL released) because the staging area is large.
+    ///
+    /// A log dropped because logs are disabled or unconfigured does not move its cursor: the
+    /// data is still there to be read once logs are turned on.
+    pub fn push_log(&self, fields: &LogFields<'_>, attributes: &[u8], cursor: Option<(&str, &str)>) -> bool {
+        let mut st = self.state.lock();
+        if let Some(reason) = self.drop_reason {
+            st.counters.count_drop(reason);
+            if !st.warned_drop {
+                st.warned_drop = true;
+                let why = match reason {
+                    DropReason::LogsDisabled => "logs_enabled is false in datadog.yaml",
+                    _ => "its config has no logs entry with `type: integration`",
+                };
+                tracing::warn!(check_id = %self.check_id, reason = reason.as_str(), "logs of this check are dropped: {why}");
+            }
+            return false;
+        }
+        let st = &mut *st;
+        match self.processor.apply(fields.message) {
+            Outcome::Excluded(_) => st.counters.count_drop(DropReason::Excluded),
+            Outcome::Keep { message, truncated } => {
+                st.counters.processed += 1;
+                st.counters.truncated += truncated as u64;
+                let before = st.staging.len_bytes();
+                st.staging.push_log_with(|out| self.encode(out, fields, &message, attributes));
+                st.counters.bytes += (st.staging.len_bytes() - before - 5) as u64;
+            }
+        }
+        if let Some((stream, value)) = cursor {
+            let key = cursor_key(stream);
+            st.staging.push_cache(&key, value);
+            st.cache.insert(key, value.to_string());
+        }
+        st.staging.len_bytes() >= FLUSH_THRESHOLD_BYTES
+    }
+
+    fn encode(&self, out: &mut Vec<u8>, f: &LogFields<'_>, message: &str, attributes: &[u8]) {
+        out.push(b'{');
+        wire::write_key(out, wire::MESSAGE);
+        wire::write_str(out, message);
+        out.push(b',');
+        wire::write_key(out, wire::STATUS);
+        wire::write_str(out, f.status.unwrap_or(wire::DEFAULT_STATUS));
+        out.push(b',');
+        wire::write_key(out, wire::TIMESTAMP);
+        wire::write_i64(out, f.timestamp_ms);
+        out.push(b',');
+        wire::write_key(out, wire::HOSTNAME);
+        wire::write_str(out, f.hostname.unwrap_or(&self.hostname));
+        if let Some(service) = f.service.or(self.service.as_deref()) {
+            out.push(b',');
+            wire::write_key(out, wire::SERVICE);
+            wire::write_str(out, service);
+        }
+        if let Some(source) = f.source.or(self.source.as_deref()) {
+            out.push(b',');
+            wire::write_key(out, wire::DDSOURCE);
+            wire::write_str(out, source);
+        }
+        let merged;
+        let ddtags = match f.ddtags {
+            None => self.default_ddtags.as_str(),
+            Some(own) if self.entry_tags.is_empty() => own,
+            Some(own) => {
+                merged = wire::join_tags_dedup(
+                    wire::split_tags(own).chain(self.entry_tags.iter().map(String::as_str)),
+                );
+                merged.as_str()
+            }
+        };
+        if !ddtags.is_empty() {
+            out.push(b',');
+            wire::write_key(out, wire::DDTAGS);
+            wire::write_str(out, ddtags);
+        }
+        out.extend_from_slice(attributes);
+        out.push(b'}');
+    }
+
+    /// Writes a persistent-cache entry, ordered after every log staged before it.
+    pub fn write_cache(&self, key: &str, value: &str) -> bool {
+        let mut st = self.state.lock();
+        st.staging.push_cache(key, value);
+        st.cache.insert(key.to_string(), value.to_string());
+        st.staging.len_bytes() >= FLUSH_THRESHOLD_BYTES
+    }
+
+    pub fn read_cache(&self, key: &str) -> Option<String> {
+        self.state.lock().cache.get(key).cloned()
+    }
+
+    /// Moves staged records to the sink. May block: call it without the GIL.
+    pub fn flush(&self) -> Result<(), SinkError> {
+        let _order = self.flush_order.lock();
+        let mut batch = std::mem::take(&mut self.state.lock().staging);
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.sink.append(&self.check_id, &mut batch)
+    }
+
+    /// Flushes and waits until the run's records are durable. Call it without the GIL.
+    pub fn finish_run(&self) -> Result<(), SinkError> {
+        self.flush()?;
+        let _order = self.flush_order.lock();
+        self.sink.commit(&self.check_id)
+    }
+
+    pub fn counters(&self) -> LogCounters {
+        self.state.lock().counters
+    }
+}

@@ -1,0 +1,137 @@
+//! The per-check staging area: logs and cache writes in the order the check made them, framed
+//! in one contiguous byte buffer so that the hand-off allocates nothing per log.
+//!
+//! Frame: `kind: u8 | len: u32 LE | payload`. A log's payload is its wire JSON object; a cache
+//! write's payload is `key_len: u32 LE | key | value`.
+
+const KIND_LOG: u8 = 0;
+const KIND_CACHE: u8 = 1;
+const HEADER: usize = 5;
+
+#[derive(Debug, Default, Clone)]
+pub struct Staging {
+    bytes: Vec<u8>,
+    logs: usize,
+    records: usize,
+}
+
+/// One staged record, borrowed from the staging buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Record<'a> {
+    /// A log, as its wire JSON object.
+    Log(&'a [u8]),
+    /// A persistent-cache write (cursors are cache writes under `log_cursor_<stream>`).
+    Cache { key: &'a str, value: &'a str },
+}
+
+impl Staging {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends a log whose JSON object `write` produces directly into the buffer.
+    pub fn push_log_with(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
+        let start = self.bytes.len();
+        self.bytes.push(KIND_LOG);
+        self.bytes.extend_from_slice(&[0; 4]);
+        write(&mut self.bytes);
+        let len = (self.bytes.len() - start - HEADER) as u32;
+        self.bytes[start + 1..start + HEADER].copy_from_slice(&len.to_le_bytes());
+        self.logs += 1;
+        self.records += 1;
+    }
+
+    pub fn push_cache(&mut self, key: &str, value: &str) {
+        self.bytes.push(KIND_CACHE);
+        let len = (4 + key.len() + value.len()) as u32;
+        self.bytes.extend_from_slice(&len.to_le_bytes());
+        self.bytes.extend_from_slice(&(key.len() as u32).to_le_bytes());
+        self.bytes.extend_from_slice(key.as_bytes());
+        self.bytes.extend_from_slice(value.as_bytes());
+        self.records += 1;
+    }
+
+    pub fn len_bytes(&self) -> usize {
+        self.bytes.len()
+    }
+
+    pub fn logs(&self) -> usize {
+        self.logs
+    }
+
+    pub fn records(&self) -> usize {
+        self.records
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records == 0
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Empties the buffer but keeps its allocation for the next run.
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.logs = 0;
+        self.records = 0;
+    }
+
+    pub fn iter(&self) -> RecordIter<'_> {
+        RecordIter { rest: &self.bytes }
+    }
+}
+
+pub struct RecordIter<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for RecordIter<'a> {
+    type Item = Record<'a>;
+
+    fn next(&mut self) -> Option<Record<'a>> {
+        if self.rest.len() < HEADER {
+            return None;
+        }
+        let kind = self.rest[0];
+        let len = u32::from_le_bytes(self.rest[1..HEADER].try_into().ok()?) as usize;
+        let payload = self.rest.get(HEADER..HEADER + len)?;
+        self.rest = &self.rest[HEADER + len..];
+        match kind {
+            KIND_LOG => Some(Record::Log(payload)),
+            KIND_CACHE => {
+                let klen = u32::from_le_bytes(payload.get(..4)?.try_into().ok()?) as usize;
+                let key = std::str::from_utf8(payload.get(4..4 + klen)?).ok()?;
+                let value = std::str::from_utf8(payload.get(4 + klen..)?).ok()?;
+                Some(Record::Cache { key, value })
+            }
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_come_back_in_the_order_they_were_staged() {
+        let mut s = Staging::new();
+        s.push_log_with(|b| b.extend_from_slice(b"{\"message\":\"a\"}"));
+        s.push_cache("log_cursor_default", "{\"position\":1}");
+        s.push_log_with(|b| b.extend_from_slice(b"{}"));
+        let got: Vec<_> = s.iter().collect();
+        assert_eq!(
+            got,
+            vec![
+                Record::Log(b"{\"message\":\"a\"}"),
+                Record::Cache { key: "log_cursor_default", value: "{\"position\":1}" },
+                Record::Log(b"{}"),
+            ]
+        );
+        assert_eq!((s.logs(), s.records()), (2, 3));
+        s.clear();
+        assert!(s.is_empty() && s.iter().next().is_none());
+    }
+}

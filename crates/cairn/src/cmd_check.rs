@@ -1,0 +1,150 @@
+//! `cairn check NAME`: run a check's instances in this process and show what they submitted,
+//! logs exactly as they would be shipped.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use cairn_checks::RunReport;
+use cairn_logs::{MemorySink, RecordSink, StateStore};
+use serde_json::{json, Value};
+
+use crate::common;
+
+#[derive(clap::Args)]
+pub struct CheckArgs {
+    /// The check's name (conf.d/NAME.d/ or conf.d/NAME.yaml).
+    name: String,
+    /// Print one JSON object: {"check", "runs": [...]}.
+    #[arg(long)]
+    json: bool,
+    /// Output format: `full` (default) or `summary` (one line per run).
+    #[arg(long, value_parser = ["full", "summary"], default_value = "full")]
+    format: String,
+    /// Run every instance this many times, in one process (cursors carry over).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    times: u32,
+    /// Milliseconds to wait between repeated runs.
+    #[arg(long, default_value_t = 0)]
+    pause: u64,
+    /// Write cursors and the persistent cache to run_path (by default they stay in memory, so
+    /// a running agent's cursors never move).
+    #[arg(long)]
+    persist: bool,
+}
+
+pub fn run(config_dir: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let loaded = common::load_config(config_dir)?;
+    let Some(integration) = loaded.integrations.iter().find(|i| i.name == args.name) else {
+        if let Some(err) = loaded.errors.iter().find(|e| e.to_string().contains(&format!("conf.d/{}", args.name))) {
+            bail!("check {}: {err}", args.name);
+        }
+        bail!(
+            "check {}: no config found (expected {}/conf.d/{}.d/conf.yaml or conf.d/{}.yaml)",
+            args.name,
+            config_dir.display(),
+            args.name,
+            args.name
+        );
+    };
+    let store = StateStore::open(&loaded.agent.run_path)
+        .with_context(|| format!("opening run_path {}", loaded.agent.run_path.display()))?;
+    let memory = MemorySink::new(Some(store), args.persist);
+    let sink: Arc<dyn RecordSink> = memory.clone();
+    let (checks, errors) = cairn_checks::load_all(&loaded.agent, std::slice::from_ref(integration), &sink)?;
+    if let Some(e) = errors.first() {
+        eprintln!("error: {e}");
+        return Ok(ExitCode::FAILURE);
+    }
+    let mut runs = Vec::new();
+    let mut failed = false;
+    for round in 0..args.times {
+        if round > 0 && args.pause > 0 {
+            std::thread::sleep(Duration::from_millis(args.pause));
+        }
+        for check in &checks {
+            let report = cairn_checks::run_once(check);
+            failed |= report.error.is_some();
+            let logs: Vec<Value> = memory
+                .take_logs(&check.check_id)
+                .iter()
+                .map(|l| serde_json::from_slice(l).unwrap_or(Value::Null))
+                .collect();
+            let run = run_json(&report, logs);
+            if !args.json {
+                if args.format == "summary" {
+                    println!("{}", summary_line(&report, &run));
+                } else {
+                    print_full(&report, &run);
+                }
+            }
+            runs.push(run);
+        }
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&json!({"check": args.name, "runs": runs}))?);
+    }
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+fn run_json(r: &RunReport, logs: Vec<Value>) -> Value {
+    json!({
+        "check_id": r.check_id,
+        "instance": crate::cmd_configcheck::redact(&r.instance),
+        "duration_ms": (r.duration.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
+        "error": r.error,
+        "warnings": r.warnings,
+        "metrics": r.submissions.metrics,
+        "service_checks": r.submissions.service_checks,
+        "events": r.submissions.events,
+        "logs": logs,
+    })
+}
+
+fn count(run: &Value, key: &str) -> usize {
+    run[key].as_array().map(Vec::len).unwrap_or(0)
+}
+
+fn summary_line(r: &RunReport, run: &Value) -> String {
+    format!(
+        "{} {:.1}ms metrics={} service_checks={} events={} logs={} warnings={} error={}",
+        r.check_id,
+        r.duration.as_secs_f64() * 1000.0,
+        count(run, "metrics"),
+        count(run, "service_checks"),
+        count(run, "events"),
+        count(run, "logs"),
+        r.warnings.len(),
+        r.error.as_ref().map(|e| e.message.as_str()).unwrap_or("-")
+    )
+}
+
+fn print_full(r: &RunReport, run: &Value) {
+    println!("=== {} ({:.1} ms) ===", r.check_id, r.duration.as_secs_f64() * 1000.0);
+    let section = |title: &str, key: &str| {
+        let items = run[key].as_array().cloned().unwrap_or_default();
+        println!("{title} ({}):", items.len());
+        for i in items {
+            println!("  {i}");
+        }
+    };
+    section("metrics", "metrics");
+    section("service checks", "service_checks");
+    section("events", "events");
+    section("logs", "logs");
+    if !r.warnings.is_empty() {
+        println!("warnings ({}):", r.warnings.len());
+        for w in &r.warnings {
+            println!("  {w}");
+        }
+    }
+    if let Some(e) = &r.error {
+        println!("error: {}", e.message);
+        for line in e.traceback.lines() {
+            println!("  {line}");
+        }
+    }
+    println!();
+}

@@ -1,0 +1,24 @@
+//! Pieces the subcommands share: logging setup and config loading with reporting.
+
+use std::path::Path;
+
+use anyhow::Context;
+use cairn_config::LoadedConfig;
+
+/// Logs go to stderr so that stdout stays for command output (`cairn check --json`).
+/// `CAIRN_LOG` (an env-filter) overrides the default `info`.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}
+
+/// Loads the config dir; warnings are logged, a fatal problem is an error naming the file.
+pub fn load_config(config_dir: &Path) -> anyhow::Result<LoadedConfig> {
+    let loaded = cairn_config::load_from_process_env(config_dir)
+        .with_context(|| format!("loading config from {}", config_dir.display()))?;
+    for w in &loaded.warnings {
+        tracing::warn!("{w}");
+    }
+    Ok(loaded)
+}

@@ -1,0 +1,185 @@
+"""``AgentCheck``: the base class of every custom check.
+
+The log hand-off (``send_log``, ``get_log_cursor``) and the persistent cache are native methods
+of ``_cairn.CheckBase``: each log goes from the check's dict straight into the agent's buffer,
+with no JSON round trip in Python.
+"""
+import copy
+import json
+import logging
+import traceback
+
+import aggregator
+import datadog_agent
+from _cairn import CheckBase
+
+from ..log import CheckLoggingAdapter, init_logging
+
+init_logging()
+
+
+class AgentCheck(CheckBase):
+    """The base class of a check.
+
+    The agent builds one object per instance with ``Cls(name, init_config, instances)`` and
+    calls ``run()`` at every collection interval; ``run()`` calls ``check(instance)``.
+
+    Native methods inherited from ``CheckBase``:
+
+    - ``send_log(data, cursor=None, stream='default')``: submit a log. ``data`` must include at
+      least a ``message`` key. ``timestamp`` is seconds since the Unix epoch (defaults to now);
+      ``ddtags`` is a comma-separated string of tags (defaults to the instance's tags). Every
+      other key is passed through as a log attribute. ``cursor`` is saved with the log and can be
+      retrieved later with ``get_log_cursor(stream)``.
+    - ``get_log_cursor(stream='default')``: the last cursor saved for ``stream``, or ``None``.
+    - ``read_persistent_cache(key)`` / ``write_persistent_cache(key, value)``: a string cache per
+      check instance that survives restarts.
+    """
+
+    OK, WARNING, CRITICAL, UNKNOWN = (0, 1, 2, 3)
+    __NAMESPACE__ = ''
+
+    def __init__(self, *args, **kwargs):
+        # Accepts (name, init_config, instances) and the legacy
+        # (name, init_config, agentConfig, instances), positionally or by keyword.
+        self.name = kwargs.get('name', args[0] if args else '')
+        init_config = kwargs.get('init_config', args[1] if len(args) > 1 else None)
+        if 'instances' in kwargs:
+            instances = kwargs['instances']
+        elif len(args) > 2:
+            instances = args[-1]
+        else:
+            instances = None
+        self.init_config = init_config if init_config is not None else {}
+        self.instances = list(instances) if instances else []
+        self.instance = self.instances[0] if self.instances else None
+        self.agentConfig = kwargs.get('agentConfig', {})
+        self.warnings = []
+        self.hostname = datadog_agent.get_hostname()
+        self.log = CheckLoggingAdapter(logging.getLogger(f'datadog_checks.{self.name}'), {})
+
+    # -- the check -------------------------------------------------------------------------
+
+    def check(self, instance):
+        """Collects data for one instance. Override it."""
+        raise NotImplementedError(f'{type(self).__name__} does not implement check(self, instance)')
+
+    def run(self):
+        """Runs ``check`` on a copy of the instance. Returns ``''`` on success, or a JSON list
+        ``[{"message", "traceback"}]`` describing the error."""
+        try:
+            instance = copy.deepcopy(self.instances[0]) if self.instances else {}
+            self.check(instance)
+            return ''
+        except Exception as e:
+            return json.dumps([{'message': str(e), 'traceback': traceback.format_exc()}])
+
+    def cancel(self):
+        """Called when the check is unscheduled; override to release resources."""
+
+    # -- metrics, service checks, events ----------------------------------------------------
+
+    def _metric_name(self, name, raw):
+        if raw or not self.__NAMESPACE__:
+            return name
+        return f'{self.__NAMESPACE__}.{name}'
+
+    def _tags(self, tags, device_name):
+        out = []
+        for tag in tags or ():
+            if tag is None:
+                continue
+            if isinstance(tag, bytes):
+                tag = tag.decode('utf-8', 'replace')
+            elif not isinstance(tag, str):
+                tag = str(tag)
+            out.append(tag)
+        if device_name:
+            out.append(f'device:{device_name}')
+        return out
+
+    def _submit_metric(self, mtype, name, value, tags, hostname, device_name, raw, flush_first_value=False):
+        if value is None:
+            return
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            self.warning('Metric %r has a non-numeric value %r; it was not submitted', name, value)
+            return
+        aggregator.submit_metric(
+            self,
+            self.check_id,
+            mtype,
+            self._metric_name(name, raw),
+            value,
+            self._tags(tags, device_name),
+            hostname or '',
+            flush_first_value,
+        )
+
+    def gauge(self, name, value, tags=None, hostname=None, device_name=None, raw=False):
+        """Sample a gauge metric."""
+        self._submit_metric(aggregator.GAUGE, name, value, tags, hostname, device_name, raw)
+
+    def count(self, name, value, tags=None, hostname=None, device_name=None, raw=False):
+        """Sample a raw count metric."""
+        self._submit_metric(aggregator.COUNT, name, value, tags, hostname, device_name, raw)
+
+    def monotonic_count(
+        self, name, value, tags=None, hostname=None, device_name=None, raw=False, flush_first_value=False
+    ):
+        """Sample an increasing counter; the agent submits the difference between samples."""
+        self._submit_metric(
+            aggregator.MONOTONIC_COUNT, name, value, tags, hostname, device_name, raw, flush_first_value
+        )
+
+    def rate(self, name, value, tags=None, hostname=None, device_name=None, raw=False):
+        """Sample a point, the agent submits the rate of change per second."""
+        self._submit_metric(aggregator.RATE, name, value, tags, hostname, device_name, raw)
+
+    def histogram(self, name, value, tags=None, hostname=None, device_name=None, raw=False):
+        """Sample a histogram metric."""
+        self._submit_metric(aggregator.HISTOGRAM, name, value, tags, hostname, device_name, raw)
+
+    def historate(self, name, value, tags=None, hostname=None, device_name=None, raw=False):
+        """Sample a histogram based on rate metrics."""
+        self._submit_metric(aggregator.HISTORATE, name, value, tags, hostname, device_name, raw)
+
+    def service_check(self, name, status, tags=None, hostname=None, message=None, raw=False):
+        """Send the status of a service: ``AgentCheck.OK``, ``WARNING``, ``CRITICAL`` or ``UNKNOWN``."""
+        if status not in (0, 1, 2, 3):
+            raise ValueError(f'service_check {name!r}: status must be 0..3 (OK, WARNING, CRITICAL, UNKNOWN), got {status!r}')
+        aggregator.submit_service_check(
+            self,
+            self.check_id,
+            self._metric_name(name, raw),
+            status,
+            self._tags(tags, None),
+            hostname or '',
+            '' if message is None else str(message),
+        )
+
+    def event(self, event):
+        """Send an event: a dict with at least ``msg_title`` and ``msg_text``."""
+        if not isinstance(event, dict):
+            raise TypeError(f'event must be a dict, got {type(event).__name__}')
+        aggregator.submit_event(self, self.check_id, event)
+
+    def set_metadata(self, name, value, **options):
+        """Record metadata about the monitored thing (a version, say)."""
+        datadog_agent.set_check_metadata(self.check_id, name, str(value))
+
+    # -- warnings ---------------------------------------------------------------------------
+
+    def warning(self, warning_message, *args, **kwargs):
+        """Record a warning for this run (shown by ``cairn check`` and the status)."""
+        message = str(warning_message)
+        if args:
+            message = message % args
+        self.log.warning(message)
+        self.warnings.append(message)
+
+    def get_warnings(self):
+        """Return and clear the warnings recorded since the last call."""
+        warnings, self.warnings = self.warnings, []
+        return warnings
