@@ -67,17 +67,15 @@ pub fn run(config_dir: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
         for check in &checks {
             let report = cairn_checks::run_once(check);
             failed |= report.error.is_some();
-            let logs: Vec<Value> = memory
-                .take_logs(&check.check_id)
-                .iter()
-                .map(|l| serde_json::from_slice(l).unwrap_or(Value::Null))
-                .collect();
+            let raw_logs = memory.take_logs(&check.check_id);
+            let logs: Vec<Value> =
+                raw_logs.iter().map(|l| serde_json::from_slice(l).unwrap_or(Value::Null)).collect();
             let run = run_json(&report, logs);
             if !args.json {
                 if args.format == "summary" {
                     println!("{}", summary_line(&report, &run));
                 } else {
-                    print_full(&report, &run);
+                    print_full(&report, &run, &raw_logs);
                 }
             }
             runs.push(run);
@@ -121,7 +119,8 @@ fn summary_line(r: &RunReport, run: &Value) -> String {
     )
 }
 
-fn print_full(r: &RunReport, run: &Value) {
+/// Logs are printed byte for byte as they would go on the wire.
+fn print_full(r: &RunReport, run: &Value, raw_logs: &[Vec<u8>]) {
     println!("=== {} ({:.1} ms) ===", r.check_id, r.duration.as_secs_f64() * 1000.0);
     let section = |title: &str, key: &str| {
         let items = run[key].as_array().cloned().unwrap_or_default();
@@ -133,7 +132,10 @@ fn print_full(r: &RunReport, run: &Value) {
     section("metrics", "metrics");
     section("service checks", "service_checks");
     section("events", "events");
-    section("logs", "logs");
+    println!("logs ({}):", raw_logs.len());
+    for l in raw_logs {
+        println!("  {}", String::from_utf8_lossy(l));
+    }
     if !r.warnings.is_empty() {
         println!("warnings ({}):", r.warnings.len());
         for w in &r.warnings {

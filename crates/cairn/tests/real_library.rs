@@ -1,0 +1,190 @@
+//! Checks written against the real `datadog-checks-base` from PyPI run unmodified on Cairn's
+//! native `datadog_agent` / `aggregator` modules. The test creates (once, cached under the
+//! target dir) a virtualenv with `datadog-checks-base==38.7.0 lazy-loader pyyaml cachetools`
+//! from Debian's python3.11, the interpreter the binary embeds.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+const PACKAGES: &[&str] = &["datadog-checks-base==38.7.0", "lazy-loader", "pyyaml", "cachetools"];
+
+fn venv() -> &'static Path {
+    static VENV: OnceLock<PathBuf> = OnceLock::new();
+    VENV.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ddcb-38.7.0-venv");
+        let marker = dir.join(".installed");
+        if !marker.exists() {
+            let _ = std::fs::remove_dir_all(&dir);
+            let ok = Command::new("/usr/bin/python3.11").args(["-m", "venv"]).arg(&dir).status().unwrap();
+            assert!(ok.success(), "creating the virtualenv failed");
+            let ok = Command::new(dir.join("bin/pip"))
+                .args(["install", "--quiet", "--disable-pip-version-check"])
+                .args(PACKAGES)
+                .status()
+                .unwrap();
+            assert!(ok.success(), "pip install {PACKAGES:?} failed (PyPI must be reachable)");
+            std::fs::write(&marker, "").unwrap();
+        }
+        dir
+    })
+}
+
+fn write(root: &Path, rel: &str, text: &str) {
+    let p = root.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, text).unwrap();
+}
+
+fn config_dir() -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    write(root, "datadog.yaml", &format!("logs_enabled: true\nhostname: test-host\npython_env: {}\n", venv().display()));
+    write(
+        root,
+        "conf.d/plain.d/conf.yaml",
+        "instances:\n  - tags: [\"env:test\", \"bare\", \"env:test\"]\nlogs:\n  - type: integration\n    source: plain\n    service: plain-svc\n",
+    );
+    write(
+        root,
+        "checks.d/plain.py",
+        r#"
+import datadog_checks.base
+from datadog_checks.base import AgentCheck
+
+
+class Plain(AgentCheck):
+    __NAMESPACE__ = 'plain'
+
+    def check(self, instance):
+        self.gauge('up', 1, tags=['a:b'])
+        self.monotonic_count('requests', 10)
+        self.service_check('can_connect', AgentCheck.OK, message='fine')
+        self.event({'msg_title': 'hello', 'msg_text': 'world'})
+        before = self.get_log_cursor()
+        self.send_log(
+            {'message': 'hello from the real library', 'timestamp': 1700000000.5,
+             'base_file': datadog_checks.base.__file__, 'extra': {'k': [1, 2]}},
+            cursor={'pos': 7},
+        )
+        self.send_log({'message': 'second', 'ddtags': 'own:tag'})
+        assert before is None, before
+        assert self.get_log_cursor() == {'pos': 7}, self.get_log_cursor()
+        self.write_persistent_cache('k', 'v')
+        assert self.read_persistent_cache('k') == 'v'
+        self.warning('careful %s', 'now')
+"#,
+    );
+    write(root, "conf.d/crawler.d/conf.yaml", "instances:\n  - per_run: 2\nlogs:\n  - type: integration\n    source: crawler\n    service: crawler-svc\n");
+    write(
+        root,
+        "checks.d/crawler.py",
+        r#"
+from datadog_checks.base.checks.logs.crawler.base import LogCrawlerCheck
+from datadog_checks.base.checks.logs.crawler.stream import LogRecord, LogStream
+
+
+class NumberStream(LogStream):
+    def __init__(self, *, check, name, per_run):
+        super().__init__(check=check, name=name)
+        self.per_run = per_run
+
+    def records(self, *, cursor=None):
+        start = cursor['n'] if cursor else 0
+        for n in range(start + 1, start + 1 + self.per_run):
+            yield LogRecord({'message': f'{self.name} {n}', 'n': n}, cursor={'n': n})
+
+
+class Crawler(LogCrawlerCheck):
+    def get_log_streams(self):
+        per_run = self.instance['per_run']
+        return [NumberStream(check=self, name='alpha', per_run=per_run),
+                NumberStream(check=self, name='beta', per_run=per_run)]
+"#,
+    );
+    write(root, "conf.d/broken.d/conf.yaml", "instances:\n  - {}\nlogs:\n  - type: integration\n    source: broken\n");
+    write(
+        root,
+        "checks.d/broken.py",
+        "from datadog_checks.base import AgentCheck\n\nclass Broken(AgentCheck):\n    def check(self, instance):\n        self.send_log({'status': 'info'})\n",
+    );
+    tmp
+}
+
+fn cairn_check(dir: &Path, args: &[&str]) -> (i32, Value, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .arg("-c")
+        .arg(dir)
+        .arg("check")
+        .args(args)
+        .arg("--json")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("bad json ({e}): {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr)));
+    (out.status.code().unwrap_or(-1), v, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn a_plain_agent_check_on_the_real_library_submits_everything() {
+    let dir = config_dir();
+    let (code, v, stderr) = cairn_check(dir.path(), &["plain"]);
+    let run = &v["runs"][0];
+    assert_eq!(run["error"], Value::Null, "stderr: {stderr}");
+    assert_eq!(code, 0);
+    let logs = run["logs"].as_array().unwrap();
+    assert_eq!(logs.len(), 2);
+    let first = &logs[0];
+    let base_file = first["base_file"].as_str().unwrap();
+    assert!(base_file.contains("site-packages/datadog_checks/base"), "the real library must win over the bundled copy: {base_file}");
+    assert_eq!(first["message"], "hello from the real library");
+    assert_eq!(first["timestamp"], 1700000000500i64);
+    assert_eq!(first["hostname"], "test-host");
+    assert_eq!(first["service"], "plain-svc");
+    assert_eq!(first["ddsource"], "plain");
+    assert_eq!(first["ddtags"], "env:test");
+    assert_eq!(first["status"], "info");
+    assert_eq!(first["extra"], serde_json::json!({"k": [1, 2]}));
+    assert_eq!(logs[1]["ddtags"], "own:tag");
+    let metrics = run["metrics"].as_array().unwrap();
+    assert!(metrics.iter().any(|m| m["name"] == "plain.up" && m["type"] == "gauge" && m["value"] == 1.0 && m["tags"] == serde_json::json!(["a:b"])));
+    assert!(metrics.iter().any(|m| m["name"] == "plain.requests" && m["type"] == "monotonic_count"));
+    assert_eq!(run["service_checks"][0]["name"], "plain.can_connect");
+    assert_eq!(run["service_checks"][0]["status"], 0);
+    assert_eq!(run["service_checks"][0]["message"], "fine");
+    assert_eq!(run["events"][0]["msg_title"], "hello");
+    assert_eq!(run["warnings"], serde_json::json!(["careful now"]));
+}
+
+#[test]
+fn a_log_crawler_check_resumes_both_streams_from_their_cursors() {
+    let dir = config_dir();
+    let (code, v, stderr) = cairn_check(dir.path(), &["crawler", "--times", "2"]);
+    assert_eq!(code, 0, "stderr: {stderr}");
+    let messages: Vec<Vec<String>> = v["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["logs"].as_array().unwrap().iter().map(|l| l["message"].as_str().unwrap().to_string()).collect())
+        .collect();
+    assert_eq!(messages, vec![vec!["alpha 1", "alpha 2", "beta 1", "beta 2"], vec!["alpha 3", "alpha 4", "beta 3", "beta 4"]]);
+
+    // Without --persist nothing moved: a new process starts over. With it, the next continues.
+    let (_, again, _) = cairn_check(dir.path(), &["crawler"]);
+    assert_eq!(again["runs"][0]["logs"][0]["message"], "alpha 1");
+    let (_, _, _) = cairn_check(dir.path(), &["crawler", "--persist"]);
+    let (_, next, _) = cairn_check(dir.path(), &["crawler"]);
+    assert_eq!(next["runs"][0]["logs"][0]["message"], "alpha 3");
+    assert_eq!(next["runs"][0]["logs"][2]["message"], "beta 3");
+}
+
+#[test]
+fn the_real_library_send_log_without_message_is_a_clear_error() {
+    let dir = config_dir();
+    let (code, v, _) = cairn_check(dir.path(), &["broken"]);
+    assert_eq!(code, 1);
+    assert_eq!(v["runs"][0]["error"]["message"], "send_log: data must have a 'message' key");
+    assert_eq!(v["runs"][0]["logs"], serde_json::json!([]));
+}
