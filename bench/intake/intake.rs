@@ -1,1 +1,346 @@
-fn main() {}
+//! Intake benchmarks: ingest rate over HTTP with zstd bodies of 1,000 seed-shaped logs, then
+//! search and aggregate latencies over the filled store, each beside a reference measured in
+//! the same run (raw SQLite inserts; a trivial HTTP round trip).
+//!
+//! `cargo bench -p cairn-intake --bench intake` (5,000,000 logs; set CAIRN_BENCH_LOGS for
+//! fewer). Data goes to a temporary directory under CAIRN_BENCH_DIR or /tmp.
+
+use std::time::{Duration, Instant};
+
+use cairn_intake::{IntakeConfig, RunningIntake};
+use serde_json::json;
+
+const LOGS_PER_BODY: usize = 1000;
+const DAY_MS: i64 = 86_400_000;
+
+const SERVICES: [&str; 8] = [
+    "orders-db",
+    "payments-api",
+    "inventory",
+    "auth",
+    "search",
+    "billing-worker",
+    "gateway",
+    "reports",
+];
+const TABLES: [&str; 6] = [
+    "orders",
+    "customers",
+    "invoices",
+    "items",
+    "sessions",
+    "events",
+];
+
+/// Concurrent requests in flight (CAIRN_BENCH_SENDERS, default 4).
+fn senders() -> usize {
+    std::env::var("CAIRN_BENCH_SENDERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4)
+}
+
+/// xorshift64*: deterministic and dependency-free.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// One log shaped like the seed page's structured example, about 300 bytes as JSON.
+fn seed_log(rng: &mut Rng, timestamp_ms: i64) -> serde_json::Value {
+    let table = TABLES[rng.below(TABLES.len() as u64) as usize];
+    let id = rng.below(1_000_000);
+    let roll = rng.below(1000);
+    let (status, message) = match roll {
+        0 => ("error", format!("Database query failed: deadlock detected on {table} while updating id {id}")),
+        1..=49 => ("error", format!("Database query failed: timeout after 5000 ms on SELECT * FROM {table} WHERE id = {id}")),
+        50..=149 => ("warn", format!("Database query slow: SELECT * FROM {table} WHERE customer_id = {id} took longer than expected")),
+        _ => ("info", format!("Database query completed: SELECT * FROM {table} WHERE customer_id = {id} LIMIT 100")),
+    };
+    json!({
+        "message": message,
+        "status": status,
+        "timestamp": timestamp_ms,
+        "hostname": format!("db-host-{:02}", rng.below(20)),
+        "service": SERVICES[rng.below(SERVICES.len() as u64) as usize],
+        "ddsource": "custom_check",
+        "ddtags": format!("env:prod,team:{},db:{table}", ["payments", "core", "growth"][rng.below(3) as usize]),
+        "query_duration_ms": rng.below(2000),
+        "rows_returned": rng.below(5000),
+    })
+}
+
+/// Bodies of 1,000 logs, zstd level 1 as the sender sends them, timestamps spread evenly over
+/// the last day in arrival order. Returns the bodies and the plain JSON bytes they carry.
+fn make_bodies(total: usize, now_ms: i64) -> (Vec<Vec<u8>>, usize) {
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut bodies = Vec::with_capacity(total / LOGS_PER_BODY + 1);
+    let mut plain = 0;
+    let step = DAY_MS as f64 / total as f64;
+    let mut i = 0;
+    while i < total {
+        let n = LOGS_PER_BODY.min(total - i);
+        let logs: Vec<_> = (0..n)
+            .map(|k| seed_log(&mut rng, now_ms - DAY_MS + ((i + k) as f64 * step) as i64))
+            .collect();
+        let json = serde_json::to_vec(&logs).expect("logs serialise");
+        plain += json.len();
+        bodies.push(zstd::encode_all(&json[..], 1).expect("zstd in memory"));
+        i += n;
+    }
+    (bodies, plain)
+}
+
+async fn post_all(intake: &RunningIntake, bodies: &[Vec<u8>]) -> Duration {
+    let url = format!("{}/api/v2/logs", intake.url());
+    let client = reqwest::Client::new();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let started = Instant::now();
+    let sender = || async {
+        loop {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(body) = bodies.get(i) else { return };
+            let resp = client
+                .post(&url)
+                .header("content-type", "application/json")
+                .header("content-encoding", "zstd")
+                .body(body.clone())
+                .send()
+                .await
+                .expect("intake reachable");
+            assert_eq!(resp.status().as_u16(), 202);
+        }
+    };
+    let tasks: Vec<_> = (0..senders()).map(|_| sender()).collect();
+    futures_join_all(tasks).await;
+    started.elapsed()
+}
+
+async fn futures_join_all<F: std::future::Future<Output = ()>>(futs: Vec<F>) {
+    // A tiny join_all so the bench needs no futures crate: poll each in turn, in one task.
+    let mut futs: Vec<_> = futs.into_iter().map(Box::pin).collect();
+    std::future::poll_fn(|cx| {
+        futs.retain_mut(|f| f.as_mut().poll(cx).is_pending());
+        if futs.is_empty() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await
+}
+
+/// Inserts the same rows into a plain table (no index, no full-text) in 1,000-row
+/// transactions: the floor that the store's own insert path is measured against.
+fn raw_sqlite_rate(dir: &std::path::Path, n: usize) -> f64 {
+    let conn = rusqlite::Connection::open(dir.join("raw.sqlite3")).expect("open");
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
+         CREATE TABLE t (id INTEGER PRIMARY KEY, ts INTEGER, status TEXT, host TEXT, service TEXT,
+                         source TEXT, message TEXT, tags TEXT, attributes TEXT);",
+    )
+    .expect("schema");
+    let mut rng = Rng(1);
+    let rows: Vec<serde_json::Value> = (0..n).map(|i| seed_log(&mut rng, i as i64)).collect();
+    let started = Instant::now();
+    for chunk in rows.chunks(LOGS_PER_BODY) {
+        conn.execute_batch("BEGIN").expect("begin");
+        let mut stmt = conn
+            .prepare_cached("INSERT INTO t (ts, status, host, service, source, message, tags, attributes) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")
+            .expect("prepare");
+        for r in chunk {
+            stmt.execute(rusqlite::params![
+                r["timestamp"].as_i64(),
+                r["status"].as_str(),
+                r["hostname"].as_str(),
+                r["service"].as_str(),
+                r["ddsource"].as_str(),
+                r["message"].as_str(),
+                r["ddtags"].as_str(),
+                "{\"query_duration_ms\":145,\"rows_returned\":1024}",
+            ])
+            .expect("insert");
+        }
+        conn.execute_batch("COMMIT").expect("commit");
+    }
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+struct Stats {
+    p50: Duration,
+    p95: Duration,
+}
+
+async fn time_requests(
+    client: &reqwest::Client,
+    url: &str,
+    body: Option<&serde_json::Value>,
+    runs: usize,
+) -> (Stats, serde_json::Value) {
+    let mut times = Vec::with_capacity(runs);
+    let mut last = serde_json::Value::Null;
+    for _ in 0..runs {
+        let started = Instant::now();
+        let resp = match body {
+            Some(b) => client.post(url).json(b).send().await,
+            None => client.get(url).send().await,
+        }
+        .expect("intake reachable");
+        assert!(resp.status().is_success(), "{url}: {}", resp.status());
+        last = resp.json().await.expect("json answer");
+        times.push(started.elapsed());
+    }
+    times.sort();
+    (
+        Stats {
+            p50: times[runs / 2],
+            p95: times[(runs * 95 / 100).min(runs - 1)],
+        },
+        last,
+    )
+}
+
+/// Bytes this process has caused to be written to storage so far (Linux /proc/self/io).
+fn disk_bytes_written() -> u64 {
+    std::fs::read_to_string("/proc/self/io")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("write_bytes:")
+                    .map(|v| v.trim().parse().unwrap_or(0))
+            })
+        })
+        .unwrap_or(0)
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn main() {
+    let total: usize = std::env::var("CAIRN_BENCH_LOGS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5_000_000);
+    let base = std::env::var("CAIRN_BENCH_DIR")
+        .unwrap_or_else(|_| std::env::temp_dir().display().to_string());
+    let dir = tempfile::Builder::new()
+        .prefix("cairn-intake-bench")
+        .tempdir_in(base)
+        .expect("temp dir");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    println!("cairn-intake bench: {total} logs, {} concurrent senders, {LOGS_PER_BODY} logs per zstd body", senders());
+
+    let raw_n = 200_000;
+    let raw_rate = raw_sqlite_rate(dir.path(), raw_n);
+    println!("reference  raw SQLite insert (no index, no FTS, 1000/txn): {raw_rate:>10.0} rows/s");
+
+    let now_ms = cairn_intake::timefmt::now_ms();
+    let gen_started = Instant::now();
+    let (bodies, plain_bytes) = make_bodies(total, now_ms);
+    let wire_bytes: usize = bodies.iter().map(Vec::len).sum();
+    println!(
+        "generated  {} bodies in {:.1}s: {:.0} bytes/log as JSON, {:.0} bytes/log zstd",
+        bodies.len(),
+        gen_started.elapsed().as_secs_f64(),
+        plain_bytes as f64 / total as f64,
+        wire_bytes as f64 / total as f64
+    );
+
+    rt.block_on(async {
+        let mut cfg = IntakeConfig::new(dir.path().join("intake"));
+        cfg.listen = "127.0.0.1:0".parse().expect("addr");
+        cfg.max_size_bytes = u64::MAX;
+        cfg.retention = Duration::from_secs(30 * 86_400);
+        let intake = cairn_intake::start(cfg).await.expect("intake starts");
+        let client = reqwest::Client::new();
+
+        let (rtt, _) = time_requests(&client, &format!("{}/api/v1/validate", intake.url()), None, 200).await;
+        println!("reference  trivial HTTP round trip (GET /api/v1/validate): p50 {}", ms(rtt.p50));
+
+        let written_before = disk_bytes_written();
+        let first_n = (500_000 / LOGS_PER_BODY).min(bodies.len());
+        let t_first = post_all(&intake, &bodies[..first_n]).await;
+        let first_rate = (first_n * LOGS_PER_BODY) as f64 / t_first.as_secs_f64();
+        println!(
+            "ingest     first {} logs: {first_rate:>10.0} logs/s ({:.2}x the raw SQLite rate)",
+            first_n * LOGS_PER_BODY,
+            first_rate / raw_rate
+        );
+        let t_rest = post_all(&intake, &bodies[first_n..]).await;
+        let all_rate = total as f64 / (t_first + t_rest).as_secs_f64();
+        println!("ingest     all {total} logs: {all_rate:>10.0} logs/s overall ({:.1}s)", (t_first + t_rest).as_secs_f64());
+        drop(bodies);
+        println!(
+            "ingest     {:.0} bytes written to disk per log (WAL, database, checkpoints)",
+            (disk_bytes_written() - written_before) as f64 / total as f64
+        );
+
+        if std::env::var_os("CAIRN_BENCH_INGEST_ONLY").is_some() {
+            intake.shutdown().await;
+            return;
+        }
+        let report = intake.enforce_retention().await.expect("maintenance");
+        let files: u64 = std::fs::read_dir(dir.path().join("intake"))
+            .expect("data dir")
+            .filter_map(|e| e.ok()?.metadata().ok())
+            .map(|m| m.len())
+            .sum();
+        println!(
+            "store      {:.0} bytes/log on disk ({:.2} GB for {total}; {:.0} bytes/log in use), {:.2}x the JSON size",
+            files as f64 / total as f64,
+            files as f64 / 1e9,
+            report.used_bytes as f64 / total as f64,
+            files as f64 / plain_bytes as f64
+        );
+
+        let search_url = format!("{}/api/v2/logs/events/search", intake.url());
+        let agg_url = format!("{}/api/v2/logs/analytics/aggregate", intake.url());
+        let runs = 21;
+        for (label, query) in [
+            ("facet + common term", "service:orders-db timeout"),
+            ("facet + rare term  ", "service:orders-db deadlock"),
+            ("term only          ", "completed"),
+            ("facet + @attr range", "service:auth @query_duration_ms:>1900"),
+            ("tag + status       ", "team:growth status:error"),
+        ] {
+            let body = json!({"filter": {"query": query, "from": "now-1d", "to": "now"}, "page": {"limit": 50}});
+            let (s, answer) = time_requests(&client, &search_url, Some(&body), runs).await;
+            println!(
+                "search     {label} first page of 50: p50 {:>9} p95 {:>9}  ({} rows) `{query}`",
+                ms(s.p50),
+                ms(s.p95),
+                answer["data"].as_array().map_or(0, Vec::len)
+            );
+        }
+        for (label, query, compute) in [
+            ("count by service, 24h, *          ", "*", json!([{"aggregation": "count"}])),
+            ("count by service, 24h, status:error", "status:error", json!([{"aggregation": "count"}])),
+            ("count by service, 24h, free text  ", "deadlock", json!([{"aggregation": "count"}])),
+            ("count by service, 24h, @attr range", "@query_duration_ms:>1990", json!([{"aggregation": "count"}])),
+            ("volume by 30m, 24h, *             ", "*", json!([{"aggregation": "count", "type": "timeseries", "interval": "30m"}])),
+        ] {
+            let group = if label.starts_with("volume") { json!([]) } else { json!([{"facet": "service"}]) };
+            let body = json!({"filter": {"query": query, "from": "now-1d", "to": "now"}, "compute": compute, "group_by": group});
+            let (s, answer) = time_requests(&client, &agg_url, Some(&body), if query == "*" || query == "status:error" { runs } else { 5 }).await;
+            println!(
+                "aggregate  {label}: p50 {:>9} p95 {:>9}  ({} groups)",
+                ms(s.p50),
+                ms(s.p95),
+                answer["data"]["buckets"].as_array().map_or(0, Vec::len)
+            );
+        }
+        intake.shutdown().await;
+    });
+}

@@ -66,7 +66,9 @@ pub fn decode_capped(encoding: Encoding, body: &[u8], cap: usize) -> Result<Vec<
         Encoding::Gzip => Box::new(flate2::read::MultiGzDecoder::new(body)),
         // HTTP's "deflate" is zlib-wrapped, but some senders emit raw deflate; the zlib header
         // is self-checking, so look before choosing.
-        Encoding::Deflate if looks_like_zlib(body) => Box::new(flate2::read::ZlibDecoder::new(body)),
+        Encoding::Deflate if looks_like_zlib(body) => {
+            Box::new(flate2::read::ZlibDecoder::new(body))
+        }
         Encoding::Deflate => Box::new(flate2::read::DeflateDecoder::new(body)),
         Encoding::Zstd => {
             let mut d = zstd::stream::read::Decoder::with_buffer(body)
@@ -151,7 +153,9 @@ impl<'de> Visitor<'de> for Body<'_> {
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let mut logs = Vec::with_capacity(seq.size_hint().unwrap_or(64).min(wire::MAX_ENTRIES));
-        while let Some(log) = seq.next_element_seed(LogSeed { now_ms: self.now_ms })? {
+        while let Some(log) = seq.next_element_seed(LogSeed {
+            now_ms: self.now_ms,
+        })? {
             if logs.len() == wire::MAX_ENTRIES {
                 self.too_many.set(true);
                 return Err(de::Error::custom("too many entries"));
@@ -161,7 +165,10 @@ impl<'de> Visitor<'de> for Body<'_> {
         Ok(logs)
     }
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        Ok(vec![LogSeed { now_ms: self.now_ms }.visit_map(map)?])
+        Ok(vec![LogSeed {
+            now_ms: self.now_ms,
+        }
+        .visit_map(map)?])
     }
 }
 
@@ -298,10 +305,17 @@ mod tests {
         let l = &logs[0];
         assert_eq!((l.message.as_str(), l.status.as_str()), ("hi", "warn"));
         assert_eq!(l.timestamp_ms, 1_700_000_000_123);
-        assert_eq!((l.host.as_str(), l.service.as_str(), l.source.as_str()), ("h1", "web", "nginx"));
+        assert_eq!(
+            (l.host.as_str(), l.service.as_str(), l.source.as_str()),
+            ("h1", "web", "nginx")
+        );
         assert_eq!(l.tags, ",env:prod,team:db,");
-        let attrs: serde_json::Value = serde_json::from_str(l.attributes.as_deref().unwrap()).unwrap();
-        assert_eq!(attrs, serde_json::json!({"user":{"name":"bob"},"n":5,"service_extra":"x"}));
+        let attrs: serde_json::Value =
+            serde_json::from_str(l.attributes.as_deref().unwrap()).unwrap();
+        assert_eq!(
+            attrs,
+            serde_json::json!({"user":{"name":"bob"},"n":5,"service_extra":"x"})
+        );
     }
 
     #[test]
@@ -315,17 +329,38 @@ mod tests {
 
     #[test]
     fn bad_bodies_are_refused_with_a_reason() {
-        for body in [&b"[{"[..], b"\"just a string\"", b"[1]", b"{} trailing", b""] {
-            assert!(matches!(parse_logs(body, 0), Err(Reject::BadBody(_))), "{body:?}");
+        for body in [
+            &b"[{"[..],
+            b"\"just a string\"",
+            b"[1]",
+            b"{} trailing",
+            b"",
+        ] {
+            assert!(
+                matches!(parse_logs(body, 0), Err(Reject::BadBody(_))),
+                "{body:?}"
+            );
         }
     }
 
     #[test]
     fn more_than_the_entry_limit_is_too_large() {
-        let body = format!("[{}]", vec![r#"{"message":"x"}"#; wire::MAX_ENTRIES + 1].join(","));
-        assert!(matches!(parse_logs(body.as_bytes(), 0), Err(Reject::TooLarge(_))));
-        let body = format!("[{}]", vec![r#"{"message":"x"}"#; wire::MAX_ENTRIES].join(","));
-        assert_eq!(parse_logs(body.as_bytes(), 0).unwrap().len(), wire::MAX_ENTRIES);
+        let body = format!(
+            "[{}]",
+            vec![r#"{"message":"x"}"#; wire::MAX_ENTRIES + 1].join(",")
+        );
+        assert!(matches!(
+            parse_logs(body.as_bytes(), 0),
+            Err(Reject::TooLarge(_))
+        ));
+        let body = format!(
+            "[{}]",
+            vec![r#"{"message":"x"}"#; wire::MAX_ENTRIES].join(",")
+        );
+        assert_eq!(
+            parse_logs(body.as_bytes(), 0).unwrap().len(),
+            wire::MAX_ENTRIES
+        );
     }
 
     #[test]
@@ -341,8 +376,17 @@ mod tests {
     fn decoding_stops_at_the_cap() {
         let zeros = vec![0u8; 1 << 20];
         let z = zstd::encode_all(&zeros[..], 3).unwrap();
-        assert_eq!(decode_capped(Encoding::Zstd, &z, 1 << 20).unwrap().len(), 1 << 20);
-        assert!(matches!(decode_capped(Encoding::Zstd, &z, 1000), Err(Reject::TooLarge(_))));
-        assert!(matches!(Encoding::from_header(Some("br")), Err(Reject::UnsupportedEncoding(_))));
+        assert_eq!(
+            decode_capped(Encoding::Zstd, &z, 1 << 20).unwrap().len(),
+            1 << 20
+        );
+        assert!(matches!(
+            decode_capped(Encoding::Zstd, &z, 1000),
+            Err(Reject::TooLarge(_))
+        ));
+        assert!(matches!(
+            Encoding::from_header(Some("br")),
+            Err(Reject::UnsupportedEncoding(_))
+        ));
     }
 }

@@ -26,7 +26,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "h" => 3_600_000,
         "d" => 86_400_000,
         "w" => 7 * 86_400_000,
-        _ => return Err(format!("duration {s:?} has unknown unit {unit:?} (use s, m, h, d or w)")),
+        _ => {
+            return Err(format!(
+                "duration {s:?} has unknown unit {unit:?} (use s, m, h, d or w)"
+            ))
+        }
     };
     n.checked_mul(ms_per_unit)
         .map(Duration::from_millis)
@@ -51,7 +55,11 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "GiB" | "G" => 1 << 30,
         "TB" => 1_000_000_000_000,
         "TiB" | "T" => 1 << 40,
-        other => return Err(format!("size {s:?} has unknown unit {other:?} (use MiB, GiB, MB, GB)")),
+        other => {
+            return Err(format!(
+                "size {s:?} has unknown unit {other:?} (use MiB, GiB, MB, GB)"
+            ))
+        }
     };
     n.checked_mul(mult)
         .ok_or_else(|| format!("size {s:?} is too large"))
@@ -85,7 +93,9 @@ fn parse_rfc3339(s: &str) -> Option<i64> {
     let b = s.as_bytes();
     let num = |from: usize, len: usize| -> Option<i64> {
         let part = s.get(from..from + len)?;
-        part.bytes().all(|c| c.is_ascii_digit()).then(|| part.parse().ok())?
+        part.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| part.parse().ok())?
     };
     let year = num(0, 4)?;
     if b.get(4) != Some(&b'-') || b.get(7) != Some(&b'-') {
@@ -139,7 +149,11 @@ fn parse_rfc3339(s: &str) -> Option<i64> {
         Some(sign @ (b'+' | b'-')) if b.len() == i + 6 && b[i + 3] == b':' => {
             let off = num(i + 1, 2)? * 60 + num(i + 4, 2)?;
             let off_ms = off * 60_000;
-            Some(if *sign == b'+' { ms - off_ms } else { ms + off_ms })
+            Some(if *sign == b'+' {
+                ms - off_ms
+            } else {
+                ms + off_ms
+            })
         }
         _ => None,
     }
@@ -181,7 +195,15 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let mp = (5 * doy + 2) / 153;
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { yoe + era * 400 + 1 } else { yoe + era * 400 }, m, d)
+    (
+        if m <= 2 {
+            yoe + era * 400 + 1
+        } else {
+            yoe + era * 400
+        },
+        m,
+        d,
+    )
 }
 
 #[cfg(test)]
@@ -217,7 +239,10 @@ mod tests {
             let s = format_rfc3339_ms(ms);
             assert_eq!(parse_time(&s, 0), Ok(ms), "{s}");
         }
-        assert_eq!(format_rfc3339_ms(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+        assert_eq!(
+            format_rfc3339_ms(1_700_000_000_123),
+            "2023-11-14T22:13:20.123Z"
+        );
     }
 
     #[test]

@@ -13,7 +13,8 @@ use crate::wire::{self, LogFields};
 
 /// Staged bytes past which the hand-off moves records to the sink before the run ends, so a
 /// check that sends millions of logs in one run does not hold them all in memory.
-pub const FLUSH_THRESHOLD_BYTES: usize = 1 << 20;
+/// Small enough that the records are still in the CPU cache when the sink copies them.
+pub const FLUSH_THRESHOLD_BYTES: usize = 256 << 10;
 
 /// The cache key under which a stream's cursor is stored (the Datadog library's name).
 pub fn cursor_key(stream: &str) -> String {
@@ -92,19 +93,22 @@ pub struct CheckLogsConfig {
 
 pub struct CheckLogs {
     check_id: String,
-    hostname: String,
-    source: Option<String>,
-    service: Option<String>,
+    // The defaults every log of this check carries, each pre-encoded as `,"key":"value"`
+    // (empty when there is no default) so the hand-off copies instead of escaping.
+    hostname_field: Vec<u8>,
+    source_field: Vec<u8>,
+    service_field: Vec<u8>,
+    /// Instance `key:value` tags (deduplicated, sorted) plus the entry's tags: the `ddtags`
+    /// of a log that brings none.
+    ddtags_field: Vec<u8>,
     entry_tags: Vec<String>,
-    /// Instance `key:value` tags (deduplicated, sorted) plus the entry's tags, joined: the
-    /// `ddtags` of a log that brings none.
-    default_ddtags: String,
     drop_reason: Option<DropReason>,
     processor: Processor,
     sink: Arc<dyn RecordSink>,
     state: Mutex<State>,
     /// Held while moving staged records to the sink so that two flushes keep their order.
-    flush_order: Mutex<()>,
+    /// Holds the spare staging buffer, swapped in at each flush so no flush reallocates.
+    flush_order: Mutex<Staging>,
 }
 
 struct State {
@@ -139,13 +143,17 @@ impl CheckLogs {
         } else {
             None
         };
+        let opt_field = |key: &str, v: Option<&str>| match v {
+            Some(v) if !v.is_empty() => wire::field(key, v),
+            _ => Vec::new(),
+        };
         Ok(CheckLogs {
             check_id: cfg.check_id,
-            hostname: cfg.hostname,
-            source: cfg.source,
-            service: cfg.service,
+            hostname_field: wire::field(wire::HOSTNAME, &cfg.hostname),
+            source_field: opt_field(wire::DDSOURCE, cfg.source.as_deref()),
+            service_field: opt_field(wire::SERVICE, cfg.service.as_deref()),
+            ddtags_field: opt_field(wire::DDTAGS, Some(&default_ddtags)),
             entry_tags: cfg.entry_tags,
-            default_ddtags,
             drop_reason,
             processor: cfg.processor,
             sink,
@@ -155,7 +163,7 @@ impl CheckLogs {
                 counters: LogCounters::default(),
                 warned_drop: false,
             }),
-            flush_order: Mutex::new(()),
+            flush_order: Mutex::new(Staging::new()),
         })
     }
 
@@ -203,46 +211,48 @@ impl CheckLogs {
     }
 
     fn encode(&self, out: &mut Vec<u8>, f: &LogFields<'_>, message: &str, attributes: &[u8]) {
-        out.push(b'{');
-        wire::write_key(out, wire::MESSAGE);
+        let keys = wire::keys();
+        out.extend_from_slice(&keys.open_message);
         wire::write_str(out, message);
-        out.push(b',');
-        wire::write_key(out, wire::STATUS);
+        out.extend_from_slice(&keys.status);
         wire::write_str(out, f.status.unwrap_or(wire::DEFAULT_STATUS));
-        out.push(b',');
-        wire::write_key(out, wire::TIMESTAMP);
+        out.extend_from_slice(&keys.timestamp);
         wire::write_i64(out, f.timestamp_ms);
-        out.push(b',');
-        wire::write_key(out, wire::HOSTNAME);
-        wire::write_str(out, f.hostname.unwrap_or(&self.hostname));
-        if let Some(service) = f.service.or(self.service.as_deref()) {
-            out.push(b',');
-            wire::write_key(out, wire::SERVICE);
-            wire::write_str(out, service);
-        }
-        if let Some(source) = f.source.or(self.source.as_deref()) {
-            out.push(b',');
-            wire::write_key(out, wire::DDSOURCE);
-            wire::write_str(out, source);
-        }
-        let merged;
-        let ddtags = match f.ddtags {
-            None => self.default_ddtags.as_str(),
-            Some(own) if self.entry_tags.is_empty() => own,
+        Self::field_or_default(out, wire::HOSTNAME, f.hostname, &self.hostname_field);
+        Self::field_or_default(out, wire::SERVICE, f.service, &self.service_field);
+        Self::field_or_default(out, wire::DDSOURCE, f.source, &self.source_field);
+        match f.ddtags {
+            None => out.extend_from_slice(&self.ddtags_field),
             Some(own) => {
-                merged = wire::join_tags_dedup(
-                    wire::split_tags(own).chain(self.entry_tags.iter().map(String::as_str)),
-                );
-                merged.as_str()
+                let merged;
+                let tags = if self.entry_tags.is_empty() {
+                    own
+                } else {
+                    merged = wire::join_tags_dedup(
+                        wire::split_tags(own).chain(self.entry_tags.iter().map(String::as_str)),
+                    );
+                    merged.as_str()
+                };
+                if !tags.is_empty() {
+                    out.push(b',');
+                    wire::write_key(out, wire::DDTAGS);
+                    wire::write_str(out, tags);
+                }
             }
-        };
-        if !ddtags.is_empty() {
-            out.push(b',');
-            wire::write_key(out, wire::DDTAGS);
-            wire::write_str(out, ddtags);
         }
         out.extend_from_slice(attributes);
         out.push(b'}');
+    }
+
+    fn field_or_default(out: &mut Vec<u8>, key: &str, own: Option<&str>, default: &[u8]) {
+        match own {
+            Some(v) => {
+                out.push(b',');
+                wire::write_key(out, key);
+                wire::write_str(out, v);
+            }
+            None => out.extend_from_slice(default),
+        }
     }
 
     /// Writes a persistent-cache entry, ordered after every log staged before it.
@@ -259,12 +269,14 @@ impl CheckLogs {
 
     /// Moves staged records to the sink. May block: call it without the GIL.
     pub fn flush(&self) -> Result<(), SinkError> {
-        let _order = self.flush_order.lock();
-        let mut batch = std::mem::take(&mut self.state.lock().staging);
+        let mut batch = self.flush_order.lock();
+        std::mem::swap(&mut *batch, &mut self.state.lock().staging);
         if batch.is_empty() {
             return Ok(());
         }
-        self.sink.append(&self.check_id, &mut batch)
+        let result = self.sink.append(&self.check_id, &mut batch);
+        batch.clear();
+        result
     }
 
     /// Flushes and waits until the run's records are durable. Call it without the GIL.

@@ -6,14 +6,23 @@
 //! and calls [`CheckLogs`]. It must never block while a caller could hold the GIL, except through
 //! [`RecordSink::append`], which callers invoke with the GIL released.
 
+pub mod batch;
+pub mod buffer;
 pub mod check_logs;
+pub mod counters;
+pub mod encode;
+pub mod pipeline;
 pub mod processing;
+pub mod sender;
 pub mod sink;
 pub mod staging;
 pub mod state;
 pub mod wire;
 
+pub use buffer::{read_state_snapshot, Buffer, BufferGauges, BufferOptions};
 pub use check_logs::{CheckLogs, CheckLogsConfig, DropReason, LogCounters};
+pub use counters::{CheckLogCounters, Counters, CountersSnapshot, LossReason};
+pub use pipeline::{Pipeline, PipelineConfig, PipelineError};
 pub use processing::{Outcome, Processor};
 pub use sink::{MemorySink, RecordSink, SinkError, StateFileSink};
 pub use staging::{Record, Staging};

@@ -37,6 +37,8 @@ pub trait RecordSink: Send + Sync {
 pub struct MemorySink {
     store: Option<StateStore>,
     persist: bool,
+    /// False when only counts matter (`cairn check --format summary`): logs are not kept.
+    keep_logs: bool,
     inner: Mutex<HashMap<String, CheckRecords>>,
 }
 
@@ -48,8 +50,8 @@ struct CheckRecords {
 }
 
 impl MemorySink {
-    pub fn new(store: Option<StateStore>, persist: bool) -> Arc<Self> {
-        Arc::new(MemorySink { store, persist, inner: Mutex::default() })
+    pub fn new(store: Option<StateStore>, persist: bool, keep_logs: bool) -> Arc<Self> {
+        Arc::new(MemorySink { store, persist, keep_logs, inner: Mutex::default() })
     }
 
     /// Removes and returns the logs collected for `check_id` so far, as wire JSON objects.
@@ -69,11 +71,17 @@ impl RecordSink for MemorySink {
     }
 
     fn append(&self, check_id: &str, staging: &mut Staging) -> Result<(), SinkError> {
+        if !self.keep_logs && staging.records() == staging.logs() {
+            // Nothing to keep: skip walking a buffer the CPU cache has likely lost by now.
+            staging.clear();
+            return Ok(());
+        }
         let mut inner = self.inner.lock();
         let rec = inner.entry(check_id.to_string()).or_default();
         for r in staging.iter() {
             match r {
-                Record::Log(json) => rec.logs.push(json.to_vec()),
+                Record::Log(json) if self.keep_logs => rec.logs.push(json.to_vec()),
+                Record::Log(_) => {}
                 Record::Cache { key, value } => {
                     rec.state.insert(key.to_string(), value.to_string());
                     rec.dirty = true;
@@ -104,7 +112,7 @@ pub struct StateFileSink {
 impl StateFileSink {
     pub fn new(store: StateStore) -> Arc<Self> {
         Arc::new(StateFileSink {
-            memory: MemorySink { store: Some(store), persist: true, inner: Mutex::default() },
+            memory: MemorySink { store: Some(store), persist: true, keep_logs: false, inner: Mutex::default() },
         })
     }
 }
@@ -114,9 +122,7 @@ impl RecordSink for StateFileSink {
         self.memory.load_state(check_id)
     }
     fn append(&self, check_id: &str, staging: &mut Staging) -> Result<(), SinkError> {
-        self.memory.append(check_id, staging)?;
-        self.memory.take_logs(check_id);
-        Ok(())
+        self.memory.append(check_id, staging)
     }
     fn commit(&self, check_id: &str) -> Result<(), SinkError> {
         self.memory.commit(check_id)

@@ -51,7 +51,8 @@ pub fn run(config_dir: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
     };
     let store = StateStore::open(&loaded.agent.run_path)
         .with_context(|| format!("opening run_path {}", loaded.agent.run_path.display()))?;
-    let memory = MemorySink::new(Some(store), args.persist);
+    let summary_only = args.format == "summary" && !args.json;
+    let memory = MemorySink::new(Some(store), args.persist, !summary_only);
     let sink: Arc<dyn RecordSink> = memory.clone();
     let (checks, errors) = cairn_checks::load_all(&loaded.agent, std::slice::from_ref(integration), &sink)?;
     if let Some(e) = errors.first() {
@@ -68,12 +69,13 @@ pub fn run(config_dir: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
             let report = cairn_checks::run_once(check);
             failed |= report.error.is_some();
             let raw_logs = memory.take_logs(&check.check_id);
+            let shown_logs = if summary_only { report.logs.processed as usize } else { raw_logs.len() };
             let logs: Vec<Value> =
                 raw_logs.iter().map(|l| serde_json::from_slice(l).unwrap_or(Value::Null)).collect();
             let run = run_json(&report, logs);
             if !args.json {
                 if args.format == "summary" {
-                    println!("{}", summary_line(&report, &run));
+                    println!("{}", summary_line(&report, &run, shown_logs));
                 } else {
                     print_full(&report, &run, &raw_logs);
                 }
@@ -105,7 +107,7 @@ fn count(run: &Value, key: &str) -> usize {
     run[key].as_array().map(Vec::len).unwrap_or(0)
 }
 
-fn summary_line(r: &RunReport, run: &Value) -> String {
+fn summary_line(r: &RunReport, run: &Value, logs: usize) -> String {
     format!(
         "{} {:.1}ms metrics={} service_checks={} events={} logs={} warnings={} error={}",
         r.check_id,
@@ -113,7 +115,7 @@ fn summary_line(r: &RunReport, run: &Value) -> String {
         count(run, "metrics"),
         count(run, "service_checks"),
         count(run, "events"),
-        count(run, "logs"),
+        logs,
         r.warnings.len(),
         r.error.as_ref().map(|e| e.message.as_str()).unwrap_or("-")
     )

@@ -1,13 +1,19 @@
-//! `cairn run`: load every check, schedule them, stop cleanly on SIGTERM or SIGINT.
+//! `cairn run`: start the logs pipeline, load every check, schedule them, and stop cleanly on
+//! SIGTERM or SIGINT: stop scheduling, let running checks finish (bounded), give payloads in
+//! flight a moment, make the buffer durable, exit 0.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use cairn_logs::{RecordSink, StateFileSink, StateStore};
+use cairn_config::AgentConfig;
+use cairn_logs::{
+    CacheState, Counters, CountersSnapshot, Pipeline, PipelineConfig, RecordSink, SinkError,
+    Staging,
+};
 
 use crate::common;
 
@@ -16,6 +22,28 @@ pub struct RunArgs {
     /// Seconds to let running checks finish after a stop signal.
     #[arg(long, default_value_t = 10)]
     grace_secs: u64,
+    /// Seconds to let payloads in flight be delivered after the checks stopped; what is not
+    /// delivered by then stays in the buffer and is sent after a restart.
+    #[arg(long, default_value_t = 2.0)]
+    send_grace_secs: f64,
+    /// Write the logs pipeline counters as JSON to this file every second and at exit (a
+    /// stand-in for the status API, used by tests and benchmarks).
+    #[arg(long, hide = true)]
+    counters_file: Option<PathBuf>,
+    /// Benchmark reference: discard logs at the hand-off instead of buffering and shipping them.
+    #[arg(long, hide = true)]
+    discard_logs: bool,
+}
+
+/// Where logs go when neither an api_key nor `logs_config.logs_dd_url` is set.
+///
+/// HOOK(issue 4): start the embedded local intake here (`cairn_intake::start(IntakeConfig)`
+/// listening on `logs_config.intake.listen`) and keep its handle alive until shutdown. Until
+/// then the pipeline ships to that address and buffers while nothing listens there.
+fn local_intake_url(agent: &AgentConfig) -> String {
+    let url = format!("http://{}", agent.logs.intake_listen);
+    tracing::info!(%url, "no api_key and no logs_dd_url: shipping logs to the embedded local intake");
+    url
 }
 
 pub fn run(config_dir: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -23,10 +51,31 @@ pub fn run(config_dir: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
     for e in &loaded.errors {
         tracing::error!("{e}");
     }
-    let store = StateStore::open(&loaded.agent.run_path)
-        .with_context(|| format!("opening run_path {}", loaded.agent.run_path.display()))?;
-    let sink: Arc<dyn RecordSink> = StateFileSink::new(store);
-    let (checks, errors) = cairn_checks::load_all(&loaded.agent, &loaded.integrations, &sink)?;
+    let agent = &loaded.agent;
+    let (pipeline, sink, counters): (Option<Pipeline>, Arc<dyn RecordSink>, Arc<Counters>) = if args
+        .discard_logs
+    {
+        tracing::warn!("--discard-logs: logs are dropped at the hand-off (benchmark reference)");
+        (None, Arc::new(DiscardSink), Arc::new(Counters::default()))
+    } else {
+        let base_url = agent
+            .logs_intake_url()
+            .unwrap_or_else(|| local_intake_url(agent));
+        let pipeline = Pipeline::start(PipelineConfig::from_agent(
+            agent,
+            base_url,
+            cairn_checks::VERSION,
+        ))
+        .with_context(|| format!("starting the logs pipeline in {}", agent.run_path.display()))?;
+        let (sink, counters) = (pipeline.sink(), pipeline.counters_handle());
+        (Some(pipeline), sink, counters)
+    };
+    let snapshot = |pipeline: &Option<Pipeline>| match pipeline {
+        Some(p) => p.counters(),
+        None => counters.snapshot(),
+    };
+
+    let (checks, errors) = cairn_checks::load_all(agent, &loaded.integrations, &sink)?;
     for e in &errors {
         tracing::error!("{e}");
     }
@@ -34,16 +83,67 @@ pub fn run(config_dir: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
     }
-    tracing::info!(checks = checks.len(), version = cairn_checks::VERSION, "cairn started");
-    let scheduler = cairn_checks::Scheduler::start(checks, loaded.agent.check_runners, Arc::new(|_| {}));
+    tracing::info!(
+        checks = checks.len(),
+        version = cairn_checks::VERSION,
+        "cairn started"
+    );
+    let on_report = {
+        let counters = counters.clone();
+        Arc::new(move |report: &cairn_checks::RunReport| {
+            counters.add_handoff(&report.check_id, &report.logs)
+        })
+    };
+    let scheduler = cairn_checks::Scheduler::start(checks, agent.check_runners, on_report);
+    let mut last_write = Instant::now();
     while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(50));
+        if let Some(path) = &args.counters_file {
+            if last_write.elapsed() >= Duration::from_secs(1) {
+                last_write = Instant::now();
+                write_counters(path, &snapshot(&pipeline));
+            }
+        }
     }
     tracing::info!("stopping: waiting for running checks");
     let still = scheduler.stop(Duration::from_secs(args.grace_secs));
     if !still.is_empty() {
-        tracing::warn!(checks = ?still, "checks still running at exit; their uncommitted records are lost only if not yet staged");
+        tracing::warn!(checks = ?still, "checks still running at exit: what they staged but did not commit is not durable");
+    }
+    if let Some(path) = &args.counters_file {
+        write_counters(path, &snapshot(&pipeline));
+    }
+    if let Some(p) = pipeline {
+        let grace = Duration::try_from_secs_f64(args.send_grace_secs).unwrap_or(Duration::ZERO);
+        p.shutdown(grace).context("stopping the logs pipeline")?;
     }
     tracing::info!("cairn stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+fn write_counters(path: &Path, snapshot: &CountersSnapshot) {
+    let tmp = path.with_extension("tmp");
+    let written = serde_json::to_vec_pretty(snapshot)
+        .map_err(std::io::Error::other)
+        .and_then(|bytes| std::fs::write(&tmp, bytes))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = written {
+        tracing::warn!(path = %path.display(), error = %e, "counters file not written");
+    }
+}
+
+/// The benchmark reference sink: takes records and forgets them.
+struct DiscardSink;
+
+impl RecordSink for DiscardSink {
+    fn load_state(&self, _check_id: &str) -> Result<CacheState, SinkError> {
+        Ok(CacheState::new())
+    }
+    fn append(&self, _check_id: &str, staging: &mut Staging) -> Result<(), SinkError> {
+        staging.clear();
+        Ok(())
+    }
+    fn commit(&self, _check_id: &str) -> Result<(), SinkError> {
+        Ok(())
+    }
 }

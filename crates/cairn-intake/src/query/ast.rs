@@ -34,6 +34,11 @@ pub enum Field {
 }
 
 impl Field {
+    /// Whether the rollup table has this field's column.
+    pub fn in_rollup(&self) -> bool {
+        matches!(self, Field::Service | Field::Source | Field::Status)
+    }
+
     /// The column of a reserved field, shared by the logs table and the rollup table.
     pub fn column(&self) -> Option<&'static str> {
         match self {

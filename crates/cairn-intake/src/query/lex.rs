@@ -38,7 +38,10 @@ pub fn tokenise(query: &str) -> Result<Vec<Token>, QueryError> {
         let start = i;
         let single = |tok| Token {
             tok,
-            span: Span { start, end: start + 1 },
+            span: Span {
+                start,
+                end: start + 1,
+            },
         };
         match c {
             c if c.is_whitespace() => i += 1,
@@ -86,7 +89,10 @@ pub fn tokenise(query: &str) -> Result<Vec<Token>, QueryError> {
                     span: Span { start, end: i },
                 });
             }
-            '-' if chars.get(i + 1).is_some_and(|n| !n.is_whitespace() && *n != ')') => {
+            '-' if chars
+                .get(i + 1)
+                .is_some_and(|n| !n.is_whitespace() && *n != ')') =>
+            {
                 out.push(single(Tok::Minus));
                 i += 1;
             }
@@ -99,7 +105,9 @@ pub fn tokenise(query: &str) -> Result<Vec<Token>, QueryError> {
                             None => {
                                 return Err(QueryError {
                                     column: i + 1,
-                                    message: "a backslash must be followed by the character it escapes".into(),
+                                    message:
+                                        "a backslash must be followed by the character it escapes"
+                                            .into(),
                                 })
                             }
                         }

@@ -8,7 +8,9 @@ mod sql;
 
 pub use ast::{CmpOp, Field, Node, Piece, Span, Value};
 pub use parse::parse;
-pub use sql::{glob_matches, to_sql, Sql, TextMode};
+pub use sql::{
+    glob_matches, has_text, json_path as json_path_of, only_reserved, to_sql, Sql, TextMode,
+};
 
 /// A query that does not parse, with the 1-based column (in characters) it points at.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

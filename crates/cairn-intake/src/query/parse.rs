@@ -85,7 +85,13 @@ impl Parser {
         } else {
             "')' or a value"
         };
-        self.error_at(t, format!("expected {wanted} after {after}, found {}", describe(&t.tok)))
+        self.error_at(
+            t,
+            format!(
+                "expected {wanted} after {after}, found {}",
+                describe(&t.tok)
+            ),
+        )
     }
 
     fn starts_operand(tok: &Tok) -> bool {
@@ -162,7 +168,11 @@ impl Parser {
                 )),
             },
             _ => {
-                let wanted = if self.open_groups.is_empty() { "a value" } else { "')' or a value" };
+                let wanted = if self.open_groups.is_empty() {
+                    "a value"
+                } else {
+                    "')' or a value"
+                };
                 Err(self.error_at(&t, format!("expected {wanted}, found {}", describe(&t.tok))))
             }
         }
@@ -190,11 +200,19 @@ impl Parser {
         Ok(inner)
     }
 
-    fn word(&mut self, w: Vec<(char, bool)>, span: Span, ctx: Option<&Field>) -> Result<Node, QueryError> {
+    fn word(
+        &mut self,
+        w: Vec<(char, bool)>,
+        span: Span,
+        ctx: Option<&Field>,
+    ) -> Result<Node, QueryError> {
         let colon = w.iter().position(|&(c, esc)| c == ':' && !esc);
         let Some(colon) = colon.filter(|&i| i > 0) else {
             if colon == Some(0) {
-                return Err(Self::column_error(span.start + 1, "expected a field name before ':'".into()));
+                return Err(Self::column_error(
+                    span.start + 1,
+                    "expected a field name before ':'".into(),
+                ));
             }
             let field = ctx.cloned().unwrap_or(Field::Text);
             let value = value_of(&w, &field, span.start)?;
@@ -227,7 +245,10 @@ impl Parser {
                 Ok(Node::Match {
                     value: Value::Phrase(fold_status(Some(&field), text)),
                     field,
-                    span: Span { start: span.start, end: next.span.end },
+                    span: Span {
+                        start: span.start,
+                        end: next.span.end,
+                    },
                 })
             }
             Tok::RangeOpen(_) if adjacent => {
@@ -257,14 +278,20 @@ impl Parser {
         let low = self.bound()?;
         let to = self.next();
         if !matches!(&to.tok, Tok::Word(w) if w.iter().map(|(c, _)| *c).eq("TO".chars())) {
-            return Err(self.error_at(&to, format!("expected 'TO' in the range, found {}", describe(&to.tok))));
+            return Err(self.error_at(
+                &to,
+                format!("expected 'TO' in the range, found {}", describe(&to.tok)),
+            ));
         }
         let high = self.bound()?;
         let close = self.next();
         let Tok::RangeClose(high_inclusive) = close.tok else {
             return Err(self.error_at(
                 &close,
-                format!("expected ']' or '}}' to close the range, found {}", describe(&close.tok)),
+                format!(
+                    "expected ']' or '}}' to close the range, found {}",
+                    describe(&close.tok)
+                ),
             ));
         };
         Ok(Node::Match {
@@ -273,13 +300,20 @@ impl Parser {
                 low: low.map(|n| (n, low_inclusive)),
                 high: high.map(|n| (n, high_inclusive)),
             },
-            span: Span { start: open.span.start, end: close.span.end },
+            span: Span {
+                start: open.span.start,
+                end: close.span.end,
+            },
         })
     }
 
     fn bound(&mut self) -> Result<Option<f64>, QueryError> {
         let t = self.next();
-        let (negative, word_tok) = if t.tok == Tok::Minus { (true, self.next()) } else { (false, t.clone()) };
+        let (negative, word_tok) = if t.tok == Tok::Minus {
+            (true, self.next())
+        } else {
+            (false, t.clone())
+        };
         if let Tok::Word(w) = &word_tok.tok {
             let text: String = w.iter().map(|(c, _)| *c).collect();
             if text == "*" && !negative {
@@ -289,7 +323,13 @@ impl Parser {
                 return Ok(Some(if negative { -n } else { n }));
             }
         }
-        Err(self.error_at(&t, format!("expected a number or '*' in the range, found {}", describe(&word_tok.tok))))
+        Err(self.error_at(
+            &t,
+            format!(
+                "expected a number or '*' in the range, found {}",
+                describe(&word_tok.tok)
+            ),
+        ))
     }
 }
 
@@ -299,7 +339,10 @@ fn parse_number(s: &str) -> Option<f64> {
 
 fn field_of(name: &[(char, bool)], start: usize) -> Result<Field, QueryError> {
     if name.iter().any(|&(c, esc)| !esc && (c == '*' || c == '?')) {
-        return Err(Parser::column_error(start + 1, "a field name cannot contain wildcards".into()));
+        return Err(Parser::column_error(
+            start + 1,
+            "a field name cannot contain wildcards".into(),
+        ));
     }
     let name: String = name.iter().map(|(c, _)| *c).collect();
     if let Some(path) = name.strip_prefix('@') {
@@ -326,7 +369,9 @@ fn value_of(w: &[(char, bool)], field: &Field, start: usize) -> Result<Value, Qu
         return Ok(Value::Exists);
     }
     let text: String = w.iter().map(|(c, _)| *c).collect();
+    // Free text has no numbers to compare, so `<img` or `>>>` there are just words.
     let op = match w {
+        _ if *field == Field::Text => None,
         [('>', false), ('=', _), ..] => Some((CmpOp::Ge, 2)),
         [('<', false), ('=', _), ..] => Some((CmpOp::Le, 2)),
         [('>', false), ..] => Some((CmpOp::Gt, 1)),
@@ -345,7 +390,10 @@ fn value_of(w: &[(char, bool)], field: &Field, start: usize) -> Result<Value, Qu
             Some(n) => Ok(Value::Compare(op, n)),
             None => Err(Parser::column_error(
                 start + skip + 1,
-                format!("expected a number after '{}', found '{number}'", &text[..skip]),
+                format!(
+                    "expected a number after '{}', found '{number}'",
+                    &text[..skip]
+                ),
             )),
         };
     }
@@ -353,15 +401,27 @@ fn value_of(w: &[(char, bool)], field: &Field, start: usize) -> Result<Value, Qu
     if !w.iter().any(|&(c, esc)| !esc && (c == '*' || c == '?')) {
         return Ok(Value::Exact(fold(text)));
     }
+    // Part of a status is not a status, so a wildcard's pieces are only lower-cased.
+    let fold_lit = |s: String| {
+        if *field == Field::Status {
+            s.to_ascii_lowercase()
+        } else {
+            s
+        }
+    };
     let mut pieces = Vec::new();
     let mut lit = String::new();
     for &(c, esc) in w {
         match (c, esc) {
             ('*', false) | ('?', false) => {
                 if !lit.is_empty() {
-                    pieces.push(Piece::Lit(fold(std::mem::take(&mut lit))));
+                    pieces.push(Piece::Lit(fold_lit(std::mem::take(&mut lit))));
                 }
-                let wildcard = if c == '*' { Piece::AnyRun } else { Piece::AnyChar };
+                let wildcard = if c == '*' {
+                    Piece::AnyRun
+                } else {
+                    Piece::AnyChar
+                };
                 if !(wildcard == Piece::AnyRun && pieces.last() == Some(&Piece::AnyRun)) {
                     pieces.push(wildcard);
                 }
@@ -370,7 +430,7 @@ fn value_of(w: &[(char, bool)], field: &Field, start: usize) -> Result<Value, Qu
         }
     }
     if !lit.is_empty() {
-        pieces.push(Piece::Lit(fold(lit)));
+        pieces.push(Piece::Lit(fold_lit(lit)));
     }
     Ok(Value::Wildcard(pieces))
 }

@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""send_log hand-off benchmark (issue 2). Measures, in one run and interleaved:
+
+  (a) cairn check with the bundled base: one run that sends N seed-shaped logs;
+  (b) the same check under plain python3 with the real datadog-checks-base send_log path
+      (copy + tags + JSON encode) and a no-op host function;
+  (c) the floor: the same loop calling a no-op Python function.
+
+All three use Debian's python3.11, the interpreter cairn embeds. Prints µs/log, the ratios
+b/a (goal >= 3) and a/c (goal <= 3), and the peak RSS of the cairn process.
+
+Usage: python3 bench/handoff/run.py [--logs 1000000] [--repeat 3]
+"""
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+PY = '/usr/bin/python3.11'
+VENV = os.path.join(ROOT, 'target', 'bench-venv')
+PACKAGES = ['datadog-checks-base==38.7.0', 'lazy-loader', 'pyyaml', 'cachetools']
+
+
+def ensure_venv():
+    marker = os.path.join(VENV, '.installed')
+    if not os.path.exists(marker):
+        subprocess.run([PY, '-m', 'venv', VENV], check=True)
+        subprocess.run([os.path.join(VENV, 'bin', 'pip'), 'install', '-q', '--disable-pip-version-check', *PACKAGES], check=True)
+        open(marker, 'w').close()
+    return os.path.join(VENV, 'bin', 'python')
+
+
+def ensure_cairn():
+    subprocess.run(['cargo', 'build', '--release', '-q', '-p', 'cairn'], cwd=ROOT, check=True)
+    return os.path.join(ROOT, 'target', 'release', 'cairn')
+
+
+def read_result(path):
+    with open(path) as f:
+        r = json.load(f)
+    return r['seconds'] / r['logs'] * 1e6
+
+
+def run_cairn(cairn, n, work):
+    cfg = os.path.join(work, 'cairn')
+    os.makedirs(os.path.join(cfg, 'conf.d', 'handoff.d'), exist_ok=True)
+    os.makedirs(os.path.join(cfg, 'checks.d'), exist_ok=True)
+    with open(os.path.join(cfg, 'datadog.yaml'), 'w') as f:
+        f.write('logs_enabled: true\nhostname: bench\n')
+    result = os.path.join(work, 'a.json')
+    with open(os.path.join(cfg, 'conf.d', 'handoff.d', 'conf.yaml'), 'w') as f:
+        f.write(
+            'instances:\n'
+            f'  - logs: {n}\n    result_file: {result}\n    tags: ["env:bench"]\n'
+            'logs:\n  - type: integration\n    source: handoff\n    service: bench\n'
+        )
+    with open(os.path.join(HERE, 'handoff_check.py')) as src, open(os.path.join(cfg, 'checks.d', 'handoff.py'), 'w') as dst:
+        dst.write(src.read())
+    p = subprocess.run(
+        ['/usr/bin/time', '-v', cairn, '-c', cfg, 'check', 'handoff', '--format', 'summary'],
+        capture_output=True, text=True,
+    )
+    if p.returncode != 0:
+        sys.exit(f'cairn check failed:\n{p.stdout}\n{p.stderr}')
+    rss_kib = int(re.search(r'Maximum resident set size \(kbytes\): (\d+)', p.stderr).group(1))
+    logs = int(re.search(r'logs=(\d+)', p.stdout).group(1))
+    assert logs == n, f'cairn staged {logs} logs, expected {n}'
+    return read_result(result), rss_kib / 1024
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--logs', type=int, default=1_000_000)
+    ap.add_argument('--repeat', type=int, default=3)
+    ap.add_argument('--json-out', default=os.path.join(ROOT, 'target', 'bench', 'handoff.json'))
+    args = ap.parse_args()
+    venv_py = ensure_venv()
+    cairn = ensure_cairn()
+    a, b, c, rss = [], [], [], []
+    with tempfile.TemporaryDirectory() as work:
+        for _ in range(args.repeat):
+            us, mib = run_cairn(cairn, args.logs, work)
+            a.append(us)
+            rss.append(mib)
+            out = os.path.join(work, 'b.json')
+            subprocess.run([venv_py, os.path.join(HERE, 'real_library.py'), str(args.logs), out, os.path.join(HERE, 'handoff_check.py')], check=True)
+            b.append(read_result(out))
+            out = os.path.join(work, 'c.json')
+            subprocess.run([PY, os.path.join(HERE, 'floor.py'), str(args.logs), out], check=True)
+            c.append(read_result(out))
+    ma, mb, mc = statistics.median(a), statistics.median(b), statistics.median(c)
+    res = {
+        'logs_per_run': args.logs,
+        'repeats': args.repeat,
+        'us_per_log': {'a_cairn_bundled': ma, 'b_real_library_json_noop_host': mb, 'c_floor_noop_function': mc},
+        'ratio_b_over_a': mb / ma,
+        'ratio_a_over_c': ma / mc,
+        'cairn_peak_rss_mib': max(rss),
+        'samples': {'a': a, 'b': b, 'c': c, 'rss_mib': rss},
+    }
+    os.makedirs(os.path.dirname(args.json_out), exist_ok=True)
+    with open(args.json_out, 'w') as f:
+        json.dump(res, f, indent=2)
+    print(f'logs per run: {args.logs:,}, median of {args.repeat}')
+    print(f'(a) cairn, bundled base        {ma:6.3f} us/log')
+    print(f'(b) real library, no-op host   {mb:6.3f} us/log')
+    print(f'(c) floor, no-op function      {mc:6.3f} us/log')
+    print(f'b/a = {mb / ma:.2f}x (goal >= 3)   a/c = {ma / mc:.2f}x (goal <= 3)')
+    print(f'cairn check peak RSS: {max(rss):.1f} MiB')
+
+
+if __name__ == '__main__':
+    main()

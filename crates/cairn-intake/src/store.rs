@@ -1,0 +1,564 @@
+//! The SQLite store: one writer thread fed by a channel, a small pool of read connections.
+//!
+//! Layout: `logs` holds the reserved fields as columns, tags as `,k:v,` text and the other
+//! attributes as JSON; `logs_fts` is a contentless FTS5 index of `message`; `rollup` counts logs
+//! per minute × service × source × status, kept exact by the same transactions that add and
+//! remove logs, so facet counts and volume charts over those fields never scan logs. Host is
+//! left out: it multiplies the rollup's rows by the number of hosts.
+
+use std::collections::HashMap;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rusqlite::functions::FunctionFlags;
+use rusqlite::{params, Connection, OpenFlags};
+use tokio::sync::oneshot;
+
+use crate::ingest::NewLog;
+use crate::query::glob_matches;
+use crate::IntakeError;
+
+pub const DB_FILE: &str = "intake.sqlite3";
+pub const BUCKET_MS: i64 = 60_000;
+
+/// Jobs are grouped into one transaction until they hold this many logs; one commit per group
+/// is what makes a hundred small requests a second cheap.
+const GROUP_COMMIT_LOGS: usize = 50_000;
+/// Retention deletes in chunks so that ingestion waits at most one chunk.
+const DELETE_CHUNK: usize = 20_000;
+const IDLE_READERS: usize = 4;
+
+/// What the store keeps, and for how long.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub data_dir: PathBuf,
+    pub retention: Duration,
+    pub max_size_bytes: u64,
+    pub maintenance_every: Duration,
+}
+
+/// What one maintenance pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MaintenanceReport {
+    pub deleted_by_age: u64,
+    pub deleted_by_size: u64,
+    pub used_bytes: u64,
+}
+
+/// Counters of the store, published once per group commit.
+#[derive(Debug, Default)]
+pub struct StoreCounters {
+    pub logs_stored: AtomicU64,
+    pub logs_truncated: AtomicU64,
+    pub logs_deleted: AtomicU64,
+}
+
+enum Job {
+    Append {
+        logs: Vec<NewLog>,
+        done: oneshot::Sender<Result<(), String>>,
+    },
+    Maintain {
+        done: oneshot::Sender<MaintenanceReport>,
+    },
+}
+
+pub struct Store {
+    path: PathBuf,
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    readers: Mutex<Vec<Connection>>,
+    pub counters: Arc<StoreCounters>,
+}
+
+impl Store {
+    pub fn open(cfg: StoreConfig) -> Result<Arc<Store>, IntakeError> {
+        let dir_err = |source| IntakeError::DataDir {
+            path: cfg.data_dir.clone(),
+            source,
+        };
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&cfg.data_dir)
+            .map_err(dir_err)?;
+        std::fs::set_permissions(&cfg.data_dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(dir_err)?;
+        let path = cfg.data_dir.join(DB_FILE);
+        // SQLite gives its -wal and -shm files the mode of the database file, so creating that
+        // file 0600 first keeps all three private.
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|source| IntakeError::DataDir {
+                path: path.clone(),
+                source,
+            })?;
+        let sqlite_err = |source| IntakeError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let conn = Connection::open(&path).map_err(sqlite_err)?;
+        init_schema(&conn).map_err(sqlite_err)?;
+        // Checkpoints copy the WAL into the database and fsync it; done on the writer they
+        // would stall every commit behind the disk, so a checkpointer thread does them.
+        conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")
+            .map_err(sqlite_err)?;
+        let checkpointer = Connection::open(&path).map_err(sqlite_err)?;
+        let counters = Arc::new(StoreCounters::default());
+        let (tx, rx) = mpsc::channel();
+        let (checkpoint_tx, checkpoint_rx) = mpsc::channel::<()>();
+        std::thread::Builder::new()
+            .name("intake-checkpoint".into())
+            .spawn(move || checkpoint_loop(checkpointer, checkpoint_rx))
+            .map_err(|e| IntakeError::DataDir {
+                path: path.clone(),
+                source: e,
+            })?;
+        let writer_counters = counters.clone();
+        let writer = std::thread::Builder::new()
+            .name("intake-writer".into())
+            .spawn(move || writer_loop(conn, rx, cfg, writer_counters, checkpoint_tx))
+            .map_err(|e| IntakeError::DataDir {
+                path: path.clone(),
+                source: e,
+            })?;
+        Ok(Arc::new(Store {
+            path,
+            jobs: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(writer)),
+            readers: Mutex::new(Vec::new()),
+            counters,
+        }))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn send(&self, job: Job) -> Result<(), IntakeError> {
+        let jobs = self
+            .jobs
+            .lock()
+            .expect("jobs lock is never held across a panic");
+        jobs.as_ref()
+            .ok_or(IntakeError::WriterGone)?
+            .send(job)
+            .map_err(|_| IntakeError::WriterGone)
+    }
+
+    /// Stores `logs` in one transaction; returns once they are committed.
+    pub async fn append(&self, logs: Vec<NewLog>) -> Result<(), IntakeError> {
+        let (done, wait) = oneshot::channel();
+        self.send(Job::Append { logs, done })?;
+        match wait.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(reason)) => Err(IntakeError::BadRequest(reason)),
+            Err(_) => Err(IntakeError::WriterGone),
+        }
+    }
+
+    /// Runs retention now rather than at the next tick.
+    pub async fn maintain(&self) -> Result<MaintenanceReport, IntakeError> {
+        let (done, wait) = oneshot::channel();
+        self.send(Job::Maintain { done })?;
+        wait.await.map_err(|_| IntakeError::WriterGone)
+    }
+
+    /// Stops the writer after the jobs already queued; later appends fail.
+    pub fn close(&self) {
+        drop(self.jobs.lock().expect("jobs lock").take());
+        if let Some(handle) = self.writer.lock().expect("writer lock").take() {
+            let _ = handle.join();
+        }
+    }
+
+    /// Runs `f` on a read connection, off the async runtime.
+    pub async fn read<T, F>(self: &Arc<Self>, f: F) -> Result<T, IntakeError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, IntakeError> + Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = store.take_reader()?;
+            let out = f(&conn);
+            let mut idle = store.readers.lock().expect("readers lock");
+            if idle.len() < IDLE_READERS {
+                idle.push(conn);
+            }
+            out
+        })
+        .await
+        .map_err(|e| IntakeError::BadRequest(format!("query task failed: {e}")))?
+    }
+
+    fn take_reader(&self) -> Result<Connection, IntakeError> {
+        if let Some(conn) = self.readers.lock().expect("readers lock").pop() {
+            return Ok(conn);
+        }
+        open_reader(&self.path).map_err(|source| IntakeError::Sqlite {
+            path: self.path.clone(),
+            source,
+        })
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn init_schema(conn: &Connection) -> rusqlite::Result<()> {
+    // page_size and auto_vacuum only take effect before the first table exists. Pages of
+    // 16 KiB quarter the number of WAL frames (one write each) that a commit of full-text
+    // segments produces; incremental vacuum lets retention hand freed pages back to the file
+    // system.
+    conn.execute_batch(
+        "PRAGMA page_size = 16384;
+         PRAGMA auto_vacuum = INCREMENTAL;
+         PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = NORMAL;
+         PRAGMA journal_size_limit = 67108864;
+         PRAGMA cache_size = -65536;
+         PRAGMA temp_store = MEMORY;
+         CREATE TABLE IF NOT EXISTS logs (
+             id INTEGER PRIMARY KEY,
+             timestamp_ms INTEGER NOT NULL,
+             status TEXT NOT NULL,
+             host TEXT NOT NULL,
+             service TEXT NOT NULL,
+             source TEXT NOT NULL,
+             message TEXT NOT NULL,
+             tags TEXT NOT NULL,
+             attributes TEXT
+         );
+         CREATE INDEX IF NOT EXISTS logs_by_time ON logs (timestamp_ms);
+         CREATE INDEX IF NOT EXISTS logs_by_service ON logs (service, timestamp_ms);
+         CREATE VIRTUAL TABLE IF NOT EXISTS logs_fts USING fts5 (
+             message, content = '', contentless_delete = 1,
+             tokenize = 'unicode61 remove_diacritics 2'
+         );
+         -- Each commit adds a small segment; merging them a few at a time on every commit (the
+         -- default) made the index cost three times its insert. Left alone, FTS5 still merges a
+         -- level once it holds 16 segments, in larger and cheaper steps.
+         INSERT INTO logs_fts (logs_fts, rank) VALUES ('automerge', 0);
+         CREATE TABLE IF NOT EXISTS rollup (
+             bucket_ms INTEGER NOT NULL,
+             service TEXT NOT NULL,
+             source TEXT NOT NULL,
+             status TEXT NOT NULL,
+             count INTEGER NOT NULL,
+             PRIMARY KEY (bucket_ms, service, source, status)
+         ) WITHOUT ROWID;",
+    )
+}
+
+pub fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.execute_batch(
+        "PRAGMA cache_size = -32768; PRAGMA temp_store = MEMORY; PRAGMA mmap_size = 1073741824;",
+    )?;
+    register_functions(&conn)?;
+    Ok(conn)
+}
+
+/// SQL functions over the `,k:v,` tag text, used by the query translation.
+pub fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
+    let flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC;
+    conn.create_scalar_function("cairn_tag_glob", 2, flags, |ctx| {
+        let tags = ctx.get_raw(0).as_str().unwrap_or("");
+        let pattern = ctx.get_raw(1).as_str().unwrap_or("");
+        Ok(split_tags(tags).any(|t| glob_matches(pattern, t)))
+    })?;
+    conn.create_scalar_function("cairn_tag_value", 2, flags, |ctx| {
+        let tags = ctx.get_raw(0).as_str().unwrap_or("");
+        let key = ctx.get_raw(1).as_str().unwrap_or("");
+        Ok(split_tags(tags).find_map(|t| {
+            t.strip_prefix(key)
+                .and_then(|rest| rest.strip_prefix(':'))
+                .map(str::to_owned)
+        }))
+    })?;
+    Ok(())
+}
+
+pub fn split_tags(tags: &str) -> impl Iterator<Item = &str> {
+    tags.split(',').filter(|t| !t.is_empty())
+}
+
+type RollupKey = (i64, String, String, String);
+
+/// How often the checkpointer copies committed WAL frames into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
+/// PASSIVE checkpoints never block the writer or readers; the WAL restarts from its beginning
+/// at the first commit after a checkpoint that caught up. Ends when the writer drops its end
+/// of the channel, after one last checkpoint.
+fn checkpoint_loop(conn: Connection, writer_gone: mpsc::Receiver<()>) {
+    loop {
+        let stop = !matches!(
+            writer_gone.recv_timeout(CHECKPOINT_EVERY),
+            Err(mpsc::RecvTimeoutError::Timeout)
+        );
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "intake checkpoint failed; will retry");
+        }
+        if stop {
+            return;
+        }
+    }
+}
+
+fn writer_loop(
+    mut conn: Connection,
+    jobs: mpsc::Receiver<Job>,
+    cfg: StoreConfig,
+    counters: Arc<StoreCounters>,
+    _checkpointer: mpsc::Sender<()>,
+) {
+    let mut next_maintenance = Instant::now() + cfg.maintenance_every.min(Duration::from_secs(5));
+    loop {
+        let wait = next_maintenance.saturating_duration_since(Instant::now());
+        let first = match jobs.recv_timeout(wait) {
+            Ok(job) => job,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let report = maintain(&mut conn, &cfg, &counters);
+                log_report(&report);
+                next_maintenance = Instant::now() + cfg.maintenance_every;
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        let mut appends = Vec::new();
+        let mut maintenance_waiters = Vec::new();
+        let mut queued_logs = 0;
+        let mut take = |job: Job, queued_logs: &mut usize| match job {
+            Job::Append { logs, done } => {
+                *queued_logs += logs.len();
+                appends.push((logs, done));
+            }
+            Job::Maintain { done } => maintenance_waiters.push(done),
+        };
+        take(first, &mut queued_logs);
+        while queued_logs < GROUP_COMMIT_LOGS {
+            match jobs.try_recv() {
+                Ok(job) => take(job, &mut queued_logs),
+                Err(_) => break,
+            }
+        }
+        if !appends.is_empty() {
+            let result = insert_group(&mut conn, &appends, &counters).map_err(|e| {
+                tracing::error!(error = %e, logs = queued_logs, "intake store write failed; batch refused");
+                format!("store write failed: {e}")
+            });
+            for (_, done) in appends {
+                let _ = done.send(result.clone());
+            }
+        }
+        if !maintenance_waiters.is_empty() {
+            let report = maintain(&mut conn, &cfg, &counters);
+            for done in maintenance_waiters {
+                let _ = done.send(report.clone());
+            }
+        }
+    }
+    // A clean checkpoint leaves a single file behind, which is what people expect to copy.
+    let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
+}
+
+fn log_report(report: &MaintenanceReport) {
+    if report.deleted_by_age + report.deleted_by_size > 0 {
+        tracing::info!(
+            deleted_by_age = report.deleted_by_age,
+            deleted_by_size = report.deleted_by_size,
+            used_bytes = report.used_bytes,
+            "intake retention applied"
+        );
+    }
+}
+
+fn insert_group(
+    conn: &mut Connection,
+    groups: &[(Vec<NewLog>, oneshot::Sender<Result<(), String>>)],
+    counters: &StoreCounters,
+) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    let mut rollup: HashMap<RollupKey, i64> = HashMap::new();
+    let mut stored = 0u64;
+    let mut truncated = 0u64;
+    {
+        let mut insert_log = tx.prepare_cached(
+            "INSERT INTO logs (timestamp_ms, status, host, service, source, message, tags, attributes)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?;
+        let mut insert_fts =
+            tx.prepare_cached("INSERT INTO logs_fts (rowid, message) VALUES (?1, ?2)")?;
+        for log in groups.iter().flat_map(|(logs, _)| logs) {
+            let id = insert_log.insert(params![
+                log.timestamp_ms,
+                log.status,
+                log.host,
+                log.service,
+                log.source,
+                log.message,
+                log.tags,
+                log.attributes,
+            ])?;
+            insert_fts.execute(params![id, log.message])?;
+            let key = (
+                log.timestamp_ms.div_euclid(BUCKET_MS) * BUCKET_MS,
+                log.service.clone(),
+                log.source.clone(),
+                log.status.clone(),
+            );
+            *rollup.entry(key).or_insert(0) += 1;
+            stored += 1;
+            truncated += u64::from(log.truncated);
+        }
+        apply_rollup(&tx, &rollup, 1)?;
+    }
+    tx.commit()?;
+    counters.logs_stored.fetch_add(stored, Ordering::Relaxed);
+    counters
+        .logs_truncated
+        .fetch_add(truncated, Ordering::Relaxed);
+    Ok(())
+}
+
+fn apply_rollup(
+    tx: &rusqlite::Transaction,
+    rollup: &HashMap<RollupKey, i64>,
+    sign: i64,
+) -> rusqlite::Result<()> {
+    let mut upsert = tx.prepare_cached(
+        "INSERT INTO rollup (bucket_ms, service, source, status, count) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT DO UPDATE SET count = count + excluded.count",
+    )?;
+    for ((bucket, service, source, status), n) in rollup {
+        upsert.execute(params![bucket, service, source, status, sign * n])?;
+    }
+    if sign < 0 {
+        tx.execute("DELETE FROM rollup WHERE count <= 0", [])?;
+    }
+    Ok(())
+}
+
+/// Bytes in use by the database: pages minus the free list, so that space already released by
+/// retention is not counted twice.
+pub fn used_bytes(conn: &Connection) -> rusqlite::Result<u64> {
+    let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+    let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+    let free: i64 = conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
+    Ok(((pages - free).max(0) * page_size) as u64)
+}
+
+fn maintain(
+    conn: &mut Connection,
+    cfg: &StoreConfig,
+    counters: &StoreCounters,
+) -> MaintenanceReport {
+    let mut report = MaintenanceReport::default();
+    let result = (|| -> rusqlite::Result<()> {
+        let retention_ms = i64::try_from(cfg.retention.as_millis()).unwrap_or(i64::MAX);
+        let cutoff = crate::timefmt::now_ms().saturating_sub(retention_ms);
+        loop {
+            let n = delete_oldest(conn, Some(cutoff), DELETE_CHUNK)?;
+            report.deleted_by_age += n as u64;
+            if n < DELETE_CHUNK {
+                break;
+            }
+        }
+        let used = used_bytes(conn)?;
+        if used > cfg.max_size_bytes {
+            // Aim a little under the budget so that the next few batches do not trigger
+            // another pass straight away. Freed pages are measured at the next pass, so this
+            // pass deletes one estimate's worth and does not loop on a stale figure.
+            let rows: i64 = conn.query_row("SELECT count(*) FROM logs", [], |r| r.get(0))?;
+            let target = cfg.max_size_bytes as f64 * 0.9;
+            let fraction = ((used as f64 - target) / used as f64).clamp(0.0, 1.0);
+            let mut remaining = ((rows as f64 * fraction).ceil() as usize).max(1);
+            while remaining > 0 {
+                let n = delete_oldest(conn, None, remaining.min(DELETE_CHUNK))?;
+                report.deleted_by_size += n as u64;
+                if n == 0 {
+                    break;
+                }
+                remaining = remaining.saturating_sub(n);
+            }
+        }
+        if report.deleted_by_age + report.deleted_by_size > 0 {
+            conn.execute_batch("PRAGMA incremental_vacuum; PRAGMA wal_checkpoint(TRUNCATE);")?;
+        }
+        report.used_bytes = used_bytes(conn)?;
+        Ok(())
+    })();
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "intake retention pass failed; will retry at the next pass");
+    }
+    counters.logs_deleted.fetch_add(
+        report.deleted_by_age + report.deleted_by_size,
+        Ordering::Relaxed,
+    );
+    report
+}
+
+/// Deletes up to `limit` of the oldest logs (older than `before` when given) with their index
+/// entries and rollup counts, in one transaction. Returns how many went.
+fn delete_oldest(
+    conn: &mut Connection,
+    before: Option<i64>,
+    limit: usize,
+) -> rusqlite::Result<usize> {
+    let tx = conn.transaction()?;
+    let mut rollup: HashMap<RollupKey, i64> = HashMap::new();
+    let ids = {
+        let mut stmt = tx.prepare_cached(
+            "SELECT id, timestamp_ms, service, source, status FROM logs
+             WHERE timestamp_ms < ?1 ORDER BY timestamp_ms, id LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![before.unwrap_or(i64::MAX), limit as i64], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+            ))
+        })?;
+        let mut ids = Vec::new();
+        for row in rows {
+            let (id, ts, service, source, status) = row?;
+            *rollup
+                .entry((
+                    ts.div_euclid(BUCKET_MS) * BUCKET_MS,
+                    service,
+                    source,
+                    status,
+                ))
+                .or_insert(0) += 1;
+            ids.push(id);
+        }
+        ids
+    };
+    {
+        let mut del_log = tx.prepare_cached("DELETE FROM logs WHERE id = ?1")?;
+        let mut del_fts = tx.prepare_cached("DELETE FROM logs_fts WHERE rowid = ?1")?;
+        for id in &ids {
+            del_log.execute([id])?;
+            del_fts.execute([id])?;
+        }
+        apply_rollup(&tx, &rollup, -1)?;
+    }
+    tx.commit()?;
+    Ok(ids.len())
+}

@@ -1,0 +1,230 @@
+//! The pipeline's counters (SPEC §5): shared atomics that each stage updates once per batch or
+//! per run, never once per log, and a serializable snapshot for status.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+
+use parking_lot::Mutex;
+use serde::Serialize;
+
+use crate::check_logs::{DropReason, LogCounters};
+
+/// Why the pipeline dropped logs, the hand-off's reasons included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LossReason {
+    /// `logs_enabled: false` (counted at hand-off).
+    LogsDisabled,
+    /// No `type: integration` logs entry (counted at hand-off).
+    NoLogsConfig,
+    /// A processing rule excluded the log (counted at hand-off).
+    Excluded,
+    /// The intake answered 400 for the batch.
+    BadRequest,
+    /// One log larger than a payload may be, or a single log refused with 413.
+    TooLarge,
+    /// `when_full: drop_oldest` made room by dropping undelivered records.
+    BufferFull,
+    /// A torn or corrupt region of the buffer was skipped at recovery or read.
+    Corrupt,
+}
+
+impl LossReason {
+    pub const ALL: [LossReason; 7] = [
+        LossReason::LogsDisabled,
+        LossReason::NoLogsConfig,
+        LossReason::Excluded,
+        LossReason::BadRequest,
+        LossReason::TooLarge,
+        LossReason::BufferFull,
+        LossReason::Corrupt,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LossReason::LogsDisabled => "logs_disabled",
+            LossReason::NoLogsConfig => "no_logs_config",
+            LossReason::Excluded => "excluded",
+            LossReason::BadRequest => "bad_request",
+            LossReason::TooLarge => "too_large",
+            LossReason::BufferFull => "buffer_full",
+            LossReason::Corrupt => "corrupt",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl From<DropReason> for LossReason {
+    fn from(r: DropReason) -> Self {
+        match r {
+            DropReason::LogsDisabled => LossReason::LogsDisabled,
+            DropReason::NoLogsConfig => LossReason::NoLogsConfig,
+            DropReason::Excluded => LossReason::Excluded,
+        }
+    }
+}
+
+/// Live counters of one pipeline. Buffer gauges (bytes, records, age) are read from the buffer
+/// when a snapshot is taken.
+#[derive(Default)]
+pub struct Counters {
+    pub(crate) logs_processed: AtomicU64,
+    pub(crate) logs_truncated: AtomicU64,
+    pub(crate) logs_sent: AtomicU64,
+    pub(crate) bytes_sent: AtomicU64,
+    pub(crate) encoded_bytes_sent: AtomicU64,
+    pub(crate) payloads_sent: AtomicU64,
+    pub(crate) retry_count: AtomicU64,
+    pub(crate) retry_time_spent_us: AtomicU64,
+    pub(crate) corrupt_bytes: AtomicU64,
+    dropped: [AtomicU64; LossReason::ALL.len()],
+    pub(crate) key_rejected: AtomicBool,
+    pub(crate) last_error: Mutex<Option<String>>,
+    per_check: Mutex<HashMap<String, CheckLogCounters>>,
+}
+
+/// What the pipeline knows per check.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CheckLogCounters {
+    pub logs_processed: u64,
+    pub logs_truncated: u64,
+    pub logs_sent: u64,
+    pub logs_dropped: u64,
+}
+
+/// A point-in-time copy of the counters, for status and tests.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct CountersSnapshot {
+    pub logs_processed: u64,
+    pub logs_sent: u64,
+    /// Uncompressed payload bytes delivered.
+    pub bytes_sent: u64,
+    /// Bytes on the wire (compressed) delivered.
+    pub encoded_bytes_sent: u64,
+    pub payloads_sent: u64,
+    pub retry_count: u64,
+    pub retry_time_spent_secs: f64,
+    pub logs_truncated: u64,
+    /// Dropped logs by reason (`bad_request`, `too_large`, `buffer_full`, `corrupt`, and the
+    /// hand-off's `logs_disabled`, `no_logs_config`, `excluded`). Zero reasons are left out.
+    pub logs_dropped: BTreeMap<&'static str, u64>,
+    /// Bytes of buffer regions lost to corruption or a torn tail.
+    pub buffer_corrupt_bytes: u64,
+    /// Undelivered bytes in the durable buffer.
+    pub buffer_bytes: u64,
+    /// Undelivered logs in the durable buffer.
+    pub buffer_records: u64,
+    /// Age of the oldest undelivered record (0 when all is delivered).
+    pub buffer_oldest_unsent_age_secs: f64,
+    /// The intake answered 401/403: the API key was rejected; data is kept.
+    pub api_key_rejected: bool,
+    pub last_error: Option<String>,
+    pub checks: BTreeMap<String, CheckLogCounters>,
+}
+
+impl CountersSnapshot {
+    pub fn dropped(&self, reason: LossReason) -> u64 {
+        self.logs_dropped.get(reason.as_str()).copied().unwrap_or(0)
+    }
+
+    /// True when nothing has been counted yet (the periodic log stays quiet then).
+    pub fn is_zero(&self) -> bool {
+        self.logs_processed == 0
+            && self.logs_sent == 0
+            && self.logs_dropped.is_empty()
+            && self.buffer_records == 0
+            && self.retry_count == 0
+    }
+}
+
+impl Counters {
+    pub(crate) fn add_dropped(&self, reason: LossReason, n: u64) {
+        if n > 0 {
+            self.dropped[reason.index()].fetch_add(n, Relaxed);
+        }
+    }
+
+    pub(crate) fn dropped(&self, reason: LossReason) -> u64 {
+        self.dropped[reason.index()].load(Relaxed)
+    }
+
+    /// Adds what the hand-off counted during one run of `check_id`.
+    pub fn add_handoff(&self, check_id: &str, run: &LogCounters) {
+        self.logs_processed.fetch_add(run.processed, Relaxed);
+        self.logs_truncated.fetch_add(run.truncated, Relaxed);
+        let mut dropped = 0;
+        for r in DropReason::ALL {
+            let n = run.dropped(r);
+            dropped += n;
+            self.add_dropped(r.into(), n);
+        }
+        if run.processed + run.truncated + dropped == 0 {
+            return;
+        }
+        let mut per = self.per_check.lock();
+        let c = per.entry(check_id.to_string()).or_default();
+        c.logs_processed += run.processed;
+        c.logs_truncated += run.truncated;
+        c.logs_dropped += dropped;
+    }
+
+    pub(crate) fn add_check_sent(&self, per_check: &[(std::sync::Arc<str>, u64)]) {
+        let mut per = self.per_check.lock();
+        for (id, n) in per_check {
+            match per.get_mut(&**id) {
+                Some(c) => c.logs_sent += n,
+                None => {
+                    per.insert(
+                        id.to_string(),
+                        CheckLogCounters {
+                            logs_sent: *n,
+                            ..Default::default()
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    pub(crate) fn add_check_dropped(&self, per_check: &[(std::sync::Arc<str>, u64)]) {
+        let mut per = self.per_check.lock();
+        for (id, n) in per_check {
+            per.entry(id.to_string()).or_default().logs_dropped += n;
+        }
+    }
+
+    pub(crate) fn set_error(&self, message: Option<String>) {
+        *self.last_error.lock() = message;
+    }
+
+    /// Copies the counters; the buffer gauges are left at zero (a pipeline fills them in).
+    pub fn snapshot(&self) -> CountersSnapshot {
+        CountersSnapshot {
+            logs_processed: self.logs_processed.load(Relaxed),
+            logs_sent: self.logs_sent.load(Relaxed),
+            bytes_sent: self.bytes_sent.load(Relaxed),
+            encoded_bytes_sent: self.encoded_bytes_sent.load(Relaxed),
+            payloads_sent: self.payloads_sent.load(Relaxed),
+            retry_count: self.retry_count.load(Relaxed),
+            retry_time_spent_secs: self.retry_time_spent_us.load(Relaxed) as f64 / 1e6,
+            logs_truncated: self.logs_truncated.load(Relaxed),
+            logs_dropped: LossReason::ALL
+                .iter()
+                .map(|r| (r.as_str(), self.dropped(*r)))
+                .filter(|(_, n)| *n > 0)
+                .collect(),
+            buffer_corrupt_bytes: self.corrupt_bytes.load(Relaxed),
+            api_key_rejected: self.key_rejected.load(Relaxed),
+            last_error: self.last_error.lock().clone(),
+            checks: self
+                .per_check
+                .lock()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            ..Default::default()
+        }
+    }
+}
