@@ -147,6 +147,11 @@ pub fn load(
     let mut out = Vec::new();
     for instance in &integration.instances {
         let id = check_id(name, &instance.value, &integration.init_config);
+        if context::lookup(&id).is_some() {
+            // Two identical instances would share one id, one cursor and ship every log twice.
+            tracing::warn!(check_id = %id, location = %instance.location, "instance skipped: it is identical to another instance of this check");
+            continue;
+        }
         let processor = Processor::new(
             &agent.logs.processing_rules,
             entry.map(|e| e.processing_rules.as_slice()).unwrap_or(&[]),

@@ -49,13 +49,13 @@ impl WalkError {
         let mut place = root.to_string();
         for seg in self.path.iter().rev() {
             match seg {
-                Segment::Key(k) => place.push_str(&format!("[{k:?}]")),
+                Segment::Key(k) => place.push_str(&format!("['{k}']")),
                 Segment::Index(i) => place.push_str(&format!("[{i}]")),
             }
         }
         match self.kind {
             WalkErrorKind::NotSerializable(t) => PyTypeError::new_err(format!(
-                "send_log: {place} is not JSON-serializable (a {t}){suffix}"
+                "send_log: {place} is not JSON-serializable (type {t}){suffix}"
             )),
             WalkErrorKind::NonFinite(v) => PyValueError::new_err(format!(
                 "send_log: {place} is {v}, which JSON cannot carry{suffix}"

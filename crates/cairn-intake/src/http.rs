@@ -277,12 +277,12 @@ async fn validate_handler(State(st): State<Arc<AppState>>, headers: HeaderMap) -
     axum::Json(serde_json::json!({"valid": true})).into_response()
 }
 
-fn json_body<T: serde::de::DeserializeOwned + Default>(body: &Bytes) -> Result<T, Response> {
+fn json_body<T: serde::de::DeserializeOwned + Default>(body: &Bytes) -> Result<T, Box<Response>> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
     serde_json::from_slice(body)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}")))
+        .map_err(|e| Box::new(error(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}"))))
 }
 
 async fn search_handler(
@@ -295,7 +295,7 @@ async fn search_handler(
     }
     let req: api::SearchRequest = match json_body(&body) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let now = now_ms();
     match st.store.read(move |c| api::search(c, &req, now)).await {
@@ -328,7 +328,7 @@ async fn aggregate_handler(
     }
     let req: api::AggregateRequest = match json_body(&body) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let now = now_ms();
     match st.store.read(move |c| api::aggregate(c, &req, now)).await {

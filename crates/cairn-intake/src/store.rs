@@ -297,6 +297,8 @@ pub fn split_tags(tags: &str) -> impl Iterator<Item = &str> {
 }
 
 type RollupKey = (i64, String, String, String);
+/// Logs of one request and where to say whether they were committed.
+type Append = (Vec<NewLog>, oneshot::Sender<Result<(), String>>);
 
 /// How often the checkpointer copies committed WAL frames into the database.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
@@ -389,7 +391,7 @@ fn log_report(report: &MaintenanceReport) {
 
 fn insert_group(
     conn: &mut Connection,
-    groups: &[(Vec<NewLog>, oneshot::Sender<Result<(), String>>)],
+    groups: &[Append],
     counters: &StoreCounters,
 ) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;

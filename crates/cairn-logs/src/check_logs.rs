@@ -224,19 +224,15 @@ impl CheckLogs {
         match f.ddtags {
             None => out.extend_from_slice(&self.ddtags_field),
             Some(own) => {
-                let merged;
-                let tags = if self.entry_tags.is_empty() {
-                    own
-                } else {
-                    merged = wire::join_tags_dedup(
-                        wire::split_tags(own).chain(self.entry_tags.iter().map(String::as_str)),
-                    );
-                    merged.as_str()
-                };
+                // A check's own tags are normalised like the defaults: trimmed, de-duplicated,
+                // then the logs entry's tags.
+                let tags = wire::join_tags_dedup(
+                    wire::split_tags(own).chain(self.entry_tags.iter().map(String::as_str)),
+                );
                 if !tags.is_empty() {
                     out.push(b',');
                     wire::write_key(out, wire::DDTAGS);
-                    wire::write_str(out, tags);
+                    wire::write_str(out, &tags);
                 }
             }
         }

@@ -14,12 +14,27 @@ pub struct ConfigcheckArgs {
     json: bool,
 }
 
-/// Keys whose values never get printed.
+/// Whether a key names a secret: any `_`/`-` separated part (or the whole key, plural
+/// included) is one of the usual names, as Datadog's scrubber does.
 fn is_secret_key(key: &str) -> bool {
+    const SECRET_PARTS: [&str; 9] =
+        ["password", "passwd", "pass", "pwd", "secret", "token", "apikey", "credential", "credentials"];
+    const SECRET_KEYS: [&str; 5] = ["api_key", "app_key", "private_key", "auth_token", "access_key"];
     let k = key.to_ascii_lowercase();
-    ["password", "passwd", "pass", "secret", "token", "api_key", "apikey", "app_key", "private_key", "auth"]
-        .iter()
-        .any(|s| k == *s || k.ends_with(&format!("_{s}")) || k.starts_with(&format!("{s}_")))
+    SECRET_KEYS.iter().any(|s| k.contains(s))
+        || k.split(['_', '-', '.']).any(|part| {
+            let singular = part.strip_suffix('s').unwrap_or(part);
+            SECRET_PARTS.contains(&part) || SECRET_PARTS.contains(&singular)
+        })
+}
+
+/// `scheme://user:password@host` keeps the user, hides the password.
+fn redact_url_password(s: &str) -> Option<String> {
+    static URL_USERINFO: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let re = URL_USERINFO.get_or_init(|| {
+        regex::Regex::new(r"([A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*):([^@/\s]+)@").expect("a valid regex")
+    });
+    re.is_match(s).then(|| re.replace_all(s, "$1:********@").into_owned())
 }
 
 pub fn redact(v: &Value) -> Value {
@@ -33,6 +48,7 @@ pub fn redact(v: &Value) -> Value {
                 .collect(),
         ),
         Value::Array(a) => Value::Array(a.iter().map(redact).collect()),
+        Value::String(s) => redact_url_password(s).map(Value::String).unwrap_or_else(|| v.clone()),
         other => other.clone(),
     }
 }

@@ -569,7 +569,6 @@ fn exclude_and_include_at_match_drop_logs_and_mask_sequences_rewrites() {
 // ---- known bugs: each asserts the correct behaviour --------------------------------------------
 
 #[test]
-#[ignore = "bug: a log's own ddtags are trimmed and de-duplicated only when the logs entry has tags"]
 fn a_logs_own_ddtags_are_normalized_whether_or_not_the_entry_has_tags() {
     let logs = json!([{"message": "m", "ddtags": "a:1, a:1,,b:2"}]);
     let no_entry_tags = sending_dir(support::DEFAULT_DATADOG_YAML, "", "logs:\n  - type: integration\n", logs.clone());
@@ -583,7 +582,6 @@ fn a_logs_own_ddtags_are_normalized_whether_or_not_the_entry_has_tags() {
 }
 
 #[test]
-#[ignore = "bug: configcheck prints pwd, mysql_pwd, passwords and a URL's password in clear"]
 fn configcheck_redacts_every_password_like_value() {
     let dir = ConfigDir::new();
     dir.conf(
@@ -601,7 +599,6 @@ fn configcheck_redacts_every_password_like_value() {
 }
 
 #[test]
-#[ignore = "bug: two identical instances run as two checks under one check id (duplicate logs, shared cursor)"]
 fn identical_instances_never_run_twice_under_one_check_id() {
     let dir = ConfigDir::new();
     dir.conf("twins", "instances:\n  - {host: a}\n  - {host: a}\nlogs:\n  - type: integration\n").check_py(
