@@ -9,7 +9,11 @@
 All three use Debian's python3.11, the interpreter cairn embeds. Prints µs/log, the ratios
 b/a (goal >= 3) and a/c (goal <= 3), and the peak RSS of the cairn process.
 
-Usage: python3 bench/handoff/run.py [--logs 1000000] [--repeat 3]
+With --callgrind it also counts instructions per log for (a), (b) and (c) under valgrind
+(N=100,000 minus an N=0 run, so interpreter start-up cancels out): slower, but repeatable on a
+noisy machine where wall-clock ratios wander.
+
+Usage: python3 bench/handoff/run.py [--logs 1000000] [--repeat 3] [--callgrind]
 """
 import argparse
 import json
@@ -47,7 +51,32 @@ def read_result(path):
     return r['seconds'] / r['logs'] * 1e6
 
 
-def run_cairn(cairn, n, work):
+def callgrind(cmd):
+    """Instructions executed by `cmd` (valgrind's callgrind, no cache simulation)."""
+    p = subprocess.run(['valgrind', '--tool=callgrind', '--callgrind-out-file=/dev/null', *cmd], capture_output=True, text=True)
+    if p.returncode != 0:
+        sys.exit(f'valgrind failed: {p.stderr[-2000:]}')
+    return int(re.search(r'Collected : (\d+)', p.stderr).group(1))
+
+
+def instructions_per_log(cairn, venv_py, work, n=100_000):
+    def cairn_cmd(k):
+        cfg = write_cairn_config(k, work)
+        return [cairn, '-c', cfg, 'check', 'handoff', '--format', 'summary']
+
+    def real_cmd(k):
+        return [venv_py, os.path.join(HERE, 'real_library.py'), str(k), os.path.join(work, 'b.json'), os.path.join(HERE, 'handoff_check.py')]
+
+    def floor_cmd(k):
+        return [PY, os.path.join(HERE, 'floor.py'), str(k), os.path.join(work, 'c.json')]
+
+    out = {}
+    for name, build in (('a', cairn_cmd), ('b', real_cmd), ('c', floor_cmd)):
+        out[name] = (callgrind(build(n)) - callgrind(build(0))) / n
+    return out
+
+
+def write_cairn_config(n, work):
     cfg = os.path.join(work, 'cairn')
     os.makedirs(os.path.join(cfg, 'conf.d', 'handoff.d'), exist_ok=True)
     os.makedirs(os.path.join(cfg, 'checks.d'), exist_ok=True)
@@ -62,6 +91,12 @@ def run_cairn(cairn, n, work):
         )
     with open(os.path.join(HERE, 'handoff_check.py')) as src, open(os.path.join(cfg, 'checks.d', 'handoff.py'), 'w') as dst:
         dst.write(src.read())
+    return cfg
+
+
+def run_cairn(cairn, n, work):
+    cfg = write_cairn_config(n, work)
+    result = os.path.join(work, 'a.json')
     p = subprocess.run(
         ['/usr/bin/time', '-v', cairn, '-c', cfg, 'check', 'handoff', '--format', 'summary'],
         capture_output=True, text=True,
@@ -78,6 +113,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--logs', type=int, default=1_000_000)
     ap.add_argument('--repeat', type=int, default=3)
+    ap.add_argument('--callgrind', action='store_true')
     ap.add_argument('--json-out', default=os.path.join(ROOT, 'target', 'bench', 'handoff.json'))
     args = ap.parse_args()
     venv_py = ensure_venv()
@@ -94,6 +130,7 @@ def main():
             out = os.path.join(work, 'c.json')
             subprocess.run([PY, os.path.join(HERE, 'floor.py'), str(args.logs), out], check=True)
             c.append(read_result(out))
+        ipl = instructions_per_log(cairn, venv_py, work) if args.callgrind else None
     ma, mb, mc = statistics.median(a), statistics.median(b), statistics.median(c)
     res = {
         'logs_per_run': args.logs,
@@ -103,6 +140,7 @@ def main():
         'ratio_a_over_c': ma / mc,
         'cairn_peak_rss_mib': max(rss),
         'samples': {'a': a, 'b': b, 'c': c, 'rss_mib': rss},
+        'instructions_per_log': ipl,
     }
     os.makedirs(os.path.dirname(args.json_out), exist_ok=True)
     with open(args.json_out, 'w') as f:
@@ -113,6 +151,9 @@ def main():
     print(f'(c) floor, no-op function      {mc:6.3f} us/log')
     print(f'b/a = {mb / ma:.2f}x (goal >= 3)   a/c = {ma / mc:.2f}x (goal <= 3)')
     print(f'cairn check peak RSS: {max(rss):.1f} MiB')
+    if ipl:
+        print(f"instructions/log: (a) {ipl['a']:.0f}  (b) {ipl['b']:.0f}  (c) {ipl['c']:.0f}   "
+              f"b/a = {ipl['b'] / ipl['a']:.2f}x   a/c = {ipl['a'] / ipl['c']:.2f}x")
 
 
 if __name__ == '__main__':

@@ -182,6 +182,25 @@ fn as_dict<'py>(data: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyDict>> {
     )))
 }
 
+/// The interned reserved keys, in slot order (see `stage`), as addresses. Each holds a leaked
+/// strong reference, so the address stays valid for the life of the interpreter.
+fn reserved_keys(py: Python<'_>) -> &'static [usize; 8] {
+    static KEYS: OnceLock<[usize; 8]> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        [
+            wire::MESSAGE,
+            wire::TIMESTAMP,
+            wire::STATUS,
+            wire::HOSTNAME,
+            wire::SERVICE,
+            wire::SOURCE,
+            wire::DDSOURCE,
+            wire::DDTAGS,
+        ]
+        .map(|k| PyString::intern(py, k).unbind().into_ptr() as usize)
+    })
+}
+
 /// Validates and stages one log; returns whether the staging area wants a flush.
 fn stage(
     ctx: &CheckContext,
@@ -203,7 +222,14 @@ fn stage(
     const DDSOURCE: usize = 6;
     const DDTAGS: usize = 7;
     let walk_err = |e: WalkError| e.into_pyerr("data", "");
+    // Keys written as literals in a check are interned by Python's compiler, so the reserved
+    // ones are usually recognised by pointer, without reading their text.
+    let reserved = reserved_keys(dict.py());
     for (k, v) in dict.iter() {
+        if let Some(slot) = reserved.iter().position(|&p| p == k.as_ptr() as usize) {
+            special[slot] = Some(v);
+            continue;
+        }
         let key = pyjson::dict_key(&k).map_err(walk_err)?;
         let slot = match key {
             wire::MESSAGE => MESSAGE,

@@ -109,13 +109,16 @@ impl Store {
         // would stall every commit behind the disk, so a checkpointer thread does them.
         conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")
             .map_err(sqlite_err)?;
+        conn.busy_timeout(Duration::from_secs(30)).map_err(sqlite_err)?;
         let checkpointer = Connection::open(&path).map_err(sqlite_err)?;
+        checkpointer.busy_timeout(Duration::from_secs(30)).map_err(sqlite_err)?;
         let counters = Arc::new(StoreCounters::default());
         let (tx, rx) = mpsc::channel();
         let (checkpoint_tx, checkpoint_rx) = mpsc::channel::<()>();
+        let wal_path = cfg.data_dir.join(format!("{DB_FILE}-wal"));
         std::thread::Builder::new()
             .name("intake-checkpoint".into())
-            .spawn(move || checkpoint_loop(checkpointer, checkpoint_rx))
+            .spawn(move || checkpoint_loop(checkpointer, wal_path, checkpoint_rx))
             .map_err(|e| IntakeError::DataDir {
                 path: path.clone(),
                 source: e,
@@ -303,17 +306,28 @@ type Append = (Vec<NewLog>, oneshot::Sender<Result<(), String>>);
 /// How often the checkpointer copies committed WAL frames into the database.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 
-/// PASSIVE checkpoints never block the writer or readers; the WAL restarts from its beginning
-/// at the first commit after a checkpoint that caught up. Ends when the writer drops its end
-/// of the channel, after one last checkpoint.
-fn checkpoint_loop(conn: Connection, writer_gone: mpsc::Receiver<()>) {
+/// Above this, the checkpointer makes the writer wait for one checkpoint that resets the WAL.
+const WAL_RESET_BYTES: u64 = 128 << 20;
+
+/// PASSIVE checkpoints never block the writer or readers. The WAL only starts again from its
+/// beginning after a checkpoint that caught up with the writer, which a steady stream of
+/// commits can keep from happening; past [`WAL_RESET_BYTES`] a TRUNCATE checkpoint holds the
+/// writer (it waits in its busy handler) for the moment it takes to copy the rest and reset.
+/// Ends when the writer drops its end of the channel, after one last checkpoint.
+fn checkpoint_loop(conn: Connection, wal_path: PathBuf, writer_gone: mpsc::Receiver<()>) {
     loop {
         let stop = !matches!(
             writer_gone.recv_timeout(CHECKPOINT_EVERY),
             Err(mpsc::RecvTimeoutError::Timeout)
         );
-        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::warn!(error = %e, "intake checkpoint failed; will retry");
+        let wal_bytes = std::fs::metadata(&wal_path).map(|m| m.len()).unwrap_or(0);
+        let mode = if wal_bytes > WAL_RESET_BYTES {
+            "PRAGMA wal_checkpoint(TRUNCATE)"
+        } else {
+            "PRAGMA wal_checkpoint(PASSIVE)"
+        };
+        if let Err(e) = conn.query_row(mode, [], |_| Ok(())) {
+            tracing::warn!(error = %e, wal_bytes, "intake checkpoint failed; will retry");
         }
         if stop {
             return;
