@@ -141,12 +141,12 @@ def throughput():
         sink.terminate()
     ref = rows[0][1]['logs_per_s']
     print('\n## End-to-end throughput (%.0f s after %.0f s warm-up, seed structured log)\n' % (SECS, WARMUP))
-    print('| path | logs/s | MB/s (uncompressed) | MB/s on the wire | CPU-s per million logs | CPU cores busy | peak RSS MiB | vs hand-off |')
-    print('|---|---|---|---|---|---|---|---|')
+    print('| path | logs/s | MB/s (uncompressed) | MB/s on the wire | CPU-s per million logs | CPU cores busy | peak RSS MiB | vs hand-off | backlog at end |')
+    print('|---|---|---|---|---|---|---|---|---|')
     for label, r in rows:
-        print('| %s | %.0f | %.1f | %.2f | %.2f | %.2f | %.1f | %.2f |' % (
+        print('| %s | %.0f | %.1f | %.2f | %.2f | %.2f | %.1f | %.2f | %d |' % (
             label, r['logs_per_s'], r['bytes_per_s'] / 1e6, r['wire_bytes_per_s'] / 1e6, r['cpu_per_m'],
-            r['cpu_util'], r['rss_mib'], r['logs_per_s'] / ref if ref else 0))
+            r['cpu_util'], r['rss_mib'], r['logs_per_s'] / ref if ref else 0, r['backlog']))
 
 
 def cursor_cost():

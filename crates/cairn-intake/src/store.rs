@@ -109,9 +109,12 @@ impl Store {
         // would stall every commit behind the disk, so a checkpointer thread does them.
         conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")
             .map_err(sqlite_err)?;
-        conn.busy_timeout(Duration::from_secs(30)).map_err(sqlite_err)?;
+        conn.busy_timeout(Duration::from_secs(30))
+            .map_err(sqlite_err)?;
         let checkpointer = Connection::open(&path).map_err(sqlite_err)?;
-        checkpointer.busy_timeout(Duration::from_secs(30)).map_err(sqlite_err)?;
+        checkpointer
+            .busy_timeout(Duration::from_secs(30))
+            .map_err(sqlite_err)?;
         let counters = Arc::new(StoreCounters::default());
         let (tx, rx) = mpsc::channel();
         let (checkpoint_tx, checkpoint_rx) = mpsc::channel::<()>();

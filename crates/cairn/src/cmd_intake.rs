@@ -18,7 +18,12 @@ pub struct IntakeArgs {
     pub data_dir: PathBuf,
     /// Accept only requests carrying one of these keys in DD-API-KEY (repeatable, or
     /// comma-separated in the environment).
-    #[arg(long = "api-key", env = "CAIRN_INTAKE_API_KEYS", value_delimiter = ',', hide_env_values = true)]
+    #[arg(
+        long = "api-key",
+        env = "CAIRN_INTAKE_API_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
     pub api_keys: Vec<String>,
     /// Delete logs older than this (s, m, h, d, w).
     #[arg(long, default_value = "7d", value_parser = parse_duration)]

@@ -8,6 +8,8 @@ use clap::{Parser, Subcommand};
 
 mod cmd_check;
 mod cmd_configcheck;
+mod cmd_intake;
+mod cmd_logs;
 mod cmd_run;
 mod common;
 
@@ -29,6 +31,10 @@ enum Command {
     Check(cmd_check::CheckArgs),
     /// Show every loaded check with its resolved instances and logs entries.
     Configcheck(cmd_configcheck::ConfigcheckArgs),
+    /// Run the local intake and Log Explorer as a standalone server.
+    Intake(cmd_intake::IntakeArgs),
+    /// Search or follow logs in a running local intake.
+    Logs(cmd_logs::LogsArgs),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +44,8 @@ fn main() -> ExitCode {
         Command::Run(args) => cmd_run::run(&cli.config_dir, args),
         Command::Check(args) => cmd_check::run(&cli.config_dir, args),
         Command::Configcheck(args) => cmd_configcheck::run(&cli.config_dir, args),
+        Command::Intake(args) => cmd_intake::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Logs(args) => cmd_logs::run(args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
