@@ -24,7 +24,7 @@ pub use check_logs::{CheckLogs, CheckLogsConfig, DropReason, LogCounters};
 pub use counters::{CheckLogCounters, Counters, CountersSnapshot, LossReason};
 pub use pipeline::{Pipeline, PipelineConfig, PipelineError};
 pub use processing::{Outcome, Processor};
-pub use sink::{MemorySink, RecordSink, SinkError, StateFileSink};
+pub use sink::{MemorySink, RecordSink, SinkError, StateLoader};
 pub use staging::{Record, Staging};
 pub use state::{CacheState, StateStore};
 pub use wire::LogFields;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::staging::{Record, Staging};
-use crate::state::{CacheState, StateStore};
+use crate::state::CacheState;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
@@ -31,12 +31,14 @@ pub trait RecordSink: Send + Sync {
     fn commit(&self, check_id: &str) -> Result<(), SinkError>;
 }
 
-/// Keeps every record in memory. Reads stored state from `store` when given; writes it back
-/// only when `persist` is set (`cairn check --persist`).
+/// Reads a check's stored state.
+pub type StateLoader = Box<dyn Fn(&str) -> Result<CacheState, SinkError> + Send + Sync>;
+
+/// Keeps every record in memory and writes nothing: `cairn check` uses it so that it can show
+/// the logs and never move a running agent's cursors. Stored state comes from `loader`.
 #[derive(Default)]
 pub struct MemorySink {
-    store: Option<StateStore>,
-    persist: bool,
+    loader: Option<StateLoader>,
     /// False when only counts matter (`cairn check --format summary`): logs are not kept.
     keep_logs: bool,
     inner: Mutex<HashMap<String, CheckRecords>>,
@@ -45,29 +47,32 @@ pub struct MemorySink {
 #[derive(Default)]
 struct CheckRecords {
     logs: Vec<Vec<u8>>,
-    state: CacheState,
-    dirty: bool,
+    /// Cache writes made in this process, last value per key.
+    written: CacheState,
 }
 
 impl MemorySink {
-    pub fn new(store: Option<StateStore>, persist: bool, keep_logs: bool) -> Arc<Self> {
-        Arc::new(MemorySink { store, persist, keep_logs, inner: Mutex::default() })
+    pub fn new(loader: Option<StateLoader>, keep_logs: bool) -> Arc<Self> {
+        Arc::new(MemorySink { loader, keep_logs, inner: Mutex::default() })
     }
 
     /// Removes and returns the logs collected for `check_id` so far, as wire JSON objects.
     pub fn take_logs(&self, check_id: &str) -> Vec<Vec<u8>> {
         self.inner.lock().get_mut(check_id).map(|c| std::mem::take(&mut c.logs)).unwrap_or_default()
     }
+
+    /// The cache entries (cursors included) `check_id` wrote in this process.
+    pub fn written_state(&self, check_id: &str) -> CacheState {
+        self.inner.lock().get(check_id).map(|c| c.written.clone()).unwrap_or_default()
+    }
 }
 
 impl RecordSink for MemorySink {
     fn load_state(&self, check_id: &str) -> Result<CacheState, SinkError> {
-        let state = match &self.store {
-            Some(store) => store.load(check_id)?,
-            None => CacheState::new(),
-        };
-        self.inner.lock().entry(check_id.to_string()).or_default().state = state.clone();
-        Ok(state)
+        match &self.loader {
+            Some(load) => load(check_id),
+            None => Ok(CacheState::new()),
+        }
     }
 
     fn append(&self, check_id: &str, staging: &mut Staging) -> Result<(), SinkError> {
@@ -83,8 +88,7 @@ impl RecordSink for MemorySink {
                 Record::Log(json) if self.keep_logs => rec.logs.push(json.to_vec()),
                 Record::Log(_) => {}
                 Record::Cache { key, value } => {
-                    rec.state.insert(key.to_string(), value.to_string());
-                    rec.dirty = true;
+                    rec.written.insert(key.to_string(), value.to_string());
                 }
             }
         }
@@ -92,39 +96,7 @@ impl RecordSink for MemorySink {
         Ok(())
     }
 
-    fn commit(&self, check_id: &str) -> Result<(), SinkError> {
-        let (Some(store), true) = (&self.store, self.persist) else { return Ok(()) };
-        let mut inner = self.inner.lock();
-        if let Some(rec) = inner.get_mut(check_id).filter(|r| r.dirty) {
-            store.save(check_id, &rec.state)?;
-            rec.dirty = false;
-        }
+    fn commit(&self, _check_id: &str) -> Result<(), SinkError> {
         Ok(())
-    }
-}
-
-/// Persists cache state at each commit and discards logs after counting them. This is what
-/// `cairn run` uses when no shipping pipeline is configured.
-pub struct StateFileSink {
-    memory: MemorySink,
-}
-
-impl StateFileSink {
-    pub fn new(store: StateStore) -> Arc<Self> {
-        Arc::new(StateFileSink {
-            memory: MemorySink { store: Some(store), persist: true, keep_logs: false, inner: Mutex::default() },
-        })
-    }
-}
-
-impl RecordSink for StateFileSink {
-    fn load_state(&self, check_id: &str) -> Result<CacheState, SinkError> {
-        self.memory.load_state(check_id)
-    }
-    fn append(&self, check_id: &str, staging: &mut Staging) -> Result<(), SinkError> {
-        self.memory.append(check_id, staging)
-    }
-    fn commit(&self, check_id: &str) -> Result<(), SinkError> {
-        self.memory.commit(check_id)
     }
 }

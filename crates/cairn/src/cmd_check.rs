@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use cairn_checks::RunReport;
-use cairn_logs::{MemorySink, RecordSink, StateStore};
+use cairn_logs::{Buffer, BufferOptions, Counters, MemorySink, RecordSink, Staging};
 use serde_json::{json, Value};
 
 use crate::common;
@@ -49,10 +49,12 @@ pub fn run(config_dir: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
             args.name
         );
     };
-    let store = StateStore::open(&loaded.agent.run_path)
-        .with_context(|| format!("opening run_path {}", loaded.agent.run_path.display()))?;
+    let run_path = loaded.agent.run_path.clone();
     let summary_only = args.format == "summary" && !args.json;
-    let memory = MemorySink::new(Some(store), args.persist, !summary_only);
+    // Cursors as the agent last made them durable, read without disturbing a running agent.
+    let loader: cairn_logs::StateLoader =
+        Box::new(move |check_id: &str| cairn_logs::read_state_snapshot(&run_path, check_id));
+    let memory = MemorySink::new(Some(loader), !summary_only);
     let sink: Arc<dyn RecordSink> = memory.clone();
     let (checks, errors) = cairn_checks::load_all(&loaded.agent, std::slice::from_ref(integration), &sink)?;
     if let Some(e) = errors.first() {
@@ -85,6 +87,10 @@ pub fn run(config_dir: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&json!({"check": args.name, "runs": runs}))?);
+    }
+    if args.persist {
+        let ids: Vec<&str> = checks.iter().map(|c| c.check_id.as_str()).collect();
+        persist(&loaded.agent, &memory, &ids)?;
     }
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
@@ -151,4 +157,33 @@ fn print_full(r: &RunReport, run: &Value, raw_logs: &[Vec<u8>]) {
         }
     }
     println!();
+}
+
+/// `--persist`: the cursors and cache writes of this process enter the agent's buffer like a
+/// run's would (the logs do not: `cairn check` never ships). The buffer allows one writer, so
+/// this fails clearly while an agent runs on the same run_path.
+fn persist(agent: &cairn_config::AgentConfig, memory: &MemorySink, check_ids: &[&str]) -> anyhow::Result<()> {
+    let opts = BufferOptions::new(&agent.run_path, agent.logs.buffer.max_size_bytes, agent.logs.buffer.when_full);
+    let buffer = Buffer::open(opts, Arc::new(Counters::default())).with_context(|| {
+        format!(
+            "--persist: cannot open the buffer in {} (is `cairn run` running on it? stop it first)",
+            agent.run_path.display()
+        )
+    })?;
+    for id in check_ids {
+        let written = memory.written_state(id);
+        if written.is_empty() {
+            continue;
+        }
+        let mut staging = Staging::new();
+        let mut keys: Vec<_> = written.iter().collect();
+        keys.sort();
+        for (k, v) in keys {
+            staging.push_cache(k, v);
+        }
+        buffer.append(id, &mut staging).context("--persist: writing cursors")?;
+        buffer.commit(id).context("--persist: syncing cursors")?;
+    }
+    buffer.close().context("--persist: closing the buffer")?;
+    Ok(())
 }

@@ -35,32 +35,71 @@ pub struct RunArgs {
     discard_logs: bool,
 }
 
-/// Where logs go when neither an api_key nor `logs_config.logs_dd_url` is set.
-///
-/// HOOK(issue 4): start the embedded local intake here (`cairn_intake::start(IntakeConfig)`
-/// listening on `logs_config.intake.listen`) and keep its handle alive until shutdown. Until
-/// then the pipeline ships to that address and buffers while nothing listens there.
-fn local_intake_url(agent: &AgentConfig) -> String {
-    let url = format!("http://{}", agent.logs.intake_listen);
-    tracing::info!(%url, "no api_key and no logs_dd_url: shipping logs to the embedded local intake");
-    url
+/// The embedded local intake, with the runtime that serves it. Started when neither an
+/// api_key nor `logs_config.logs_dd_url` is set: logs then go to it over real HTTP on
+/// 127.0.0.1, through the same sender as to Datadog.
+struct LocalIntake {
+    runtime: tokio::runtime::Runtime,
+    running: cairn_intake::RunningIntake,
+}
+
+impl LocalIntake {
+    fn start(agent: &AgentConfig) -> anyhow::Result<LocalIntake> {
+        let listen = agent.logs.intake_listen.parse().with_context(|| {
+            format!(
+                "logs_config.intake.listen: expected host:port, got {:?}",
+                agent.logs.intake_listen
+            )
+        })?;
+        let mut cfg = cairn_intake::IntakeConfig::new(agent.run_path.join("intake"));
+        cfg.listen = listen;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("local-intake")
+            .enable_all()
+            .build()
+            .context("starting the local intake's runtime")?;
+        let running = runtime
+            .block_on(cairn_intake::start(cfg))
+            .with_context(|| format!("starting the local intake on {listen}"))?;
+        Ok(LocalIntake { runtime, running })
+    }
+
+    fn stop(self) {
+        self.runtime.block_on(self.running.shutdown());
+    }
 }
 
 pub fn run(config_dir: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
+    // First of all: a stop signal during startup (loading checks can take a while) must lead to
+    // the orderly stop below, not to the default action that kills the process.
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
+    }
     let loaded = common::load_config(config_dir)?;
     for e in &loaded.errors {
         tracing::error!("{e}");
     }
     let agent = &loaded.agent;
+    let mut local_intake = None;
     let (pipeline, sink, counters): (Option<Pipeline>, Arc<dyn RecordSink>, Arc<Counters>) = if args
         .discard_logs
     {
         tracing::warn!("--discard-logs: logs are dropped at the hand-off (benchmark reference)");
         (None, Arc::new(DiscardSink), Arc::new(Counters::default()))
     } else {
-        let base_url = agent
-            .logs_intake_url()
-            .unwrap_or_else(|| local_intake_url(agent));
+        let base_url = match agent.logs_intake_url() {
+            Some(url) => url,
+            None => {
+                let intake = LocalIntake::start(agent)?;
+                let url = intake.running.url();
+                println!("Log Explorer: {}", intake.running.explorer_url());
+                tracing::info!(explorer = %intake.running.explorer_url(), "no api_key and no logs_dd_url: logs go to the embedded local intake");
+                local_intake = Some(intake);
+                url
+            }
+        };
         let pipeline = Pipeline::start(PipelineConfig::from_agent(
             agent,
             base_url,
@@ -78,10 +117,6 @@ pub fn run(config_dir: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
     let (checks, errors) = cairn_checks::load_all(agent, &loaded.integrations, &sink)?;
     for e in &errors {
         tracing::error!("{e}");
-    }
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
     }
     tracing::info!(
         checks = checks.len(),
@@ -116,6 +151,10 @@ pub fn run(config_dir: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(p) = pipeline {
         let grace = Duration::try_from_secs_f64(args.send_grace_secs).unwrap_or(Duration::ZERO);
         p.shutdown(grace).context("stopping the logs pipeline")?;
+    }
+    // After the pipeline: its last sends go to this intake.
+    if let Some(intake) = local_intake {
+        intake.stop();
     }
     tracing::info!("cairn stopped");
     Ok(ExitCode::SUCCESS)

@@ -154,10 +154,16 @@ fn expected(range: std::ops::RangeInclusive<u64>) -> Vec<Value> {
     range.map(cursor_log).collect()
 }
 
-fn state_files(dir: &ConfigDir) -> Vec<std::path::PathBuf> {
-    let mut files: Vec<_> = std::fs::read_dir(dir.join("run/state"))
-        .expect("run/state exists")
+/// The agent's buffer (where cursors live) as (file, size, content): empty when never written.
+fn state_files(dir: &ConfigDir) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let Ok(rd) = std::fs::read_dir(dir.join("run/buffer")) else { return Vec::new() };
+    let mut files: Vec<_> = rd
         .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap() != "lock")
+        .map(|p| {
+            let bytes = std::fs::read(&p).unwrap();
+            (p, bytes)
+        })
         .collect();
     files.sort();
     files
@@ -188,23 +194,22 @@ fn cursor_log_resumes_across_processes_only_after_persist_and_keeps_state_privat
     assert_eq!(cursor_runs(&dir, &[], 1)[0], expected(1..=6));
     assert!(state_files(&dir).is_empty(), "without --persist nothing is written");
 
-    // With --persist the cursor is stored after the run...
+    // With --persist the cursor is stored after the run, in the agent's buffer...
     assert_eq!(cursor_runs(&dir, &["--persist"], 1)[0], expected(1..=9));
     let files = state_files(&dir);
-    assert_eq!(files.len(), 1, "one state file for the one check id: {files:?}");
-    let state: Value = serde_json::from_str(&std::fs::read_to_string(&files[0]).unwrap()).unwrap();
-    assert_eq!(state, json!({"log_cursor_my_stream": "{\"position\":9}"}));
-    assert_eq!(mode(&files[0]), 0o600, "state file mode");
-    assert_eq!(mode(&dir.join("run/state")), 0o700, "state dir mode");
+    assert!(!files.is_empty(), "--persist writes the buffer");
+    for (f, _) in &files {
+        assert_eq!(mode(f), 0o600, "{} mode", f.display());
+    }
+    assert_eq!(mode(&dir.join("run/buffer")), 0o700, "buffer dir mode");
     assert_eq!(mode(&dir.join("run")), 0o700, "run_path mode");
 
     // ...so the next process continues right after it.
     assert_eq!(cursor_runs(&dir, &["--persist"], 1)[0], expected(10..=12));
-    let stored = std::fs::read_to_string(&files[0]).unwrap();
-    assert_eq!(serde_json::from_str::<Value>(&stored).unwrap(), json!({"log_cursor_my_stream": "{\"position\":12}"}));
+    let stored = state_files(&dir);
 
     // A process without --persist reads the stored cursor but leaves it where it was.
     assert_eq!(cursor_runs(&dir, &[], 1)[0], expected(13..=15));
-    assert_eq!(std::fs::read_to_string(&files[0]).unwrap(), stored, "no --persist: the state file is untouched");
-    assert_eq!(state_files(&dir), files, "no temporary files left behind");
+    assert_eq!(state_files(&dir), stored, "no --persist: the buffer is untouched");
+    assert_eq!(cursor_runs(&dir, &[], 1)[0], expected(13..=18));
 }

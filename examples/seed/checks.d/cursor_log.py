@@ -43,7 +43,9 @@ def _db_path(instance):
 
 def fetch_logs_since(self, position):
     """Rows of the `app_log` table after `position`, oldest first."""
-    db = sqlite3.connect(_db_path(self.instance))
+    path = _db_path(self.instance)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    db = sqlite3.connect(path)
     try:
         db.execute(
             'CREATE TABLE IF NOT EXISTS app_log ('
