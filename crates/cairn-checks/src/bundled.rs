@@ -4,22 +4,54 @@
 
 macro_rules! bundled {
     ($module:literal, $pkg:literal, $path:literal) => {
-        ($module, $pkg, $path, include_str!(concat!("../../../python/", $path)))
+        (
+            $module,
+            $pkg,
+            $path,
+            include_str!(concat!("../../../python/", $path)),
+        )
     };
 }
 
 /// Module name, whether it is a package, path under `python/`, source.
 pub const MODULES: &[(&str, bool, &str, &str)] = &[
     bundled!("datadog_checks", true, "datadog_checks/__init__.py"),
-    bundled!("datadog_checks.base", true, "datadog_checks/base/__init__.py"),
-    bundled!("datadog_checks.base.config", false, "datadog_checks/base/config.py"),
-    bundled!("datadog_checks.base.errors", false, "datadog_checks/base/errors.py"),
-    bundled!("datadog_checks.base.log", false, "datadog_checks/base/log.py"),
-    bundled!("datadog_checks.base.checks", true, "datadog_checks/base/checks/__init__.py"),
-    bundled!("datadog_checks.base.checks.base", false, "datadog_checks/base/checks/base.py"),
-    bundled!("datadog_checks.checks", true, "datadog_checks/checks/__init__.py"),
+    bundled!(
+        "datadog_checks.base",
+        true,
+        "datadog_checks/base/__init__.py"
+    ),
+    bundled!(
+        "datadog_checks.base.config",
+        false,
+        "datadog_checks/base/config.py"
+    ),
+    bundled!(
+        "datadog_checks.base.errors",
+        false,
+        "datadog_checks/base/errors.py"
+    ),
+    bundled!(
+        "datadog_checks.base.log",
+        false,
+        "datadog_checks/base/log.py"
+    ),
+    bundled!(
+        "datadog_checks.base.checks",
+        true,
+        "datadog_checks/base/checks/__init__.py"
+    ),
+    bundled!(
+        "datadog_checks.base.checks.base",
+        false,
+        "datadog_checks/base/checks/base.py"
+    ),
+    bundled!(
+        "datadog_checks.checks",
+        true,
+        "datadog_checks/checks/__init__.py"
+    ),
 ];
-
 
 /// Installs the finder. Runs once, right after the interpreter starts.
 pub const BOOTSTRAP: &str = r#"

@@ -29,7 +29,9 @@ fn agent() -> Option<&'static AgentConfig> {
 }
 
 pub fn hostname() -> String {
-    agent().map(|a| a.hostname.clone()).unwrap_or_else(|| "localhost".into())
+    agent()
+        .map(|a| a.hostname.clone())
+        .unwrap_or_else(|| "localhost".into())
 }
 
 // ---- datadog_agent -------------------------------------------------------------------------
@@ -84,7 +86,9 @@ fn get_process_start_time() -> f64 {
 #[pyfunction]
 #[pyo3(signature = (message, level=20))]
 fn log(message: &str, level: i64) {
-    let check_id = context::current().map(|c| c.check_id.clone()).unwrap_or_default();
+    let check_id = context::current()
+        .map(|c| c.check_id.clone())
+        .unwrap_or_default();
     match level {
         l if l >= 40 => tracing::error!(target: "check", check_id, "{message}"),
         l if l >= 30 => tracing::warn!(target: "check", check_id, "{message}"),
@@ -117,7 +121,9 @@ fn send_log(py: Python<'_>, json_line: &str, check_id: &str) -> PyResult<()> {
         .ok_or_else(|| PyValueError::new_err("send_log: data must have a 'message' key"))?;
     let timestamp_ms = match map.get(wire::TIMESTAMP) {
         None | Some(serde_json::Value::Null) => wire::now_ms(),
-        Some(serde_json::Value::Number(n)) => n.as_i64().unwrap_or_else(|| n.as_f64().unwrap_or(0.0) as i64),
+        Some(serde_json::Value::Number(n)) => n
+            .as_i64()
+            .unwrap_or_else(|| n.as_f64().unwrap_or(0.0) as i64),
         Some(other) => {
             return Err(PyTypeError::new_err(format!(
                 "send_log: data['timestamp'] must be a number, got {other}"
@@ -140,7 +146,14 @@ fn send_log(py: Python<'_>, json_line: &str, check_id: &str) -> PyResult<()> {
     for (k, v) in &map {
         if matches!(
             k.as_str(),
-            wire::MESSAGE | wire::TIMESTAMP | wire::STATUS | wire::HOSTNAME | wire::SERVICE | wire::SOURCE | wire::DDSOURCE | wire::DDTAGS
+            wire::MESSAGE
+                | wire::TIMESTAMP
+                | wire::STATUS
+                | wire::HOSTNAME
+                | wire::SERVICE
+                | wire::SOURCE
+                | wire::DDSOURCE
+                | wire::DDTAGS
         ) {
             continue;
         }
@@ -149,7 +162,8 @@ fn send_log(py: Python<'_>, json_line: &str, check_id: &str) -> PyResult<()> {
         serde_json::to_writer(&mut attrs, v).expect("a JSON value always serializes");
     }
     if ctx.logs.push_log(&f, &attrs, None) {
-        py.detach(|| ctx.logs.flush()).map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+        py.detach(|| ctx.logs.flush())
+            .map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
     }
     Ok(())
 }
@@ -158,7 +172,9 @@ fn send_log(py: Python<'_>, json_line: &str, check_id: &str) -> PyResult<()> {
 /// `_`; the bundled base does not, so both meet under the bare key.
 fn cache_target(key: &str) -> Option<(std::sync::Arc<context::CheckContext>, String)> {
     if let Some(ctx) = context::current() {
-        let bare = key.strip_prefix(ctx.check_id.as_str()).and_then(|k| k.strip_prefix('_'));
+        let bare = key
+            .strip_prefix(ctx.check_id.as_str())
+            .and_then(|k| k.strip_prefix('_'));
         let bare = bare.unwrap_or(key).to_string();
         return Some((ctx, bare));
     }
@@ -175,7 +191,9 @@ fn cache_target(key: &str) -> Option<(std::sync::Arc<context::CheckContext>, Str
 
 #[pyfunction]
 fn read_persistent_cache(key: &str) -> String {
-    cache_target(key).and_then(|(ctx, k)| ctx.logs.read_cache(&k)).unwrap_or_default()
+    cache_target(key)
+        .and_then(|(ctx, k)| ctx.logs.read_cache(&k))
+        .unwrap_or_default()
 }
 
 #[pyfunction]
@@ -186,7 +204,8 @@ fn write_persistent_cache(py: Python<'_>, key: &str, value: &str) -> PyResult<()
         )));
     };
     if ctx.logs.write_cache(&k, value) {
-        py.detach(|| ctx.logs.flush()).map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+        py.detach(|| ctx.logs.flush())
+            .map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
     }
     Ok(())
 }
@@ -194,7 +213,10 @@ fn write_persistent_cache(py: Python<'_>, key: &str, value: &str) -> PyResult<()
 #[pyfunction]
 fn set_check_metadata(check_id: &str, name: &str, value: &str) {
     if let Some(ctx) = context::resolve(check_id) {
-        ctx.submissions.lock().metadata.push((name.to_string(), value.to_string()));
+        ctx.submissions
+            .lock()
+            .metadata
+            .push((name.to_string(), value.to_string()));
     }
 }
 
@@ -218,7 +240,9 @@ fn headers<'py>(
 #[pyfunction]
 #[pyo3(signature = (_query, _options=None))]
 fn obfuscate_sql(_query: &str, _options: Option<&str>) -> PyResult<String> {
-    Err(PyNotImplementedError::new_err("obfuscate_sql is not supported by cairn"))
+    Err(PyNotImplementedError::new_err(
+        "obfuscate_sql is not supported by cairn",
+    ))
 }
 
 #[pymodule(name = "datadog_agent")]
@@ -243,11 +267,20 @@ pub fn datadog_agent_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
 
 // ---- aggregator ----------------------------------------------------------------------------
 
-const METRIC_TYPES: [&str; 7] =
-    ["gauge", "rate", "count", "monotonic_count", "counter", "histogram", "historate"];
+const METRIC_TYPES: [&str; 7] = [
+    "gauge",
+    "rate",
+    "count",
+    "monotonic_count",
+    "counter",
+    "histogram",
+    "historate",
+];
 
 fn tag_list(tags: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<String>> {
-    let Some(tags) = tags.filter(|t| !t.is_none()) else { return Ok(Vec::new()) };
+    let Some(tags) = tags.filter(|t| !t.is_none()) else {
+        return Ok(Vec::new());
+    };
     let mut out = Vec::new();
     for t in tags.try_iter()? {
         let t = t?;
@@ -279,9 +312,9 @@ fn submit_metric(
     hostname: Option<&str>,
     _flush_first_value: bool,
 ) -> PyResult<()> {
-    let kind = *METRIC_TYPES
-        .get(mtype)
-        .ok_or_else(|| PyValueError::new_err(format!("submit_metric: unknown metric type {mtype}")))?;
+    let kind = *METRIC_TYPES.get(mtype).ok_or_else(|| {
+        PyValueError::new_err(format!("submit_metric: unknown metric type {mtype}"))
+    })?;
     if let Some(ctx) = context::resolve(check_id) {
         ctx.submissions.lock().metrics.push(Metric {
             name: name.to_string(),
@@ -319,7 +352,11 @@ fn submit_service_check(
 }
 
 #[pyfunction]
-fn submit_event(_check: &Bound<'_, PyAny>, check_id: &str, event: &Bound<'_, PyAny>) -> PyResult<()> {
+fn submit_event(
+    _check: &Bound<'_, PyAny>,
+    check_id: &str,
+    event: &Bound<'_, PyAny>,
+) -> PyResult<()> {
     let mut buf = Vec::new();
     pyjson::write_value(&mut buf, event, 0).map_err(|e| e.into_pyerr("event", ""))?;
     let v: serde_json::Value = serde_json::from_slice(&buf).unwrap_or(serde_json::Value::Null);
@@ -350,7 +387,11 @@ fn submit_histogram_bucket(
         t.push(format!("upper_bound:{upper}"));
         ctx.submissions.lock().metrics.push(Metric {
             name: name.to_string(),
-            kind: if monotonic { "monotonic_count" } else { "count" },
+            kind: if monotonic {
+                "monotonic_count"
+            } else {
+                "count"
+            },
             value,
             tags: t,
             hostname: host_or_default(hostname),
@@ -370,9 +411,17 @@ fn submit_event_platform_event(
 
 #[pymodule(name = "aggregator")]
 pub fn aggregator_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    for (i, name) in ["GAUGE", "RATE", "COUNT", "MONOTONIC_COUNT", "COUNTER", "HISTOGRAM", "HISTORATE"]
-        .iter()
-        .enumerate()
+    for (i, name) in [
+        "GAUGE",
+        "RATE",
+        "COUNT",
+        "MONOTONIC_COUNT",
+        "COUNTER",
+        "HISTOGRAM",
+        "HISTORATE",
+    ]
+    .iter()
+    .enumerate()
     {
         m.add(*name, i)?;
     }

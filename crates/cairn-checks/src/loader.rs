@@ -72,13 +72,21 @@ fn canonical(v: &serde_json::Value, out: &mut String) {
 
 /// `<name>:<16 hex>` or `<name>:<instance name>:<16 hex>`; the hex digests the instance and
 /// init_config, so the same config keeps the same id (and its cursors) across restarts.
-pub fn check_id(name: &str, instance: &serde_json::Value, init_config: &serde_json::Value) -> String {
+pub fn check_id(
+    name: &str,
+    instance: &serde_json::Value,
+    init_config: &serde_json::Value,
+) -> String {
     let mut text = String::new();
     canonical(instance, &mut text);
     text.push('\n');
     canonical(init_config, &mut text);
     let hash = fnv1a64(text.as_bytes());
-    match instance.get("name").and_then(|n| n.as_str()).filter(|n| !n.is_empty()) {
+    match instance
+        .get("name")
+        .and_then(|n| n.as_str())
+        .filter(|n| !n.is_empty())
+    {
         Some(inst) => format!("{name}:{inst}:{hash:016x}"),
         None => format!("{name}:{hash:016x}"),
     }
@@ -108,7 +116,9 @@ pub fn load(
     sink: &Arc<dyn RecordSink>,
 ) -> Result<Vec<LoadedCheck>, CheckError> {
     let name = integration.name.as_str();
-    let helpers = py.import("_cairn_host").map_err(|e| CheckError::Runtime(e.to_string()))?;
+    let helpers = py
+        .import("_cairn_host")
+        .map_err(|e| CheckError::Runtime(e.to_string()))?;
     let module = match helpers.call_method1("import_check_module", (name,)) {
         Ok(m) if m.is_none() => {
             return Err(CheckError::NotFound {
@@ -124,23 +134,43 @@ pub fn load(
                 let get = |a: &str| value.getattr(a).ok();
                 return Err(CheckError::Syntax {
                     name: name.into(),
-                    file: get("filename").and_then(|f| f.extract().ok()).unwrap_or_default(),
-                    line: get("lineno").and_then(|f| f.extract().ok()).unwrap_or_default(),
-                    message: get("msg").and_then(|f| f.extract().ok()).unwrap_or_default(),
+                    file: get("filename")
+                        .and_then(|f| f.extract().ok())
+                        .unwrap_or_default(),
+                    line: get("lineno")
+                        .and_then(|f| f.extract().ok())
+                        .unwrap_or_default(),
+                    message: get("msg")
+                        .and_then(|f| f.extract().ok())
+                        .unwrap_or_default(),
                 });
             }
             let file = failing_file(py, &e).unwrap_or_else(|| format!("{name}.py"));
-            return Err(CheckError::Import { name: name.into(), file, message: describe(py, &e) });
+            return Err(CheckError::Import {
+                name: name.into(),
+                file,
+                message: describe(py, &e),
+            });
         }
     };
     let file = module_file(&module);
     let class = helpers
         .call_method1("find_check_class", (&module,))
-        .map_err(|e| CheckError::Import { name: name.into(), file: file.clone(), message: describe(py, &e) })?;
+        .map_err(|e| CheckError::Import {
+            name: name.into(),
+            file: file.clone(),
+            message: describe(py, &e),
+        })?;
     if class.is_none() {
-        return Err(CheckError::NoCheckClass { name: name.into(), file });
+        return Err(CheckError::NoCheckClass {
+            name: name.into(),
+            file,
+        });
     }
-    let class_name: String = class.getattr("__name__").and_then(|n| n.extract()).unwrap_or_default();
+    let class_name: String = class
+        .getattr("__name__")
+        .and_then(|n| n.extract())
+        .unwrap_or_default();
     let init_config = pyjson::value_to_py(py, &init_config_or_empty(&integration.init_config))
         .map_err(|e| CheckError::Runtime(e.to_string()))?;
     let entry = integration.integration_logs_entry();
@@ -171,7 +201,10 @@ pub fn load(
             },
             sink.clone(),
         )
-        .map_err(|e| CheckError::State { name: name.into(), message: e.to_string() })?;
+        .map_err(|e| CheckError::State {
+            name: name.into(),
+            message: e.to_string(),
+        })?;
         let ctx = Arc::new(CheckContext {
             name: name.to_string(),
             check_id: id.clone(),
@@ -243,7 +276,15 @@ fn failing_file(py: Python<'_>, e: &PyErr) -> Option<String> {
         }
         tb = next.cast_into().ok()?;
     }
-    let file: String = tb.getattr("tb_frame").ok()?.getattr("f_code").ok()?.getattr("co_filename").ok()?.extract().ok()?;
+    let file: String = tb
+        .getattr("tb_frame")
+        .ok()?
+        .getattr("f_code")
+        .ok()?
+        .getattr("co_filename")
+        .ok()?
+        .extract()
+        .ok()?;
     let line: usize = tb.getattr("tb_lineno").ok()?.extract().ok()?;
     Some(format!("{file}:{line}"))
 }

@@ -89,7 +89,10 @@ impl CheckBase {
             check_id = c.check_id.clone();
             let _ = ctx.set(c);
         }
-        CheckBase { ctx, check_id: Mutex::new(check_id) }
+        CheckBase {
+            ctx,
+            check_id: Mutex::new(check_id),
+        }
     }
 
     #[getter]
@@ -131,7 +134,8 @@ impl CheckBase {
         SCRATCH.with(|s| *s.borrow_mut() = (attrs, cursor_buf));
         if result? {
             let py = slf.py();
-            py.detach(|| ctx.logs.flush()).map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+            py.detach(|| ctx.logs.flush())
+                .map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
         }
         Ok(())
     }
@@ -140,7 +144,10 @@ impl CheckBase {
     #[pyo3(signature = (stream="default"))]
     fn get_log_cursor<'py>(slf: &Bound<'py, Self>, stream: &str) -> PyResult<Bound<'py, PyAny>> {
         let ctx = slf.get().ctx()?;
-        match ctx.logs.read_cache(&cairn_logs::check_logs::cursor_key(stream)) {
+        match ctx
+            .logs
+            .read_cache(&cairn_logs::check_logs::cursor_key(stream))
+        {
             Some(text) if !text.is_empty() => pyjson::json_to_py(slf.py(), &text),
             _ => Ok(slf.py().None().into_bound(slf.py())),
         }
@@ -152,7 +159,11 @@ impl CheckBase {
     }
 
     /// Stores a string that survives restarts, ordered after the logs sent before it.
-    fn write_persistent_cache(slf: &Bound<'_, Self>, key: &str, value: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn write_persistent_cache(
+        slf: &Bound<'_, Self>,
+        key: &str,
+        value: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
         let ctx = slf.get().ctx()?;
         let value = value.cast::<PyString>().map_err(|_| {
             PyTypeError::new_err(format!(
@@ -161,7 +172,9 @@ impl CheckBase {
             ))
         })?;
         if ctx.logs.write_cache(key, value.to_str()?) {
-            slf.py().detach(|| ctx.logs.flush()).map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+            slf.py()
+                .detach(|| ctx.logs.flush())
+                .map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
         }
         Ok(())
     }
@@ -251,7 +264,9 @@ fn stage(
         special[slot] = Some(v);
     }
     let Some(message) = &special[MESSAGE] else {
-        return Err(PyValueError::new_err("send_log: data must have a 'message' key"));
+        return Err(PyValueError::new_err(
+            "send_log: data must have a 'message' key",
+        ));
     };
     let message = match message.cast::<PyString>() {
         Ok(s) => s.to_str()?,
@@ -289,7 +304,9 @@ fn stage(
         }
         _ => None,
     };
-    Ok(ctx.logs.push_log(&f, attrs, cursor_json.map(|c| (stream, c))))
+    Ok(ctx
+        .logs
+        .push_log(&f, attrs, cursor_json.map(|c| (stream, c))))
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

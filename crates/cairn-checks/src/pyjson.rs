@@ -31,7 +31,10 @@ pub enum WalkErrorKind {
 
 impl WalkError {
     fn new(kind: WalkErrorKind) -> Self {
-        WalkError { path: Vec::new(), kind }
+        WalkError {
+            path: Vec::new(),
+            kind,
+        }
     }
 
     fn at(mut self, seg: Segment) -> Self {
@@ -78,7 +81,10 @@ impl From<PyErr> for WalkError {
 }
 
 pub fn type_name(v: &Bound<'_, PyAny>) -> String {
-    v.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into())
+    v.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "?".into())
 }
 
 /// Appends `v` as JSON.

@@ -53,7 +53,10 @@ pub fn run_once(check: &LoadedCheck) -> RunReport {
         let obj = check.object.bind(py);
         let error = match obj.call_method0("run") {
             Ok(r) => parse_run_result(&r),
-            Err(e) => Some(RunError { message: e.to_string(), traceback: format_traceback(py, &e) }),
+            Err(e) => Some(RunError {
+                message: e.to_string(),
+                traceback: format_traceback(py, &e),
+            }),
         };
         let warnings = match obj.call_method0("get_warnings") {
             Ok(w) => w.extract::<Vec<String>>().unwrap_or_default(),
@@ -106,12 +109,20 @@ fn parse_run_result(r: &Bound<'_, PyAny>) -> Option<RunError> {
     match serde_json::from_str::<Vec<Reported>>(&text) {
         Ok(v) if !v.is_empty() => {
             let first = v.into_iter().next().expect("checked non-empty");
-            Some(RunError { message: first.message, traceback: first.traceback })
+            Some(RunError {
+                message: first.message,
+                traceback: first.traceback,
+            })
         }
-        _ => Some(RunError { message: text, traceback: String::new() }),
+        _ => Some(RunError {
+            message: text,
+            traceback: String::new(),
+        }),
     }
 }
 
 fn format_traceback(py: Python<'_>, e: &PyErr) -> String {
-    e.traceback(py).and_then(|tb| tb.format().ok()).unwrap_or_default()
+    e.traceback(py)
+        .and_then(|tb| tb.format().ok())
+        .unwrap_or_default()
 }

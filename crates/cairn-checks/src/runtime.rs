@@ -46,7 +46,8 @@ fn setup(py: Python<'_>, checks_d: &Path, site: Option<&Path>) -> PyResult<()> {
         // addsitedir also runs the env's .pth files; then move what it added to the front so
         // the env wins over the system's packages.
         let before = path.len();
-        py.import("site")?.call_method1("addsitedir", (site.to_string_lossy().as_ref(),))?;
+        py.import("site")?
+            .call_method1("addsitedir", (site.to_string_lossy().as_ref(),))?;
         let added: Vec<Bound<'_, PyAny>> = path.iter().skip(before).collect();
         for _ in 0..added.len() {
             path.call_method1("pop", (before,))?;
@@ -64,7 +65,15 @@ fn setup(py: Python<'_>, checks_d: &Path, site: Option<&Path>) -> PyResult<()> {
     )?;
     let modules = PyList::empty(py);
     for (name, pkg, file, src) in bundled::MODULES {
-        modules.append(PyTuple::new(py, [name.into_pyobject(py)?.into_any(), pkg.into_pyobject(py)?.to_owned().into_any(), file.into_pyobject(py)?.into_any(), src.into_pyobject(py)?.into_any()])?)?;
+        modules.append(PyTuple::new(
+            py,
+            [
+                name.into_pyobject(py)?.into_any(),
+                pkg.into_pyobject(py)?.to_owned().into_any(),
+                file.into_pyobject(py)?.into_any(),
+                src.into_pyobject(py)?.into_any(),
+            ],
+        )?)?;
     }
     boot.call_method1("install", (modules,))?;
     sys.getattr("modules")?.set_item("_cairn_bootstrap", boot)?;
@@ -81,11 +90,17 @@ fn setup(py: Python<'_>, checks_d: &Path, site: Option<&Path>) -> PyResult<()> {
 /// `<env>/lib/python3.11/site-packages`, with a clear error when the env is missing or built
 /// for another Python.
 pub fn site_packages(env: &Path) -> Result<PathBuf, CheckError> {
-    let err = |message: String| CheckError::PythonEnv { path: env.to_path_buf(), message };
+    let err = |message: String| CheckError::PythonEnv {
+        path: env.to_path_buf(),
+        message,
+    };
     if !env.is_dir() {
         return Err(err("no such directory (expected a virtualenv)".into()));
     }
-    let site = env.join("lib").join(format!("python{PYTHON_MINOR}")).join("site-packages");
+    let site = env
+        .join("lib")
+        .join(format!("python{PYTHON_MINOR}"))
+        .join("site-packages");
     if site.is_dir() {
         return Ok(site);
     }
@@ -98,7 +113,9 @@ pub fn site_packages(env: &Path) -> Result<PathBuf, CheckError> {
         })
         .unwrap_or_default();
     if others.is_empty() {
-        Err(err(format!("no lib/python{PYTHON_MINOR}/site-packages: is this a virtualenv?")))
+        Err(err(format!(
+            "no lib/python{PYTHON_MINOR}/site-packages: is this a virtualenv?"
+        )))
     } else {
         Err(err(format!(
             "built for {}, but cairn embeds Python {PYTHON_MINOR}; create it with python{PYTHON_MINOR} -m venv",

@@ -4,8 +4,8 @@
 //! still running when it falls due again is skipped for that tick, so a slow check occupies one
 //! runner and delays nobody else.
 
-use std::collections::BinaryHeap;
 use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -50,7 +50,11 @@ pub struct Scheduler {
 
 impl Scheduler {
     /// Starts scheduling `checks` right away (each runs once at start, then every interval).
-    pub fn start(checks: Vec<LoadedCheck>, check_runners: usize, on_report: Arc<ReportFn>) -> Scheduler {
+    pub fn start(
+        checks: Vec<LoadedCheck>,
+        check_runners: usize,
+        on_report: Arc<ReportFn>,
+    ) -> Scheduler {
         let status = checks
             .iter()
             .map(|c| CheckStatus {
@@ -86,7 +90,11 @@ impl Scheduler {
                 .spawn(move || timer_loop(&shared, tx))
                 .expect("spawning the timer thread")
         };
-        Scheduler { shared, timer: Some(timer), runners }
+        Scheduler {
+            shared,
+            timer: Some(timer),
+            runners,
+        }
     }
 
     pub fn statuses(&self) -> Vec<CheckStatus> {
@@ -105,8 +113,14 @@ impl Scheduler {
         while Instant::now() < deadline && self.shared.status.lock().iter().any(|s| s.running) {
             std::thread::sleep(Duration::from_millis(20));
         }
-        let still: Vec<String> =
-            self.shared.status.lock().iter().filter(|s| s.running).map(|s| s.check_id.clone()).collect();
+        let still: Vec<String> = self
+            .shared
+            .status
+            .lock()
+            .iter()
+            .filter(|s| s.running)
+            .map(|s| s.check_id.clone())
+            .collect();
         if still.is_empty() {
             for r in self.runners.drain(..) {
                 let _ = r.join();
@@ -118,8 +132,9 @@ impl Scheduler {
 
 fn timer_loop(shared: &Shared, tx: mpsc::Sender<usize>) {
     let now = Instant::now();
-    let mut due: BinaryHeap<Reverse<(Instant, usize)>> =
-        (0..shared.checks.len()).map(|i| Reverse((now, i))).collect();
+    let mut due: BinaryHeap<Reverse<(Instant, usize)>> = (0..shared.checks.len())
+        .map(|i| Reverse((now, i)))
+        .collect();
     let mut stop = shared.stop.lock();
     while !*stop {
         let Some(Reverse((at, i))) = due.peek().copied() else {
@@ -132,7 +147,12 @@ fn timer_loop(shared: &Shared, tx: mpsc::Sender<usize>) {
             continue;
         }
         due.pop();
-        let interval = Duration::from_secs_f64(shared.checks[i].instance.min_collection_interval_secs.max(0.001));
+        let interval = Duration::from_secs_f64(
+            shared.checks[i]
+                .instance
+                .min_collection_interval_secs
+                .max(0.001),
+        );
         // Next tick keeps the cadence; a late timer never queues a burst of catch-up runs.
         let mut next = at + interval;
         if next <= now {

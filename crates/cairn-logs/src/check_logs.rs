@@ -32,8 +32,11 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 3] =
-        [DropReason::LogsDisabled, DropReason::NoLogsConfig, DropReason::Excluded];
+    pub const ALL: [DropReason; 3] = [
+        DropReason::LogsDisabled,
+        DropReason::NoLogsConfig,
+        DropReason::Excluded,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -121,7 +124,11 @@ struct State {
 /// The instance tags as the Datadog library formats them: only `key:value` tags, de-duplicated
 /// and sorted.
 pub fn formatted_instance_tags(tags: &[String]) -> Vec<&str> {
-    let mut v: Vec<&str> = tags.iter().map(String::as_str).filter(|t| t.contains(':')).collect();
+    let mut v: Vec<&str> = tags
+        .iter()
+        .map(String::as_str)
+        .filter(|t| t.contains(':'))
+        .collect();
     v.sort_unstable();
     v.dedup();
     v
@@ -177,7 +184,12 @@ impl CheckLogs {
     ///
     /// A log dropped because logs are disabled or unconfigured does not move its cursor: the
     /// data is still there to be read once logs are turned on.
-    pub fn push_log(&self, fields: &LogFields<'_>, attributes: &[u8], cursor: Option<(&str, &str)>) -> bool {
+    pub fn push_log(
+        &self,
+        fields: &LogFields<'_>,
+        attributes: &[u8],
+        cursor: Option<(&str, &str)>,
+    ) -> bool {
         let mut st = self.state.lock();
         if let Some(reason) = self.drop_reason {
             st.counters.count_drop(reason);
@@ -198,7 +210,8 @@ impl CheckLogs {
                 st.counters.processed += 1;
                 st.counters.truncated += truncated as u64;
                 let before = st.staging.len_bytes();
-                st.staging.push_log_with(|out| self.encode(out, fields, &message, attributes));
+                st.staging
+                    .push_log_with(|out| self.encode(out, fields, &message, attributes));
                 st.counters.bytes += (st.staging.len_bytes() - before - 5) as u64;
             }
         }

@@ -18,7 +18,10 @@ pub struct Processor {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome<'a> {
     /// Keep the log with this message; `truncated` says the size limit cut it.
-    Keep { message: Cow<'a, str>, truncated: bool },
+    Keep {
+        message: Cow<'a, str>,
+        truncated: bool,
+    },
     /// A rule excluded it; the name of that rule.
     Excluded(String),
 }
@@ -68,8 +71,14 @@ impl Processor {
             let mut s = String::with_capacity(cut + TRUNCATED_MARKER.len());
             s.push_str(&msg[..cut]);
             s.push_str(TRUNCATED_MARKER);
-            return Outcome::Keep { message: Cow::Owned(s), truncated: true };
+            return Outcome::Keep {
+                message: Cow::Owned(s),
+                truncated: true,
+            };
         }
-        Outcome::Keep { message: msg, truncated: false }
+        Outcome::Keep {
+            message: msg,
+            truncated: false,
+        }
     }
 }

@@ -13,7 +13,10 @@ use crate::state::CacheState;
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: unreadable check state: {message}")]
     State { path: PathBuf, message: String },
     #[error("the logs pipeline is shut down")]
@@ -53,17 +56,29 @@ struct CheckRecords {
 
 impl MemorySink {
     pub fn new(loader: Option<StateLoader>, keep_logs: bool) -> Arc<Self> {
-        Arc::new(MemorySink { loader, keep_logs, inner: Mutex::default() })
+        Arc::new(MemorySink {
+            loader,
+            keep_logs,
+            inner: Mutex::default(),
+        })
     }
 
     /// Removes and returns the logs collected for `check_id` so far, as wire JSON objects.
     pub fn take_logs(&self, check_id: &str) -> Vec<Vec<u8>> {
-        self.inner.lock().get_mut(check_id).map(|c| std::mem::take(&mut c.logs)).unwrap_or_default()
+        self.inner
+            .lock()
+            .get_mut(check_id)
+            .map(|c| std::mem::take(&mut c.logs))
+            .unwrap_or_default()
     }
 
     /// The cache entries (cursors included) `check_id` wrote in this process.
     pub fn written_state(&self, check_id: &str) -> CacheState {
-        self.inner.lock().get(check_id).map(|c| c.written.clone()).unwrap_or_default()
+        self.inner
+            .lock()
+            .get(check_id)
+            .map(|c| c.written.clone())
+            .unwrap_or_default()
     }
 }
 

@@ -45,7 +45,8 @@ impl Staging {
         self.bytes.push(KIND_CACHE);
         let len = (4 + key.len() + value.len()) as u32;
         self.bytes.extend_from_slice(&len.to_le_bytes());
-        self.bytes.extend_from_slice(&(key.len() as u32).to_le_bytes());
+        self.bytes
+            .extend_from_slice(&(key.len() as u32).to_le_bytes());
         self.bytes.extend_from_slice(key.as_bytes());
         self.bytes.extend_from_slice(value.as_bytes());
         self.records += 1;
@@ -126,7 +127,10 @@ mod tests {
             got,
             vec![
                 Record::Log(b"{\"message\":\"a\"}"),
-                Record::Cache { key: "log_cursor_default", value: "{\"position\":1}" },
+                Record::Cache {
+                    key: "log_cursor_default",
+                    value: "{\"position\":1}"
+                },
                 Record::Log(b"{}"),
             ]
         );

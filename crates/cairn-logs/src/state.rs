@@ -30,7 +30,13 @@ impl StateStore {
         // Check ids hold ':' and instance names may hold anything: keep file names portable.
         let safe: String = check_id
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
         self.dir.join(format!("{safe}.json"))
     }
@@ -52,12 +58,18 @@ impl StateStore {
     pub fn save(&self, check_id: &str, state: &CacheState) -> Result<(), SinkError> {
         let path = self.file_for(check_id);
         let tmp = path.with_extension("json.tmp");
-        let io = |e| SinkError::Io { path: tmp.clone(), source: e };
+        let io = |e| SinkError::Io {
+            path: tmp.clone(),
+            source: e,
+        };
         let bytes = serde_json::to_vec(state).expect("a map of strings always serializes");
         let mut f = private_file(&tmp).map_err(io)?;
         f.write_all(&bytes).map_err(io)?;
         f.sync_all().map_err(io)?;
-        fs::rename(&tmp, &path).map_err(|e| SinkError::Io { path: path.clone(), source: e })?;
+        fs::rename(&tmp, &path).map_err(|e| SinkError::Io {
+            path: path.clone(),
+            source: e,
+        })?;
         Ok(())
     }
 }
@@ -65,15 +77,27 @@ impl StateStore {
 /// Creates `dir` with mode 0700 (and tightens it if it already exists).
 pub fn create_private_dir(dir: &Path) -> Result<(), SinkError> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    let io = |e| SinkError::Io { path: dir.to_path_buf(), source: e };
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io)?;
+    let io = |e| SinkError::Io {
+        path: dir.to_path_buf(),
+        source: e,
+    };
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io)?;
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io)
 }
 
 /// Opens `path` for writing, truncated, mode 0600.
 pub fn private_file(path: &Path) -> std::io::Result<fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
-    fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)
+    fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
 }
 
 #[cfg(test)]
@@ -94,6 +118,9 @@ mod tests {
         assert!(again.load("other:1").unwrap().is_empty());
         let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&run.join("state")), 0o700);
-        assert_eq!(mode(&run.join("state/my_check_0123456789abcdef.json")), 0o600);
+        assert_eq!(
+            mode(&run.join("state/my_check_0123456789abcdef.json")),
+            0o600
+        );
     }
 }

@@ -44,7 +44,11 @@ pub fn keys() -> &'static Keys {
             write_key(&mut v, k);
             v
         };
-        Keys { open_message: key(b'{', MESSAGE), status: key(b',', STATUS), timestamp: key(b',', TIMESTAMP) }
+        Keys {
+            open_message: key(b'{', MESSAGE),
+            status: key(b',', STATUS),
+            timestamp: key(b',', TIMESTAMP),
+        }
     })
 }
 
@@ -121,26 +125,6 @@ pub fn split_tags(tags: &str) -> impl Iterator<Item = &str> {
 }
 
 /// Joins tags with `,`, keeping the first occurrence of each.
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn strings_are_escaped_exactly_like_serde_json() {
-        let cases = [
-            "", "plain", "exactly8", "quote \" inside", "back\\slash", "tab\there", "nl\n", "\u{1}",
-            "é unicode ✓ and more than eight bytes", "ends with quote\"", "0123456789abcdef\u{1f}",
-            "\u{7f} del is fine", "<script>alert(1)</script>", "a\"", "1234567\\", "12345678\n",
-            "123456789\"", "\"2345678", "x\u{1f}",
-        ];
-        for c in cases {
-            let mut out = Vec::new();
-            write_str(&mut out, c);
-            assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(c).unwrap(), "{c:?}");
-        }
-    }
-}
-
 pub fn join_tags_dedup<'a>(tags: impl IntoIterator<Item = &'a str>) -> String {
     let mut seen = std::collections::HashSet::new();
     let mut out = String::new();
@@ -153,4 +137,43 @@ pub fn join_tags_dedup<'a>(tags: impl IntoIterator<Item = &'a str>) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_are_escaped_exactly_like_serde_json() {
+        let cases = [
+            "",
+            "plain",
+            "exactly8",
+            "quote \" inside",
+            "back\\slash",
+            "tab\there",
+            "nl\n",
+            "\u{1}",
+            "é unicode ✓ and more than eight bytes",
+            "ends with quote\"",
+            "0123456789abcdef\u{1f}",
+            "\u{7f} del is fine",
+            "<script>alert(1)</script>",
+            "a\"",
+            "1234567\\",
+            "12345678\n",
+            "123456789\"",
+            "\"2345678",
+            "x\u{1f}",
+        ];
+        for c in cases {
+            let mut out = Vec::new();
+            write_str(&mut out, c);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                serde_json::to_string(c).unwrap(),
+                "{c:?}"
+            );
+        }
+    }
 }

@@ -38,7 +38,11 @@ pub struct CheckArgs {
 pub fn run(config_dir: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
     let loaded = common::load_config(config_dir)?;
     let Some(integration) = loaded.integrations.iter().find(|i| i.name == args.name) else {
-        if let Some(err) = loaded.errors.iter().find(|e| e.to_string().contains(&format!("conf.d/{}", args.name))) {
+        if let Some(err) = loaded
+            .errors
+            .iter()
+            .find(|e| e.to_string().contains(&format!("conf.d/{}", args.name)))
+        {
             bail!("check {}: {err}", args.name);
         }
         bail!(
@@ -56,7 +60,8 @@ pub fn run(config_dir: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
         Box::new(move |check_id: &str| cairn_logs::read_state_snapshot(&run_path, check_id));
     let memory = MemorySink::new(Some(loader), !summary_only);
     let sink: Arc<dyn RecordSink> = memory.clone();
-    let (checks, errors) = cairn_checks::load_all(&loaded.agent, std::slice::from_ref(integration), &sink)?;
+    let (checks, errors) =
+        cairn_checks::load_all(&loaded.agent, std::slice::from_ref(integration), &sink)?;
     if let Some(e) = errors.first() {
         eprintln!("error: {e}");
         return Ok(ExitCode::FAILURE);
@@ -71,9 +76,15 @@ pub fn run(config_dir: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
             let report = cairn_checks::run_once(check);
             failed |= report.error.is_some();
             let raw_logs = memory.take_logs(&check.check_id);
-            let shown_logs = if summary_only { report.logs.processed as usize } else { raw_logs.len() };
-            let logs: Vec<Value> =
-                raw_logs.iter().map(|l| serde_json::from_slice(l).unwrap_or(Value::Null)).collect();
+            let shown_logs = if summary_only {
+                report.logs.processed as usize
+            } else {
+                raw_logs.len()
+            };
+            let logs: Vec<Value> = raw_logs
+                .iter()
+                .map(|l| serde_json::from_slice(l).unwrap_or(Value::Null))
+                .collect();
             let run = run_json(&report, logs);
             if !args.json {
                 if args.format == "summary" {
@@ -86,13 +97,20 @@ pub fn run(config_dir: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
         }
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&json!({"check": args.name, "runs": runs}))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"check": args.name, "runs": runs}))?
+        );
     }
     if args.persist {
         let ids: Vec<&str> = checks.iter().map(|c| c.check_id.as_str()).collect();
         persist(&loaded.agent, &memory, &ids)?;
     }
-    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn run_json(r: &RunReport, logs: Vec<Value>) -> Value {
@@ -129,7 +147,11 @@ fn summary_line(r: &RunReport, run: &Value, logs: usize) -> String {
 
 /// Logs are printed byte for byte as they would go on the wire.
 fn print_full(r: &RunReport, run: &Value, raw_logs: &[Vec<u8>]) {
-    println!("=== {} ({:.1} ms) ===", r.check_id, r.duration.as_secs_f64() * 1000.0);
+    println!(
+        "=== {} ({:.1} ms) ===",
+        r.check_id,
+        r.duration.as_secs_f64() * 1000.0
+    );
     let section = |title: &str, key: &str| {
         let items = run[key].as_array().cloned().unwrap_or_default();
         println!("{title} ({}):", items.len());
@@ -162,8 +184,16 @@ fn print_full(r: &RunReport, run: &Value, raw_logs: &[Vec<u8>]) {
 /// `--persist`: the cursors and cache writes of this process enter the agent's buffer like a
 /// run's would (the logs do not: `cairn check` never ships). The buffer allows one writer, so
 /// this fails clearly while an agent runs on the same run_path.
-fn persist(agent: &cairn_config::AgentConfig, memory: &MemorySink, check_ids: &[&str]) -> anyhow::Result<()> {
-    let opts = BufferOptions::new(&agent.run_path, agent.logs.buffer.max_size_bytes, agent.logs.buffer.when_full);
+fn persist(
+    agent: &cairn_config::AgentConfig,
+    memory: &MemorySink,
+    check_ids: &[&str],
+) -> anyhow::Result<()> {
+    let opts = BufferOptions::new(
+        &agent.run_path,
+        agent.logs.buffer.max_size_bytes,
+        agent.logs.buffer.when_full,
+    );
     let buffer = Buffer::open(opts, Arc::new(Counters::default())).with_context(|| {
         format!(
             "--persist: cannot open the buffer in {} (is `cairn run` running on it? stop it first)",
@@ -181,7 +211,9 @@ fn persist(agent: &cairn_config::AgentConfig, memory: &MemorySink, check_ids: &[
         for (k, v) in keys {
             staging.push_cache(k, v);
         }
-        buffer.append(id, &mut staging).context("--persist: writing cursors")?;
+        buffer
+            .append(id, &mut staging)
+            .context("--persist: writing cursors")?;
         buffer.commit(id).context("--persist: syncing cursors")?;
     }
     buffer.close().context("--persist: closing the buffer")?;

@@ -17,9 +17,24 @@ pub struct ConfigcheckArgs {
 /// Whether a key names a secret: any `_`/`-` separated part (or the whole key, plural
 /// included) is one of the usual names, as Datadog's scrubber does.
 fn is_secret_key(key: &str) -> bool {
-    const SECRET_PARTS: [&str; 9] =
-        ["password", "passwd", "pass", "pwd", "secret", "token", "apikey", "credential", "credentials"];
-    const SECRET_KEYS: [&str; 5] = ["api_key", "app_key", "private_key", "auth_token", "access_key"];
+    const SECRET_PARTS: [&str; 9] = [
+        "password",
+        "passwd",
+        "pass",
+        "pwd",
+        "secret",
+        "token",
+        "apikey",
+        "credential",
+        "credentials",
+    ];
+    const SECRET_KEYS: [&str; 5] = [
+        "api_key",
+        "app_key",
+        "private_key",
+        "auth_token",
+        "access_key",
+    ];
     let k = key.to_ascii_lowercase();
     SECRET_KEYS.iter().any(|s| k.contains(s))
         || k.split(['_', '-', '.']).any(|part| {
@@ -32,9 +47,11 @@ fn is_secret_key(key: &str) -> bool {
 fn redact_url_password(s: &str) -> Option<String> {
     static URL_USERINFO: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
     let re = URL_USERINFO.get_or_init(|| {
-        regex::Regex::new(r"([A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*):([^@/\s]+)@").expect("a valid regex")
+        regex::Regex::new(r"([A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*):([^@/\s]+)@")
+            .expect("a valid regex")
     });
-    re.is_match(s).then(|| re.replace_all(s, "$1:********@").into_owned())
+    re.is_match(s)
+        .then(|| re.replace_all(s, "$1:********@").into_owned())
 }
 
 pub fn redact(v: &Value) -> Value {
@@ -42,13 +59,19 @@ pub fn redact(v: &Value) -> Value {
         Value::Object(m) => Value::Object(
             m.iter()
                 .map(|(k, x)| {
-                    let x = if is_secret_key(k) && !x.is_null() { Value::String("********".into()) } else { redact(x) };
+                    let x = if is_secret_key(k) && !x.is_null() {
+                        Value::String("********".into())
+                    } else {
+                        redact(x)
+                    };
                     (k.clone(), x)
                 })
                 .collect(),
         ),
         Value::Array(a) => Value::Array(a.iter().map(redact).collect()),
-        Value::String(s) => redact_url_password(s).map(Value::String).unwrap_or_else(|| v.clone()),
+        Value::String(s) => redact_url_password(s)
+            .map(Value::String)
+            .unwrap_or_else(|| v.clone()),
         other => other.clone(),
     }
 }
@@ -107,11 +130,20 @@ pub fn run(config_dir: &Path, args: ConfigcheckArgs) -> anyhow::Result<ExitCode>
             println!("file: {}", c["file"].as_str().unwrap_or_default());
             println!("init_config: {}", c["init_config"]);
             for i in c["instances"].as_array().into_iter().flatten() {
-                println!("instance {} ({}), every {}s:", i["check_id"].as_str().unwrap_or_default(), i["source"].as_str().unwrap_or_default(), i["min_collection_interval"]);
+                println!(
+                    "instance {} ({}), every {}s:",
+                    i["check_id"].as_str().unwrap_or_default(),
+                    i["source"].as_str().unwrap_or_default(),
+                    i["min_collection_interval"]
+                );
                 println!("  {}", i["config"]);
             }
             for l in c["logs"].as_array().into_iter().flatten() {
-                println!("logs entry ({}): {}", l["location"].as_str().unwrap_or_default(), l);
+                println!(
+                    "logs entry ({}): {}",
+                    l["location"].as_str().unwrap_or_default(),
+                    l
+                );
             }
             for w in c["warnings"].as_array().into_iter().flatten() {
                 println!("warning: {}", w.as_str().unwrap_or_default());
@@ -125,5 +157,9 @@ pub fn run(config_dir: &Path, args: ConfigcheckArgs) -> anyhow::Result<ExitCode>
             println!("error: {e}");
         }
     }
-    Ok(if errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

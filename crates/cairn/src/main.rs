@@ -14,10 +14,20 @@ mod cmd_run;
 mod common;
 
 #[derive(Parser)]
-#[command(name = "cairn", version, about = "Runs Datadog-style custom checks and ships their logs")]
+#[command(
+    name = "cairn",
+    version,
+    about = "Runs Datadog-style custom checks and ships their logs"
+)]
 struct Cli {
     /// The config directory (datadog.yaml, conf.d/, checks.d/).
-    #[arg(short = 'c', long = "config-dir", env = "CAIRN_CONFIG_DIR", global = true, default_value = ".")]
+    #[arg(
+        short = 'c',
+        long = "config-dir",
+        env = "CAIRN_CONFIG_DIR",
+        global = true,
+        default_value = "."
+    )]
     config_dir: PathBuf,
     #[command(subcommand)]
     command: Command,

@@ -65,13 +65,22 @@ fn run_table<C: Sync>(cases: &[C], name: impl Fn(&C) -> String + Sync, run: impl
                         .cloned()
                         .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                         .unwrap_or_default();
-                    failures.lock().unwrap().push(format!("case `{}`: {msg}", name(case)));
+                    failures
+                        .lock()
+                        .unwrap()
+                        .push(format!("case `{}`: {msg}", name(case)));
                 }
             });
         }
     });
     let failures = failures.into_inner().unwrap();
-    assert!(failures.is_empty(), "{} of {} cases failed:\n\n{}", failures.len(), cases.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n\n")
+    );
 }
 
 // ---- datadog.yaml: the agent must not start -------------------------------------------------
@@ -228,22 +237,49 @@ fn check_agent_case(case: &AgentCase) {
     let expected_line = |out: &support::Output| {
         let prefix = format!("error: loading config from {}: ", dir.path().display());
         let last = out.stderr.lines().last().unwrap_or_default();
-        let msg = last.strip_prefix(&prefix).unwrap_or_else(|| panic!("last stderr line is not a config error\n{}", out.dump()));
-        assert!(case.expect.matches(&dir, msg), "expected {}\n     got {msg}\n{}", case.expect.show(&dir), out.dump());
+        let msg = last
+            .strip_prefix(&prefix)
+            .unwrap_or_else(|| panic!("last stderr line is not a config error\n{}", out.dump()));
+        assert!(
+            case.expect.matches(&dir, msg),
+            "expected {}\n     got {msg}\n{}",
+            case.expect.show(&dir),
+            out.dump()
+        );
     };
-    for args in [&["run"][..], &["configcheck", "--json"], &["check", "healthy"]] {
+    for args in [
+        &["run"][..],
+        &["configcheck", "--json"],
+        &["check", "healthy"],
+    ] {
         // Without the test intake's URL: some cases are about that very setting.
-        let mut cmd = dir.cairn(args).timeout(Duration::from_secs(20)).env_remove("DD_LOGS_CONFIG_LOGS_DD_URL");
+        let mut cmd = dir
+            .cairn(args)
+            .timeout(Duration::from_secs(20))
+            .env_remove("DD_LOGS_CONFIG_LOGS_DD_URL");
         for (k, v) in case.env {
             cmd = cmd.env(k, v);
         }
         let out = cmd.run();
-        assert_eq!(out.code, Some(1), "a broken datadog.yaml must stop `cairn {}`\n{}", args[0], out.dump());
+        assert_eq!(
+            out.code,
+            Some(1),
+            "a broken datadog.yaml must stop `cairn {}`\n{}",
+            args[0],
+            out.dump()
+        );
         assert!(out.stdout.is_empty(), "nothing on stdout\n{}", out.dump());
-        assert!(!out.stderr.contains("cairn started"), "the agent must not start\n{}", out.dump());
+        assert!(
+            !out.stderr.contains("cairn started"),
+            "the agent must not start\n{}",
+            out.dump()
+        );
         expected_line(&out);
     }
-    assert!(dir.lines("healthy.out").is_empty(), "no check may run with a broken datadog.yaml");
+    assert!(
+        dir.lines("healthy.out").is_empty(),
+        "no check may run with a broken datadog.yaml"
+    );
 }
 
 #[test]
@@ -264,7 +300,8 @@ fn yaml_tab_error_points_at_the_tab() {
 
 // ---- a broken check: one line, exit 1, the others keep running ------------------------------
 
-const GOOD_CONF: &str = "instances:\n  - min_collection_interval: 1\nlogs:\n  - type: integration\n    source: bad\n";
+const GOOD_CONF: &str =
+    "instances:\n  - min_collection_interval: 1\nlogs:\n  - type: integration\n    source: bad\n";
 
 const GOOD_CHECK: &str = "from datadog_checks.base import AgentCheck\n\n\nclass BadCheck(AgentCheck):\n    def check(self, instance):\n        self.send_log({'message': 'fine'})\n";
 
@@ -441,7 +478,8 @@ const CHECK_CASES: &[CheckCase] = &[
 
 fn check_case_dir(case: &CheckCase) -> ConfigDir {
     let dir = ConfigDir::new();
-    dir.conf("healthy", &counting_conf(&dir.join("healthy.out"), 1.0)).check_py("healthy", COUNTING_CHECK);
+    dir.conf("healthy", &counting_conf(&dir.join("healthy.out"), 1.0))
+        .check_py("healthy", COUNTING_CHECK);
     if let Some(conf) = case.conf {
         dir.conf("bad", conf);
     }
@@ -455,15 +493,30 @@ fn check_check_case(case: &CheckCase) {
     let dir = check_case_dir(case);
 
     // `cairn check bad`: one line naming the check and the file, exit 1.
-    let out = dir.cairn(&["check", "bad", "--json"]).timeout(Duration::from_secs(30)).run();
+    let out = dir
+        .cairn(&["check", "bad", "--json"])
+        .timeout(Duration::from_secs(30))
+        .run();
     assert_eq!(out.code, Some(1), "{}", out.dump());
-    assert!(out.stdout.is_empty(), "no JSON for a check that did not load\n{}", out.dump());
-    let errors: Vec<&str> = out.stderr.lines().filter(|l| !l.contains(" WARN ")).collect();
+    assert!(
+        out.stdout.is_empty(),
+        "no JSON for a check that did not load\n{}",
+        out.dump()
+    );
+    let errors: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| !l.contains(" WARN "))
+        .collect();
     assert_eq!(errors.len(), 1, "exactly one line\n{}", out.dump());
     let msg = errors[0]
         .strip_prefix("error: check bad: ")
         .unwrap_or_else(|| panic!("the error must start by naming the check\n{}", out.dump()));
-    assert!(case.expect.matches(&dir, msg), "expected {}\n     got {msg}", case.expect.show(&dir));
+    assert!(
+        case.expect.matches(&dir, msg),
+        "expected {}\n     got {msg}",
+        case.expect.show(&dir)
+    );
 
     // The healthy check of the same config dir is unaffected.
     let (out, json) = dir.check_json("healthy", &[]);
@@ -473,13 +526,23 @@ fn check_check_case(case: &CheckCase) {
     // configcheck reports config problems (and still lists the healthy check).
     let out = dir.cairn(&["configcheck", "--json"]).run();
     let json = out.json();
-    let names: Vec<&str> = json["checks"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = json["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
     assert!(names.contains(&"healthy"), "{}", out.dump());
     if case.config_error {
         out.assert_code(1);
         let errors = json["errors"].as_array().unwrap();
         assert_eq!(errors.len(), 1, "{}", out.dump());
-        assert!(case.expect.matches(&dir, errors[0].as_str().unwrap()), "configcheck error: {}\n{}", errors[0], out.dump());
+        assert!(
+            case.expect.matches(&dir, errors[0].as_str().unwrap()),
+            "configcheck error: {}\n{}",
+            errors[0],
+            out.dump()
+        );
         assert!(!names.contains(&"bad"), "{}", out.dump());
     } else {
         out.assert_code(0);
@@ -488,16 +551,26 @@ fn check_check_case(case: &CheckCase) {
     // `cairn run`: the broken check is reported, the healthy one keeps its schedule.
     let before = dir.lines("healthy.out").len();
     let agent = support::start_agent(&dir);
-    let ran_twice = support::wait_for_lines(&dir, "healthy.out", before + 2, Duration::from_secs(20));
+    let ran_twice =
+        support::wait_for_lines(&dir, "healthy.out", before + 2, Duration::from_secs(20));
     let out = agent.sigterm(Duration::from_secs(15));
-    assert!(ran_twice, "the healthy check must keep running\n{}", out.dump());
+    assert!(
+        ran_twice,
+        "the healthy check must keep running\n{}",
+        out.dump()
+    );
     out.assert_code(0);
     let logged = out.logged("ERROR");
     let found = logged.iter().any(|l| {
         let l = l.strip_prefix("check bad: ").unwrap_or(l);
         case.expect.matches(&dir, l)
     });
-    assert!(found, "`cairn run` must log {}\n{}", case.expect.show(&dir), out.dump());
+    assert!(
+        found,
+        "`cairn run` must log {}\n{}",
+        case.expect.show(&dir),
+        out.dump()
+    );
 }
 
 #[test]
@@ -508,7 +581,8 @@ fn broken_check_is_one_line_naming_check_and_file_and_the_others_keep_running() 
 #[test]
 fn unknown_check_name_says_where_its_config_was_expected() {
     let dir = ConfigDir::new();
-    dir.conf("healthy", &counting_conf(&dir.join("healthy.out"), 1.0)).check_py("healthy", COUNTING_CHECK);
+    dir.conf("healthy", &counting_conf(&dir.join("healthy.out"), 1.0))
+        .check_py("healthy", COUNTING_CHECK);
     let out = dir.cairn(&["check", "nosuch"]).run();
     out.assert_code(1);
     let d = dir.path().display();
@@ -532,7 +606,12 @@ fn unknown_datadog_yaml_key_is_only_a_warning() {
 
     let out = dir.cairn(&["configcheck", "--json"]).run();
     out.assert_code(0);
-    assert_eq!(out.json()["warnings"], serde_json::json!([warning]), "{}", out.dump());
+    assert_eq!(
+        out.json()["warnings"],
+        serde_json::json!([warning]),
+        "{}",
+        out.dump()
+    );
 
     let (out, json) = dir.check_json("healthy", &[]);
     out.assert_code(0);
@@ -545,21 +624,33 @@ fn unknown_datadog_yaml_key_is_only_a_warning() {
     let out = agent.sigterm(Duration::from_secs(15));
     assert!(ran, "{}", out.dump());
     out.assert_code(0);
-    assert!(out.logged("WARN").iter().any(|w| w == warning), "{}", out.dump());
+    assert!(
+        out.logged("WARN").iter().any(|w| w == warning),
+        "{}",
+        out.dump()
+    );
 }
 
 #[test]
 fn logs_entry_that_is_not_type_integration_drops_send_log_logs_with_warnings() {
     let dir = ConfigDir::new();
-    dir.conf("filelogs", "instances:\n  - {}\nlogs:\n  - type: file\n    path: /var/log/x.log\n    source: x\n")
-        .check_py("filelogs", GOOD_CHECK);
+    dir.conf(
+        "filelogs",
+        "instances:\n  - {}\nlogs:\n  - type: file\n    path: /var/log/x.log\n    source: x\n",
+    )
+    .check_py("filelogs", GOOD_CHECK);
     let conf = dir.join("conf.d/filelogs.d/conf.yaml");
     let type_warning = "conf.d/filelogs.d/conf.yaml:4:5: logs[0]: type is 'file', only 'integration' entries receive send_log logs";
 
     let out = dir.cairn(&["configcheck", "--json"]).run();
     out.assert_code(0);
     let json = out.json();
-    assert_eq!(json["warnings"], serde_json::json!([type_warning]), "{}", out.dump());
+    assert_eq!(
+        json["warnings"],
+        serde_json::json!([type_warning]),
+        "{}",
+        out.dump()
+    );
     assert_eq!(
         json["checks"][0]["warnings"],
         serde_json::json!([format!(
@@ -576,13 +667,30 @@ fn logs_entry_that_is_not_type_integration_drops_send_log_logs_with_warnings() {
         assert_eq!(run["logs"], serde_json::json!([]), "{}", out.dump());
         assert_eq!(
             run["warnings"],
-            serde_json::json!(["1 logs dropped: the check's config has no logs entry with `type: integration`"]),
+            serde_json::json!([
+                "1 logs dropped: the check's config has no logs entry with `type: integration`"
+            ]),
             "a warning in every run that dropped logs"
         );
     }
-    let drops: Vec<String> = out.logged("WARN").into_iter().filter(|w| w.contains("dropped")).collect();
-    assert_eq!(drops.len(), 1, "one agent-log warning per check, not per log\n{}", out.dump());
-    assert!(drops[0].starts_with("logs of this check are dropped: its config has no logs entry with `type: integration`"), "{}", drops[0]);
+    let drops: Vec<String> = out
+        .logged("WARN")
+        .into_iter()
+        .filter(|w| w.contains("dropped"))
+        .collect();
+    assert_eq!(
+        drops.len(),
+        1,
+        "one agent-log warning per check, not per log\n{}",
+        out.dump()
+    );
+    assert!(
+        drops[0].starts_with(
+            "logs of this check are dropped: its config has no logs entry with `type: integration`"
+        ),
+        "{}",
+        drops[0]
+    );
 }
 
 // ---- send_log misuse inside check() --------------------------------------------------------
@@ -784,25 +892,47 @@ class MisusingCheck(AgentCheck):
 
 fn check_send_log_case(case: &SendLogCase) {
     let dir = ConfigDir::new();
-    dir.conf("misuse", "instances:\n  - {}\nlogs:\n  - type: integration\n    source: misuse\n")
-        .check_py("misuse", &send_log_check(case.call));
+    dir.conf(
+        "misuse",
+        "instances:\n  - {}\nlogs:\n  - type: integration\n    source: misuse\n",
+    )
+    .check_py("misuse", &send_log_check(case.call));
     let (out, json) = dir.check_json("misuse", &["--times", "2"]);
     out.assert_code(1);
     let runs = runs(&json);
     assert_eq!(runs.len(), 2, "{}", out.dump());
 
     let first = &runs[0];
-    let message = first["error"]["message"].as_str().unwrap_or_else(|| panic!("the first run must fail\n{}", out.dump()));
-    assert!(case.message.matches(&dir, message), "expected {}\n     got {message}", case.message.show(&dir));
+    let message = first["error"]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the first run must fail\n{}", out.dump()));
+    assert!(
+        case.message.matches(&dir, message),
+        "expected {}\n     got {message}",
+        case.message.show(&dir)
+    );
     let traceback = first["error"]["traceback"].as_str().unwrap();
     let last = traceback.trim_end().lines().last().unwrap_or_default();
-    assert_eq!(last, format!("{}: {message}", case.exception), "the exception type\n{traceback}");
-    assert_eq!(messages(first), ["run 1 saw cursor None"], "the log sent before the bad call is kept, nothing after it");
+    assert_eq!(
+        last,
+        format!("{}: {message}", case.exception),
+        "the exception type\n{traceback}"
+    );
+    assert_eq!(
+        messages(first),
+        ["run 1 saw cursor None"],
+        "the log sent before the bad call is kept, nothing after it"
+    );
 
     // The bad call recorded nothing, not even a cursor, and the check runs fine again.
     let second = &runs[1];
     assert_eq!(second["error"], Value::Null, "{}", out.dump());
-    assert_eq!(messages(second), ["run 2 saw cursor {'run': 1}"], "{}", out.dump());
+    assert_eq!(
+        messages(second),
+        ["run 2 saw cursor {'run': 1}"],
+        "{}",
+        out.dump()
+    );
 }
 
 #[test]

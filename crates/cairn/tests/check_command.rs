@@ -11,7 +11,11 @@ use serde_json::{json, Value};
 use support::{assert_ms_between, messages, now_ms, runs, without, ConfigDir, HOSTNAME};
 
 fn keys(v: &Value) -> BTreeSet<&str> {
-    v.as_object().unwrap_or_else(|| panic!("not an object: {v}")).keys().map(String::as_str).collect()
+    v.as_object()
+        .unwrap_or_else(|| panic!("not an object: {v}"))
+        .keys()
+        .map(String::as_str)
+        .collect()
 }
 
 fn set<'a>(items: &[&'a str]) -> BTreeSet<&'a str> {
@@ -45,7 +49,8 @@ const TWO_INSTANCES: &str = "instances:\n  - tags: [\"env:dev\", \"solo\"]\n  - 
 
 fn submitting_dir() -> ConfigDir {
     let dir = ConfigDir::new();
-    dir.conf("sub", TWO_INSTANCES).check_py("sub", SUBMITTING_CHECK);
+    dir.conf("sub", TWO_INSTANCES)
+        .check_py("sub", SUBMITTING_CHECK);
     dir
 }
 
@@ -61,19 +66,43 @@ fn json_output_has_exactly_the_documented_shape() {
     for run in runs {
         assert_eq!(
             keys(run),
-            set(&["check_id", "instance", "duration_ms", "error", "warnings", "metrics", "service_checks", "events", "logs"])
+            set(&[
+                "check_id",
+                "instance",
+                "duration_ms",
+                "error",
+                "warnings",
+                "metrics",
+                "service_checks",
+                "events",
+                "logs"
+            ])
         );
-        assert!(run["duration_ms"].as_f64().is_some_and(|d| d >= 0.0), "{run:#}");
+        assert!(
+            run["duration_ms"].as_f64().is_some_and(|d| d >= 0.0),
+            "{run:#}"
+        );
         assert_eq!(run["error"], Value::Null);
         for m in run["metrics"].as_array().unwrap() {
-            assert_eq!(keys(m), set(&["name", "type", "value", "tags", "hostname"]), "{m}");
+            assert_eq!(
+                keys(m),
+                set(&["name", "type", "value", "tags", "hostname"]),
+                "{m}"
+            );
         }
         for sc in run["service_checks"].as_array().unwrap() {
-            assert_eq!(keys(sc), set(&["name", "status", "tags", "hostname", "message"]), "{sc}");
+            assert_eq!(
+                keys(sc),
+                set(&["name", "status", "tags", "hostname", "message"]),
+                "{sc}"
+            );
         }
     }
     assert_eq!(runs[0]["instance"], json!({"tags": ["env:dev", "solo"]}));
-    assert_eq!(runs[1]["instance"], json!({"name": "second", "tags": ["env:prod"]}));
+    assert_eq!(
+        runs[1]["instance"],
+        json!({"name": "second", "tags": ["env:prod"]})
+    );
 }
 
 #[test]
@@ -87,8 +116,18 @@ fn failing_run_error_is_message_and_traceback_and_exit_code_is_1() {
     assert_eq!(keys(error), set(&["message", "traceback"]));
     assert_eq!(error["message"], "'port'");
     let tb = error["traceback"].as_str().unwrap();
-    assert!(tb.starts_with("Traceback (most recent call last):\n") && tb.ends_with("KeyError: 'port'\n"), "{tb}");
-    assert!(tb.contains(&format!("{}\", line 6, in check", dir.join("checks.d/fails.py").display())), "{tb}");
+    assert!(
+        tb.starts_with("Traceback (most recent call last):\n")
+            && tb.ends_with("KeyError: 'port'\n"),
+        "{tb}"
+    );
+    assert!(
+        tb.contains(&format!(
+            "{}\", line 6, in check",
+            dir.join("checks.d/fails.py").display()
+        )),
+        "{tb}"
+    );
 }
 
 #[test]
@@ -114,7 +153,10 @@ fn submissions_follow_the_agentcheck_api() {
         run["service_checks"],
         json!([sc(0), sc(1), sc(2), sc(3), {"name": "raw_sc", "status": 0, "tags": [], "hostname": HOSTNAME, "message": ""}])
     );
-    assert_eq!(run["events"], json!([{"msg_title": "title", "msg_text": "body", "tags": ["e:1"]}]));
+    assert_eq!(
+        run["events"],
+        json!([{"msg_title": "title", "msg_text": "body", "tags": ["e:1"]}])
+    );
     assert_eq!(run["warnings"], json!(["careful with that"]));
     // Logs do get the instance's key:value tags (not `solo`) by default.
     assert_eq!(run["logs"][0]["ddtags"], "env:dev");
@@ -141,7 +183,9 @@ fn summary_format_prints_one_line_per_run() {
         "fails",
         "from datadog_checks.base import AgentCheck\n\n\nclass Fails(AgentCheck):\n    def check(self, instance):\n        self.send_log({'message': 'x'})\n        raise RuntimeError('db down')\n",
     );
-    let out = dir.cairn(&["check", "sub", "--format", "summary", "--times", "2"]).run();
+    let out = dir
+        .cairn(&["check", "sub", "--format", "summary", "--times", "2"])
+        .run();
     out.assert_code(0);
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(lines.len(), 4, "2 instances x 2 runs\n{}", out.dump());
@@ -168,7 +212,11 @@ fn full_format_prints_each_log_as_its_wire_json() {
         );
     let out = dir.cairn(&["check", "wire"]).run();
     out.assert_code(0);
-    let line = out.stdout.lines().find(|l| l.trim_start().starts_with("{\"message\"")).unwrap_or_else(|| panic!("{}", out.dump()));
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("{\"message\""))
+        .unwrap_or_else(|| panic!("{}", out.dump()));
     // Reserved fields first, in wire order, then the check's attributes in its own order.
     assert_eq!(
         line.trim(),
@@ -182,12 +230,29 @@ fn instances_get_distinct_check_ids_stable_across_processes_and_changed_by_confi
     let ids = |dir: &ConfigDir| -> Vec<String> {
         let (out, json) = dir.check_json("sub", &[]);
         out.assert_code(0);
-        runs(&json).iter().map(|r| r["check_id"].as_str().unwrap().to_string()).collect()
+        runs(&json)
+            .iter()
+            .map(|r| r["check_id"].as_str().unwrap().to_string())
+            .collect()
     };
     let first = ids(&dir);
-    assert!(Regex::new(r"^sub:[0-9a-f]{16}$").unwrap().is_match(&first[0]), "{first:?}");
-    assert!(Regex::new(r"^sub:second:[0-9a-f]{16}$").unwrap().is_match(&first[1]), "{first:?}");
-    assert_ne!(first[0][4..], first[1][11..], "distinct instances, distinct hashes");
+    assert!(
+        Regex::new(r"^sub:[0-9a-f]{16}$")
+            .unwrap()
+            .is_match(&first[0]),
+        "{first:?}"
+    );
+    assert!(
+        Regex::new(r"^sub:second:[0-9a-f]{16}$")
+            .unwrap()
+            .is_match(&first[1]),
+        "{first:?}"
+    );
+    assert_ne!(
+        first[0][4..],
+        first[1][11..],
+        "distinct instances, distinct hashes"
+    );
 
     assert_eq!(ids(&dir), first, "same config, same ids in another process");
     let out = dir.cairn(&["configcheck", "--json"]).run();
@@ -198,15 +263,24 @@ fn instances_get_distinct_check_ids_stable_across_processes_and_changed_by_confi
         .iter()
         .map(|i| i["check_id"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(shown, first, "configcheck shows the ids the checks run with");
+    assert_eq!(
+        shown, first,
+        "configcheck shows the ids the checks run with"
+    );
 
     // Changing an instance changes its id only.
-    dir.conf("sub", &TWO_INSTANCES.replace("\"solo\"", "\"solo\", \"extra:1\""));
+    dir.conf(
+        "sub",
+        &TWO_INSTANCES.replace("\"solo\"", "\"solo\", \"extra:1\""),
+    );
     let changed = ids(&dir);
     assert_ne!(changed[0], first[0]);
     assert_eq!(changed[1], first[1]);
     // init_config is part of every id.
-    dir.conf("sub", &format!("init_config:\n  timeout: 5\n{TWO_INSTANCES}"));
+    dir.conf(
+        "sub",
+        &format!("init_config:\n  timeout: 5\n{TWO_INSTANCES}"),
+    );
     let with_init = ids(&dir);
     assert_ne!(with_init[0], first[0]);
     assert_ne!(with_init[1], first[1]);
@@ -215,7 +289,11 @@ fn instances_get_distinct_check_ids_stable_across_processes_and_changed_by_confi
 #[test]
 fn imports_helpers_cursor_and_cache_defaults_work_in_a_check() {
     let dir = ConfigDir::new();
-    dir.conf("imports", "instances:\n  - {}\nlogs:\n  - type: integration\n").check_py(
+    dir.conf(
+        "imports",
+        "instances:\n  - {}\nlogs:\n  - type: integration\n",
+    )
+    .check_py(
         "imports",
         r#"
 from datadog_checks.checks import AgentCheck
@@ -251,7 +329,11 @@ class Imports(AgentCheck):
         })
     );
     let logs = runs(&json)[0]["logs"].as_array().unwrap();
-    assert_eq!(logs[1]["data"], json!({"message": "facts", "facts": logs[0]["facts"]}), "send_log works on a copy of data");
+    assert_eq!(
+        logs[1]["data"],
+        json!({"message": "facts", "facts": logs[0]["facts"]}),
+        "send_log works on a copy of data"
+    );
 }
 
 const CURSOR_STREAMS_CHECK: &str = r#"
@@ -280,19 +362,32 @@ class Streams(AgentCheck):
 #[test]
 fn cursors_are_kept_per_stream_and_the_persistent_cache_round_trips() {
     let dir = ConfigDir::new();
-    dir.conf("streams", "instances:\n  - {}\nlogs:\n  - type: integration\n").check_py("streams", CURSOR_STREAMS_CHECK);
+    dir.conf(
+        "streams",
+        "instances:\n  - {}\nlogs:\n  - type: integration\n",
+    )
+    .check_py("streams", CURSOR_STREAMS_CHECK);
     let (out, json) = dir.check_json("streams", &["--times", "2"]);
     out.assert_code(0);
     let seen = |run: &Value| run["logs"][0]["seen"].clone();
-    assert_eq!(seen(&runs(&json)[0]), json!({"default": null, "s1": null, "s2": null, "cache": ""}));
-    assert_eq!(seen(&runs(&json)[1]), json!({"default": null, "s1": {"s1": 1}, "s2": ["s2", 1], "cache": "value 1"}));
+    assert_eq!(
+        seen(&runs(&json)[0]),
+        json!({"default": null, "s1": null, "s2": null, "cache": ""})
+    );
+    assert_eq!(
+        seen(&runs(&json)[1]),
+        json!({"default": null, "s1": {"s1": 1}, "s2": ["s2", 1], "cache": "value 1"})
+    );
     assert_eq!(messages(&runs(&json)[1]), ["seen", "a", "b", "c"]);
 
     // Persisted, both survive into the next process.
     dir.check_json("streams", &["--persist"]).0.assert_code(0);
     let (out, json) = dir.check_json("streams", &[]);
     out.assert_code(0);
-    assert_eq!(seen(&runs(&json)[0]), json!({"default": null, "s1": {"s1": 1}, "s2": ["s2", 1], "cache": "value 1"}));
+    assert_eq!(
+        seen(&runs(&json)[0]),
+        json!({"default": null, "s1": {"s1": 1}, "s2": ["s2", 1], "cache": "value 1"})
+    );
 }
 
 #[test]
@@ -305,7 +400,11 @@ fn print_in_a_check_does_not_corrupt_json_on_stdout() {
     let (out, json) = dir.check_json("printer", &[]);
     out.assert_code(0);
     assert_eq!(messages(&runs(&json)[0]), ["x"]);
-    assert!(out.stderr.contains("hello from the check"), "{}", out.dump());
+    assert!(
+        out.stderr.contains("hello from the check"),
+        "{}",
+        out.dump()
+    );
 }
 
 /// A check that sends the logs given as `logs` (a list of send_log data dicts) in its instance.
@@ -319,40 +418,68 @@ class Sending(AgentCheck):
             self.send_log(data)
 "#;
 
-fn sending_dir(datadog_yaml: &str, instance_extra: &str, logs_entry: &str, logs: Value) -> ConfigDir {
+fn sending_dir(
+    datadog_yaml: &str,
+    instance_extra: &str,
+    logs_entry: &str,
+    logs: Value,
+) -> ConfigDir {
     let dir = ConfigDir::new();
     dir.datadog_yaml(datadog_yaml)
-        .conf("sending", &format!("instances:\n  - logs: {logs}\n{instance_extra}{logs_entry}"))
+        .conf(
+            "sending",
+            &format!("instances:\n  - logs: {logs}\n{instance_extra}{logs_entry}"),
+        )
         .check_py("sending", SENDING_CHECK);
     dir
 }
 
-const ENTRY: &str = "logs:\n  - type: integration\n    source: src\n    service: svc\n    tags: [\"extra:tag\"]\n";
+const ENTRY: &str =
+    "logs:\n  - type: integration\n    source: src\n    service: svc\n    tags: [\"extra:tag\"]\n";
 
 #[test]
 fn logs_disabled_drops_logs_with_a_warning_and_still_exits_0() {
-    let dir = sending_dir("logs_enabled: false\nhostname: test-host\n", "", ENTRY, json!([{"message": "a"}, {"message": "b"}]));
+    let dir = sending_dir(
+        "logs_enabled: false\nhostname: test-host\n",
+        "",
+        ENTRY,
+        json!([{"message": "a"}, {"message": "b"}]),
+    );
     let (out, json) = dir.check_json("sending", &[]);
     out.assert_code(0);
     let run = &runs(&json)[0];
     assert_eq!(run["logs"], json!([]));
-    assert_eq!(run["warnings"], json!(["2 logs dropped: logs_enabled is false in datadog.yaml"]));
+    assert_eq!(
+        run["warnings"],
+        json!(["2 logs dropped: logs_enabled is false in datadog.yaml"])
+    );
     assert_eq!(run["error"], Value::Null);
 
     // The environment wins over the file, both ways.
-    let out = dir.cairn(&["check", "sending", "--json"]).env("DD_LOGS_ENABLED", "true").run();
+    let out = dir
+        .cairn(&["check", "sending", "--json"])
+        .env("DD_LOGS_ENABLED", "true")
+        .run();
     out.assert_code(0);
     assert_eq!(messages(&runs(&out.json())[0]), ["a", "b"]);
 }
 
 #[test]
 fn missing_integration_logs_entry_drops_logs_with_a_warning_in_check_and_configcheck() {
-    let dir = sending_dir(support::DEFAULT_DATADOG_YAML, "", "", json!([{"message": "a"}]));
+    let dir = sending_dir(
+        support::DEFAULT_DATADOG_YAML,
+        "",
+        "",
+        json!([{"message": "a"}]),
+    );
     let (out, json) = dir.check_json("sending", &[]);
     out.assert_code(0);
     let run = &runs(&json)[0];
     assert_eq!(run["logs"], json!([]));
-    assert_eq!(run["warnings"], json!(["1 logs dropped: the check's config has no logs entry with `type: integration`"]));
+    assert_eq!(
+        run["warnings"],
+        json!(["1 logs dropped: the check's config has no logs entry with `type: integration`"])
+    );
 
     let out = dir.cairn(&["configcheck", "--json"]).run();
     out.assert_code(0);
@@ -376,17 +503,29 @@ fn configcheck_json_shows_ids_locations_and_redacts_secrets() {
     let out = dir.cairn(&["configcheck", "--json"]).run();
     out.assert_code(0);
     for secret in ["initpw", "hunter2", "tok123"] {
-        assert!(!out.stdout.contains(secret) && !out.stderr.contains(secret), "{secret} leaked\n{}", out.dump());
+        assert!(
+            !out.stdout.contains(secret) && !out.stderr.contains(secret),
+            "{secret} leaked\n{}",
+            out.dump()
+        );
     }
     let json = out.json();
     let check = &json["checks"][0];
     assert_eq!(check["name"], "secretive");
     assert_eq!(check["init_config"], json!({"password": "********"}));
     let instance = &check["instances"][0];
-    assert!(Regex::new(r"^secretive:[0-9a-f]{16}$").unwrap().is_match(instance["check_id"].as_str().unwrap()), "{instance}");
+    assert!(
+        Regex::new(r"^secretive:[0-9a-f]{16}$")
+            .unwrap()
+            .is_match(instance["check_id"].as_str().unwrap()),
+        "{instance}"
+    );
     assert_eq!(instance["source"], "conf.d/secretive.d/conf.yaml:4:5");
     assert_eq!(instance["min_collection_interval"], 30.0);
-    assert_eq!(instance["config"], json!({"host": "db", "password": "********", "token": "********", "min_collection_interval": 30}));
+    assert_eq!(
+        instance["config"],
+        json!({"host": "db", "password": "********", "token": "********", "min_collection_interval": 30})
+    );
     assert_eq!(
         check["logs"],
         json!([{
@@ -401,9 +540,17 @@ fn configcheck_json_shows_ids_locations_and_redacts_secrets() {
     let out = dir.cairn(&["configcheck"]).run();
     out.assert_code(0);
     for secret in ["initpw", "hunter2", "tok123"] {
-        assert!(!out.stdout.contains(secret), "{secret} leaked\n{}", out.dump());
+        assert!(
+            !out.stdout.contains(secret),
+            "{secret} leaked\n{}",
+            out.dump()
+        );
     }
-    assert!(out.stdout.contains(instance["check_id"].as_str().unwrap()), "{}", out.dump());
+    assert!(
+        out.stdout.contains(instance["check_id"].as_str().unwrap()),
+        "{}",
+        out.dump()
+    );
 }
 
 #[test]
@@ -422,8 +569,13 @@ fn api_key_never_appears_in_any_output() {
         "sending",
         &format!("{SENDING_CHECK}\n        import datadog_agent\n        self.send_log({{'message': repr(datadog_agent.get_config('api_key'))}})\n"),
     );
-    let invocations: [&[&str]; 5] =
-        [&["configcheck"], &["configcheck", "--json"], &["check", "sending"], &["check", "sending", "--json"], &["check", "sending", "--format", "summary"]];
+    let invocations: [&[&str]; 5] = [
+        &["configcheck"],
+        &["configcheck", "--json"],
+        &["check", "sending"],
+        &["check", "sending", "--json"],
+        &["check", "sending", "--format", "summary"],
+    ];
     for args in invocations {
         for env in [false, true] {
             let mut cmd = dir.cairn(args);
@@ -433,27 +585,48 @@ fn api_key_never_appears_in_any_output() {
             let out = cmd.run();
             out.assert_code(0);
             for key in [file_key, env_key, inst_key] {
-                assert!(!out.stdout.contains(key) && !out.stderr.contains(key), "api key {key} printed\n{}", out.dump());
+                assert!(
+                    !out.stdout.contains(key) && !out.stderr.contains(key),
+                    "api key {key} printed\n{}",
+                    out.dump()
+                );
             }
         }
     }
     // Trace-level agent logs, of `check` and of a running agent, do not carry it either.
-    let out = dir.cairn(&["check", "sending", "--json"]).env("DD_API_KEY", env_key).env("CAIRN_LOG", "trace").run();
+    let out = dir
+        .cairn(&["check", "sending", "--json"])
+        .env("DD_API_KEY", env_key)
+        .env("CAIRN_LOG", "trace")
+        .run();
     out.assert_code(0);
-    assert_eq!(messages(&runs(&out.json())[0]), ["m", "None"], "a check cannot read the key");
-    let mut agent = dir.cairn(&["run"]).env("DD_API_KEY", env_key).env("CAIRN_LOG", "trace").spawn();
+    assert_eq!(
+        messages(&runs(&out.json())[0]),
+        ["m", "None"],
+        "a check cannot read the key"
+    );
+    let mut agent = dir
+        .cairn(&["run"])
+        .env("DD_API_KEY", env_key)
+        .env("CAIRN_LOG", "trace")
+        .spawn();
     agent.wait_for_stderr("cairn started", std::time::Duration::from_secs(30));
     let out = agent.sigterm(std::time::Duration::from_secs(15));
     out.assert_code(0);
     for key in [file_key, env_key, inst_key] {
-        assert!(!out.stdout.contains(key) && !out.stderr.contains(key), "api key {key} printed\n{}", out.dump());
+        assert!(
+            !out.stdout.contains(key) && !out.stderr.contains(key),
+            "api key {key} printed\n{}",
+            out.dump()
+        );
     }
 }
 
 #[test]
 fn config_files_are_found_in_both_layouts_and_defaults_only_stand_in() {
     let dir = ConfigDir::new();
-    let conf = |which: &str| format!("instances:\n  - {{which: {which}}}\nlogs:\n  - type: integration\n");
+    let conf =
+        |which: &str| format!("instances:\n  - {{which: {which}}}\nlogs:\n  - type: integration\n");
     let check = "from datadog_checks.base import AgentCheck\n\n\nclass Which(AgentCheck):\n    def check(self, instance):\n        self.send_log({'message': instance['which']})\n";
     dir.write("conf.d/only_default.d/conf.yaml.default", &conf("default"))
         .write("conf.d/both.d/conf.yaml.default", &conf("default"))
@@ -463,7 +636,11 @@ fn config_files_are_found_in_both_layouts_and_defaults_only_stand_in() {
         .check_py("only_default", check)
         .check_py("both", check)
         .check_py("flat", check);
-    for (name, expected) in [("only_default", vec!["default"]), ("both", vec!["real"]), ("flat", vec!["flat"])] {
+    for (name, expected) in [
+        ("only_default", vec!["default"]),
+        ("both", vec!["real"]),
+        ("flat", vec!["flat"]),
+    ] {
         let (out, json) = dir.check_json(name, &[]);
         out.assert_code(0);
         let got: Vec<String> = runs(&json).iter().flat_map(messages).collect();
@@ -473,12 +650,24 @@ fn config_files_are_found_in_both_layouts_and_defaults_only_stand_in() {
 
 #[test]
 fn dd_hostname_overrides_the_hostname_of_shipped_logs_and_metrics() {
-    let dir = sending_dir(support::DEFAULT_DATADOG_YAML, "", ENTRY, json!([{"message": "m"}]));
-    let out = dir.cairn(&["check", "sending", "--json"]).env("DD_HOSTNAME", "env-host").run();
+    let dir = sending_dir(
+        support::DEFAULT_DATADOG_YAML,
+        "",
+        ENTRY,
+        json!([{"message": "m"}]),
+    );
+    let out = dir
+        .cairn(&["check", "sending", "--json"])
+        .env("DD_HOSTNAME", "env-host")
+        .run();
     out.assert_code(0);
     assert_eq!(runs(&out.json())[0]["logs"][0]["hostname"], "env-host");
     let (_, json) = dir.check_json("sending", &[]);
-    assert_eq!(runs(&json)[0]["logs"][0]["hostname"], HOSTNAME, "without the variable, datadog.yaml's hostname");
+    assert_eq!(
+        runs(&json)[0]["logs"][0]["hostname"],
+        HOSTNAME,
+        "without the variable, datadog.yaml's hostname"
+    );
 }
 
 #[test]
@@ -509,10 +698,17 @@ fn logs_get_defaults_and_a_log_may_override_them() {
     }
     let base = |message: &str| json!({"message": message, "status": "info", "hostname": HOSTNAME, "service": "svc", "ddsource": "src", "ddtags": "a:1,env:dev,team:b,extra:tag"});
     let stripped: Vec<Value> = logs.iter().map(|l| without(l, &["timestamp"])).collect();
-    assert_eq!(stripped[0], base("defaults"), "instance key:value tags deduped and sorted, then the entry's tags");
+    assert_eq!(
+        stripped[0],
+        base("defaults"),
+        "instance key:value tags deduped and sorted, then the entry's tags"
+    );
     let mut own_tags = base("own ddtags");
     own_tags["ddtags"] = json!("own:1,extra:tag,own:2");
-    assert_eq!(stripped[1], own_tags, "a log's ddtags replace the instance tags and merge with the entry's");
+    assert_eq!(
+        stripped[1], own_tags,
+        "a log's ddtags replace the instance tags and merge with the entry's"
+    );
     assert_eq!(
         stripped[2],
         json!({"message": "own everything", "status": "error", "hostname": "h2", "service": "s2", "ddsource": "src2", "ddtags": "a:1,env:dev,team:b,extra:tag"})
@@ -536,12 +732,29 @@ fn long_messages_are_cut_at_max_message_size_bytes_and_marked_truncated() {
     let (out, json) = dir.check_json("sending", &[]);
     out.assert_code(0);
     // 'é' is 2 bytes: the cut never splits a character.
-    assert_eq!(messages(&runs(&json)[0]), ["0123456789...TRUNCATED...", "0123456789", "ééééé...TRUNCATED..."]);
+    assert_eq!(
+        messages(&runs(&json)[0]),
+        [
+            "0123456789...TRUNCATED...",
+            "0123456789",
+            "ééééé...TRUNCATED..."
+        ]
+    );
 
     // The nested key can be overridden from the environment too.
-    let out = dir.cairn(&["check", "sending", "--json"]).env("DD_LOGS_CONFIG_MAX_MESSAGE_SIZE_BYTES", "4").run();
+    let out = dir
+        .cairn(&["check", "sending", "--json"])
+        .env("DD_LOGS_CONFIG_MAX_MESSAGE_SIZE_BYTES", "4")
+        .run();
     out.assert_code(0);
-    assert_eq!(messages(&runs(&out.json())[0]), ["0123...TRUNCATED...", "0123...TRUNCATED...", "éé...TRUNCATED..."]);
+    assert_eq!(
+        messages(&runs(&out.json())[0]),
+        [
+            "0123...TRUNCATED...",
+            "0123...TRUNCATED...",
+            "éé...TRUNCATED..."
+        ]
+    );
 }
 
 #[test]
@@ -563,7 +776,11 @@ fn exclude_and_include_at_match_drop_logs_and_mask_sequences_rewrites() {
     out.assert_code(0);
     let run = &runs(&json)[0];
     assert_eq!(messages(run), ["keep #### me", "keep too"]);
-    assert_eq!(run["warnings"], json!([]), "excluded logs are not a problem to warn about");
+    assert_eq!(
+        run["warnings"],
+        json!([]),
+        "excluded logs are not a problem to warn about"
+    );
 }
 
 // ---- known bugs: each asserts the correct behaviour --------------------------------------------
@@ -571,7 +788,12 @@ fn exclude_and_include_at_match_drop_logs_and_mask_sequences_rewrites() {
 #[test]
 fn a_logs_own_ddtags_are_normalized_whether_or_not_the_entry_has_tags() {
     let logs = json!([{"message": "m", "ddtags": "a:1, a:1,,b:2"}]);
-    let no_entry_tags = sending_dir(support::DEFAULT_DATADOG_YAML, "", "logs:\n  - type: integration\n", logs.clone());
+    let no_entry_tags = sending_dir(
+        support::DEFAULT_DATADOG_YAML,
+        "",
+        "logs:\n  - type: integration\n",
+        logs.clone(),
+    );
     let (out, json) = no_entry_tags.check_json("sending", &[]);
     out.assert_code(0);
     assert_eq!(runs(&json)[0]["logs"][0]["ddtags"], "a:1,b:2");
@@ -592,8 +814,19 @@ fn configcheck_redacts_every_password_like_value() {
     for args in [&["configcheck", "--json"][..], &["configcheck"]] {
         let out = dir.cairn(args).run();
         out.assert_code(0);
-        for secret in ["ok-1", "ok-2", "leak-pwd", "leak-mysql-pwd", "leak-list", "leak-url"] {
-            assert!(!out.stdout.contains(secret), "{secret} printed\n{}", out.dump());
+        for secret in [
+            "ok-1",
+            "ok-2",
+            "leak-pwd",
+            "leak-mysql-pwd",
+            "leak-list",
+            "leak-url",
+        ] {
+            assert!(
+                !out.stdout.contains(secret),
+                "{secret} printed\n{}",
+                out.dump()
+            );
         }
     }
 }
@@ -606,7 +839,14 @@ fn identical_instances_never_run_twice_under_one_check_id() {
         "from datadog_checks.base import AgentCheck\n\n\nclass Twins(AgentCheck):\n    def check(self, instance):\n        self.send_log({'message': 'once'}, cursor={'c': 1})\n",
     );
     let (_, json) = dir.check_json("twins", &[]);
-    let ids: Vec<&str> = runs(&json).iter().map(|r| r["check_id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = runs(&json)
+        .iter()
+        .map(|r| r["check_id"].as_str().unwrap())
+        .collect();
     let unique: BTreeSet<&str> = ids.iter().copied().collect();
-    assert_eq!(ids.len(), unique.len(), "a check id must identify one instance: {ids:?}");
+    assert_eq!(
+        ids.len(),
+        unique.len(),
+        "a check id must identify one instance: {ids:?}"
+    );
 }

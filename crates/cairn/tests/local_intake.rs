@@ -32,7 +32,10 @@ fn copy_dir(from: &Path, to: &Path) {
 
 fn seed_copy() -> tempfile::TempDir {
     let tmp = tempfile::tempdir().unwrap();
-    copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/seed"), tmp.path());
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/seed"),
+        tmp.path(),
+    );
     tmp
 }
 
@@ -88,9 +91,9 @@ fn start_agent(dir: &Path) -> Agent {
     let mut explorer = None;
     let mut seen = Vec::new();
     loop {
-        let line = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).unwrap_or_else(|_| {
-            panic!("agent did not start:\n{}", seen.join("\n"))
-        });
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| panic!("agent did not start:\n{}", seen.join("\n")));
         if let Some(url) = line.strip_prefix("Log Explorer: ") {
             explorer = Some(url.trim().to_string());
         }
@@ -101,42 +104,84 @@ fn start_agent(dir: &Path) -> Agent {
         }
     }
     std::thread::spawn(move || while rx.recv().is_ok() {});
-    let explorer = explorer.unwrap_or_else(|| panic!("no Explorer URL printed:\n{}", seen.join("\n")));
-    Agent { child, explorer, started: Instant::now() }
+    let explorer =
+        explorer.unwrap_or_else(|| panic!("no Explorer URL printed:\n{}", seen.join("\n")));
+    Agent {
+        child,
+        explorer,
+        started: Instant::now(),
+    }
 }
 
 fn search(url: &str, query: &str) -> Vec<Value> {
     let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .args(["logs", "search", query, "--json", "--url", url.trim_end_matches('/')])
+        .args([
+            "logs",
+            "search",
+            query,
+            "--json",
+            "--url",
+            url.trim_end_matches('/'),
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "search failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    assert!(
+        out.status.success(),
+        "search failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 #[test]
 fn the_bundled_example_is_searchable_in_the_local_intake_within_batch_wait_plus_one_second() {
     let dir = seed_copy();
     let agent = start_agent(dir.path());
-    assert!(agent.explorer.starts_with("http://127.0.0.1:"), "{}", agent.explorer);
+    assert!(
+        agent.explorer.starts_with("http://127.0.0.1:"),
+        "{}",
+        agent.explorer
+    );
     let limit = Duration::from_secs_f64(BATCH_WAIT_SECS + 1.0);
-    for query in ["source:cursor_log", "service:example-app", "source:custom_check service:my-custom-integration", "source:basic_log"] {
+    for query in [
+        "source:cursor_log",
+        "service:example-app",
+        "source:custom_check service:my-custom-integration",
+        "source:basic_log",
+    ] {
         let found = loop {
             let logs = search(&agent.explorer, query);
             if !logs.is_empty() {
                 break logs;
             }
-            assert!(agent.started.elapsed() <= limit, "{query}: nothing after {:?}", agent.started.elapsed());
+            assert!(
+                agent.started.elapsed() <= limit,
+                "{query}: nothing after {:?}",
+                agent.started.elapsed()
+            );
             std::thread::sleep(Duration::from_millis(100));
         };
-        assert!(agent.started.elapsed() <= limit, "{query}: found only after {:?}", agent.started.elapsed());
+        assert!(
+            agent.started.elapsed() <= limit,
+            "{query}: found only after {:?}",
+            agent.started.elapsed()
+        );
         let text = serde_json::to_string(&found).unwrap();
-        assert!(!text.contains("token=abc"), "mask_sequences applied before shipping: {text}");
+        assert!(
+            !text.contains("token=abc"),
+            "mask_sequences applied before shipping: {text}"
+        );
     }
     // The Explorer page itself is served.
     let page = Command::new("curl").args(["-sf", &agent.explorer]).output();
     if let Ok(page) = page {
-        assert!(String::from_utf8_lossy(&page.stdout).contains("<html"), "Explorer page served");
+        assert!(
+            String::from_utf8_lossy(&page.stdout).contains("<html"),
+            "Explorer page served"
+        );
     }
 }
 
@@ -150,14 +195,29 @@ fn cairn_check_reads_the_cursors_cairn_run_made_durable_and_persist_waits_for_th
         assert!(Instant::now() < deadline, "cursor_log logs never arrived");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let out = cairn(dir.path()).args(["check", "cursor_log", "--json"]).output().unwrap();
+    let out = cairn(dir.path())
+        .args(["check", "cursor_log", "--json"])
+        .output()
+        .unwrap();
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let first = v["runs"][0]["logs"][0]["message"].as_str().unwrap().to_string();
-    assert_ne!(first, "request 1 served token=[REDACTED]", "cairn check must resume after the agent's cursor");
+    let first = v["runs"][0]["logs"][0]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(
+        first, "request 1 served token=[REDACTED]",
+        "cairn check must resume after the agent's cursor"
+    );
 
-    let out = cairn(dir.path()).args(["check", "cursor_log", "--persist", "--format", "summary"]).output().unwrap();
+    let out = cairn(dir.path())
+        .args(["check", "cursor_log", "--persist", "--format", "summary"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("--persist: cannot open the buffer") && stderr.contains("stop it first"), "{stderr}");
+    assert!(
+        stderr.contains("--persist: cannot open the buffer") && stderr.contains("stop it first"),
+        "{stderr}"
+    );
     drop(agent);
 }

@@ -9,7 +9,12 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
-const PACKAGES: &[&str] = &["datadog-checks-base==38.7.0", "lazy-loader", "pyyaml", "cachetools"];
+const PACKAGES: &[&str] = &[
+    "datadog-checks-base==38.7.0",
+    "lazy-loader",
+    "pyyaml",
+    "cachetools",
+];
 
 fn venv() -> &'static Path {
     static VENV: OnceLock<PathBuf> = OnceLock::new();
@@ -18,14 +23,21 @@ fn venv() -> &'static Path {
         let marker = dir.join(".installed");
         if !marker.exists() {
             let _ = std::fs::remove_dir_all(&dir);
-            let ok = Command::new("/usr/bin/python3.11").args(["-m", "venv"]).arg(&dir).status().unwrap();
+            let ok = Command::new("/usr/bin/python3.11")
+                .args(["-m", "venv"])
+                .arg(&dir)
+                .status()
+                .unwrap();
             assert!(ok.success(), "creating the virtualenv failed");
             let ok = Command::new(dir.join("bin/pip"))
                 .args(["install", "--quiet", "--disable-pip-version-check"])
                 .args(PACKAGES)
                 .status()
                 .unwrap();
-            assert!(ok.success(), "pip install {PACKAGES:?} failed (PyPI must be reachable)");
+            assert!(
+                ok.success(),
+                "pip install {PACKAGES:?} failed (PyPI must be reachable)"
+            );
             std::fs::write(&marker, "").unwrap();
         }
         dir
@@ -41,7 +53,14 @@ fn write(root: &Path, rel: &str, text: &str) {
 fn config_dir() -> tempfile::TempDir {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    write(root, "datadog.yaml", &format!("logs_enabled: true\nhostname: test-host\npython_env: {}\n", venv().display()));
+    write(
+        root,
+        "datadog.yaml",
+        &format!(
+            "logs_enabled: true\nhostname: test-host\npython_env: {}\n",
+            venv().display()
+        ),
+    );
     write(
         root,
         "conf.d/plain.d/conf.yaml",
@@ -104,7 +123,11 @@ class Crawler(LogCrawlerCheck):
                 NumberStream(check=self, name='beta', per_run=per_run)]
 "#,
     );
-    write(root, "conf.d/broken.d/conf.yaml", "instances:\n  - {}\nlogs:\n  - type: integration\n    source: broken\n");
+    write(
+        root,
+        "conf.d/broken.d/conf.yaml",
+        "instances:\n  - {}\nlogs:\n  - type: integration\n    source: broken\n",
+    );
     write(
         root,
         "checks.d/broken.py",
@@ -123,8 +146,17 @@ fn cairn_check(dir: &Path, args: &[&str]) -> (i32, Value, String) {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let v = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("bad json ({e}): {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr)));
-    (out.status.code().unwrap_or(-1), v, String::from_utf8_lossy(&out.stderr).into_owned())
+    let v = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "bad json ({e}): {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (
+        out.status.code().unwrap_or(-1),
+        v,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -138,7 +170,10 @@ fn a_plain_agent_check_on_the_real_library_submits_everything() {
     assert_eq!(logs.len(), 2);
     let first = &logs[0];
     let base_file = first["base_file"].as_str().unwrap();
-    assert!(base_file.contains("site-packages/datadog_checks/base"), "the real library must win over the bundled copy: {base_file}");
+    assert!(
+        base_file.contains("site-packages/datadog_checks/base"),
+        "the real library must win over the bundled copy: {base_file}"
+    );
     assert_eq!(first["message"], "hello from the real library");
     assert_eq!(first["timestamp"], 1700000000500i64);
     assert_eq!(first["hostname"], "test-host");
@@ -149,8 +184,13 @@ fn a_plain_agent_check_on_the_real_library_submits_everything() {
     assert_eq!(first["extra"], serde_json::json!({"k": [1, 2]}));
     assert_eq!(logs[1]["ddtags"], "own:tag");
     let metrics = run["metrics"].as_array().unwrap();
-    assert!(metrics.iter().any(|m| m["name"] == "plain.up" && m["type"] == "gauge" && m["value"] == 1.0 && m["tags"] == serde_json::json!(["a:b"])));
-    assert!(metrics.iter().any(|m| m["name"] == "plain.requests" && m["type"] == "monotonic_count"));
+    assert!(metrics.iter().any(|m| m["name"] == "plain.up"
+        && m["type"] == "gauge"
+        && m["value"] == 1.0
+        && m["tags"] == serde_json::json!(["a:b"])));
+    assert!(metrics
+        .iter()
+        .any(|m| m["name"] == "plain.requests" && m["type"] == "monotonic_count"));
     assert_eq!(run["service_checks"][0]["name"], "plain.can_connect");
     assert_eq!(run["service_checks"][0]["status"], 0);
     assert_eq!(run["service_checks"][0]["message"], "fine");
@@ -167,9 +207,22 @@ fn a_log_crawler_check_resumes_both_streams_from_their_cursors() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| r["logs"].as_array().unwrap().iter().map(|l| l["message"].as_str().unwrap().to_string()).collect())
+        .map(|r| {
+            r["logs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| l["message"].as_str().unwrap().to_string())
+                .collect()
+        })
         .collect();
-    assert_eq!(messages, vec![vec!["alpha 1", "alpha 2", "beta 1", "beta 2"], vec!["alpha 3", "alpha 4", "beta 3", "beta 4"]]);
+    assert_eq!(
+        messages,
+        vec![
+            vec!["alpha 1", "alpha 2", "beta 1", "beta 2"],
+            vec!["alpha 3", "alpha 4", "beta 3", "beta 4"]
+        ]
+    );
 
     // Without --persist nothing moved: a new process starts over. With it, the next continues.
     let (_, again, _) = cairn_check(dir.path(), &["crawler"]);
@@ -185,6 +238,9 @@ fn the_real_library_send_log_without_message_is_a_clear_error() {
     let dir = config_dir();
     let (code, v, _) = cairn_check(dir.path(), &["broken"]);
     assert_eq!(code, 1);
-    assert_eq!(v["runs"][0]["error"]["message"], "send_log: data must have a 'message' key");
+    assert_eq!(
+        v["runs"][0]["error"]["message"],
+        "send_log: data must have a 'message' key"
+    );
     assert_eq!(v["runs"][0]["logs"], serde_json::json!([]));
 }

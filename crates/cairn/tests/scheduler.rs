@@ -48,7 +48,10 @@ fn each_instance_runs_every_min_collection_interval() {
     let (a, c) = (run_times(&dir, "a.out"), run_times(&dir, "c.out"));
     let span = a.last().unwrap() - a.first().unwrap();
     let c_in_span = c.iter().filter(|t| **t <= a.last().unwrap() + 0.1).count();
-    assert!(c_in_span <= (span / 2.0).floor() as usize + 1, "the 2 s instance ran {c_in_span} times in {span:.1}s: {c:?}");
+    assert!(
+        c_in_span <= (span / 2.0).floor() as usize + 1,
+        "the 2 s instance ran {c_in_span} times in {span:.1}s: {c:?}"
+    );
 }
 
 const SLOW_CHECK: &str = r#"
@@ -65,11 +68,13 @@ class Slow(AgentCheck):
 
 fn slow_and_fast(check_runners: usize) -> ConfigDir {
     let dir = ConfigDir::new();
-    dir.datadog_yaml(&format!("logs_enabled: true\nhostname: test-host\ncheck_runners: {check_runners}\n"))
-        .conf("fast", &counting_conf(&dir.join("fast.out"), 1.0))
-        .check_py("fast", COUNTING_CHECK)
-        .conf("slow", &counting_conf(&dir.join("slow.out"), 1.0))
-        .check_py("slow", SLOW_CHECK);
+    dir.datadog_yaml(&format!(
+        "logs_enabled: true\nhostname: test-host\ncheck_runners: {check_runners}\n"
+    ))
+    .conf("fast", &counting_conf(&dir.join("fast.out"), 1.0))
+    .check_py("fast", COUNTING_CHECK)
+    .conf("slow", &counting_conf(&dir.join("slow.out"), 1.0))
+    .check_py("slow", SLOW_CHECK);
     dir
 }
 
@@ -85,7 +90,12 @@ fn a_slow_check_does_not_delay_a_fast_one() {
     let slow = run_times(&dir, "slow.out");
     let out = agent.sigterm(Duration::from_secs(15));
     out.assert_code(0);
-    assert!(fast.len() >= 3, "the fast check ran {} times in 3.5 s next to a 3 s check: {fast:?}\n{}", fast.len(), out.dump());
+    assert!(
+        fast.len() >= 3,
+        "the fast check ran {} times in 3.5 s next to a 3 s check: {fast:?}\n{}",
+        fast.len(),
+        out.dump()
+    );
     assert!(
         (1..=2).contains(&slow.len()),
         "the slow check started {} times in 3.5 s: ticks that fall due while it runs are skipped, not queued: {slow:?}",
@@ -99,12 +109,19 @@ fn with_one_runner_a_slow_check_does_hold_the_fast_one_back() {
     let dir = slow_and_fast(1);
     let mut agent = dir.cairn(&["run", "--grace-secs", "1"]).spawn();
     agent.wait_for_stderr("cairn started", Duration::from_secs(30));
-    assert!(wait_for_lines(&dir, "slow.out", 1, Duration::from_secs(10)), "the slow check starts");
+    assert!(
+        wait_for_lines(&dir, "slow.out", 1, Duration::from_secs(10)),
+        "the slow check starts"
+    );
     std::thread::sleep(Duration::from_millis(2500));
     let fast = run_times(&dir, "fast.out");
     let out = agent.sigterm(Duration::from_secs(15));
     out.assert_code(0);
-    assert!(fast.len() <= 2, "one runner busy for 3 s leaves no room for the fast check: {fast:?}\n{}", out.dump());
+    assert!(
+        fast.len() <= 2,
+        "one runner busy for 3 s leaves no room for the fast check: {fast:?}\n{}",
+        out.dump()
+    );
 }
 
 const RAISING_CHECK: &str = r#"
@@ -134,14 +151,32 @@ fn a_check_that_raises_every_run_keeps_being_scheduled_and_others_keep_running()
     assert!(ok, "both checks keep running\n{}", out.dump());
     out.assert_code(0);
     for gap in gaps(&run_times(&dir, "raising.out")) {
-        assert!((0.75..=1.5).contains(&gap), "a failing check keeps its interval: {gap:.3}s");
+        assert!(
+            (0.75..=1.5).contains(&gap),
+            "a failing check keeps its interval: {gap:.3}s"
+        );
     }
-    let failures = out.logged("WARN").into_iter().filter(|l| l.starts_with("check run failed")).collect::<Vec<_>>();
-    assert!(failures.len() >= 3, "each failed run is logged\n{}", out.dump());
+    let failures = out
+        .logged("WARN")
+        .into_iter()
+        .filter(|l| l.starts_with("check run failed"))
+        .collect::<Vec<_>>();
+    assert!(
+        failures.len() >= 3,
+        "each failed run is logged\n{}",
+        out.dump()
+    );
     for f in &failures {
-        assert!(f.contains("check_id=raising:") && f.contains("boom every time"), "{f}");
+        assert!(
+            f.contains("check_id=raising:") && f.contains("boom every time"),
+            "{f}"
+        );
     }
-    assert!(!failures.iter().any(|f| f.contains("healthy:")), "{}", out.dump());
+    assert!(
+        !failures.iter().any(|f| f.contains("healthy:")),
+        "{}",
+        out.dump()
+    );
 }
 
 const CURSOR_CHECK: &str = r#"
@@ -159,23 +194,40 @@ class Cursor(AgentCheck):
 #[test]
 fn cursors_written_under_run_survive_an_agent_restart() {
     let dir = ConfigDir::new();
-    dir.conf("cursor", &counting_conf(&dir.join("seen.out"), 1.0)).check_py("cursor", CURSOR_CHECK);
+    dir.conf("cursor", &counting_conf(&dir.join("seen.out"), 1.0))
+        .check_py("cursor", CURSOR_CHECK);
 
     let agent = start_agent(&dir);
     let ok = wait_for_lines(&dir, "seen.out", 2, Duration::from_secs(15));
     let out = agent.sigterm(Duration::from_secs(15));
     assert!(ok, "{}", out.dump());
     out.assert_code(0);
-    let first: Vec<u64> = dir.lines("seen.out").iter().map(|l| l.parse().unwrap()).collect();
-    assert_eq!(first, (0..first.len() as u64).collect::<Vec<_>>(), "each run sees the previous run's cursor");
+    let first: Vec<u64> = dir
+        .lines("seen.out")
+        .iter()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    assert_eq!(
+        first,
+        (0..first.len() as u64).collect::<Vec<_>>(),
+        "each run sees the previous run's cursor"
+    );
 
     let agent = start_agent(&dir);
     let ok = wait_for_lines(&dir, "seen.out", first.len() + 1, Duration::from_secs(15));
     let out = agent.sigterm(Duration::from_secs(15));
     assert!(ok, "{}", out.dump());
     out.assert_code(0);
-    let all: Vec<u64> = dir.lines("seen.out").iter().map(|l| l.parse().unwrap()).collect();
-    assert_eq!(all[first.len()], first.len() as u64, "the restarted agent continues after the last cursor: {all:?}");
+    let all: Vec<u64> = dir
+        .lines("seen.out")
+        .iter()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    assert_eq!(
+        all[first.len()],
+        first.len() as u64,
+        "the restarted agent continues after the last cursor: {all:?}"
+    );
 }
 
 const EXITING_CHECK: &str = r#"
@@ -206,11 +258,27 @@ fn a_check_raising_system_exit_or_keyboard_interrupt_is_a_failed_run_not_an_agen
     let mut agent = start_agent(&dir);
     let ok = wait_for_lines(&dir, "exiting.out", 3, Duration::from_secs(15))
         && wait_for_lines(&dir, "healthy.out", 3, Duration::from_secs(5));
-    assert!(!agent.has_exited(), "a check must not be able to end the agent\n{}", agent.stderr_so_far());
+    assert!(
+        !agent.has_exited(),
+        "a check must not be able to end the agent\n{}",
+        agent.stderr_so_far()
+    );
     let out = agent.sigterm(Duration::from_secs(15));
     assert!(ok, "{}", out.dump());
     out.assert_code(0);
-    let failures: Vec<String> = out.logged("WARN").into_iter().filter(|l| l.starts_with("check run failed")).collect();
-    assert!(failures.iter().any(|f| f.contains("SystemExit")), "{}", out.dump());
-    assert!(failures.iter().any(|f| f.contains("KeyboardInterrupt")), "{}", out.dump());
+    let failures: Vec<String> = out
+        .logged("WARN")
+        .into_iter()
+        .filter(|l| l.starts_with("check run failed"))
+        .collect();
+    assert!(
+        failures.iter().any(|f| f.contains("SystemExit")),
+        "{}",
+        out.dump()
+    );
+    assert!(
+        failures.iter().any(|f| f.contains("KeyboardInterrupt")),
+        "{}",
+        out.dump()
+    );
 }

@@ -14,13 +14,19 @@ fn seed_copy() -> ConfigDir {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/seed");
     // `run/` holds whatever a developer's own runs left behind; start clean.
     let dir = ConfigDir::copy_of(&src, &["run"]);
-    assert!(dir.join("checks.d/basic_log.py").is_file(), "the seed examples were not copied");
+    assert!(
+        dir.join("checks.d/basic_log.py").is_file(),
+        "the seed examples were not copied"
+    );
     dir
 }
 
 /// `datadog.yaml` of the example sets no hostname: logs carry the OS hostname.
 fn os_hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").expect("reading the hostname").trim().to_string()
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .expect("reading the hostname")
+        .trim()
+        .to_string()
 }
 
 /// Runs `cairn check NAME --json` and returns the single run, checking the envelope and that
@@ -81,7 +87,10 @@ fn structured_log_keeps_numeric_attributes_and_its_own_service_and_source() {
             "rows_returned": 1024,
         })
     );
-    assert!(logs[0]["query_duration_ms"].is_i64() && logs[0]["rows_returned"].is_i64(), "numbers stay numbers");
+    assert!(
+        logs[0]["query_duration_ms"].is_i64() && logs[0]["rows_returned"].is_i64(),
+        "numbers stay numbers"
+    );
 }
 
 #[test]
@@ -90,12 +99,27 @@ fn error_log_reports_the_error_with_traceback_exits_1_and_still_ships_its_log() 
     let run = single_run(&dir, "error_log", 1);
     let message = "[Errno 2] No such file or directory: '/nonexistent/cairn-example/status'";
     assert_eq!(run["error"]["message"], message, "{run:#}");
-    let traceback = run["error"]["traceback"].as_str().expect("a traceback string");
-    assert!(traceback.starts_with("Traceback (most recent call last):"), "{traceback}");
-    assert!(traceback.contains("checks.d/error_log.py\", line 10, in check"), "{traceback}");
-    assert!(traceback.ends_with(&format!("FileNotFoundError: {message}\n")), "{traceback}");
+    let traceback = run["error"]["traceback"]
+        .as_str()
+        .expect("a traceback string");
+    assert!(
+        traceback.starts_with("Traceback (most recent call last):"),
+        "{traceback}"
+    );
+    assert!(
+        traceback.contains("checks.d/error_log.py\", line 10, in check"),
+        "{traceback}"
+    );
+    assert!(
+        traceback.ends_with(&format!("FileNotFoundError: {message}\n")),
+        "{traceback}"
+    );
     let logs = run["logs"].as_array().unwrap();
-    assert_eq!(logs.len(), 1, "the log sent before the raise is kept: {run:#}");
+    assert_eq!(
+        logs.len(),
+        1,
+        "the log sent before the raise is kept: {run:#}"
+    );
     assert_eq!(
         without(&logs[0], &["timestamp"]),
         json!({
@@ -130,13 +154,23 @@ fn cursor_runs(dir: &ConfigDir, extra: &[&str], expected_runs: usize) -> Vec<Vec
     let (out, json) = dir.check_json("cursor_log", extra);
     let after = now_ms();
     out.assert_code(0);
-    assert!(!out.stdout.contains("token=abc"), "mask_sequences must hide every token\n{}", out.dump());
+    assert!(
+        !out.stdout.contains("token=abc"),
+        "mask_sequences must hide every token\n{}",
+        out.dump()
+    );
     let runs = runs(&json);
     assert_eq!(runs.len(), expected_runs, "{json:#}");
     runs.iter()
         .map(|run| {
             assert_eq!(run["error"], Value::Null, "{run:#}");
-            assert!(run["check_id"].as_str().unwrap().starts_with("cursor_log:app:"), "{run:#}");
+            assert!(
+                run["check_id"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("cursor_log:app:"),
+                "{run:#}"
+            );
             run["logs"]
                 .as_array()
                 .unwrap()
@@ -156,7 +190,9 @@ fn expected(range: std::ops::RangeInclusive<u64>) -> Vec<Value> {
 
 /// The agent's buffer (where cursors live) as (file, size, content): empty when never written.
 fn state_files(dir: &ConfigDir) -> Vec<(std::path::PathBuf, Vec<u8>)> {
-    let Ok(rd) = std::fs::read_dir(dir.join("run/buffer")) else { return Vec::new() };
+    let Ok(rd) = std::fs::read_dir(dir.join("run/buffer")) else {
+        return Vec::new();
+    };
     let mut files: Vec<_> = rd
         .map(|e| e.unwrap().path())
         .filter(|p| p.file_name().unwrap() != "lock")
@@ -181,7 +217,11 @@ fn cursor_log_masks_tokens_and_continues_from_its_cursor_across_runs_of_one_proc
     assert_eq!(runs[0], expected(1..=3));
     assert_eq!(runs[1], expected(4..=6));
     assert_eq!(runs[2], expected(7..=9));
-    assert!(state_files(&dir).is_empty(), "without --persist nothing is written: {:?}", state_files(&dir));
+    assert!(
+        state_files(&dir).is_empty(),
+        "without --persist nothing is written: {:?}",
+        state_files(&dir)
+    );
 }
 
 #[test]
@@ -189,10 +229,16 @@ fn cursor_log_resumes_across_processes_only_after_persist_and_keeps_state_privat
     let dir = seed_copy();
     // First process, not persisted: rows 1..3.
     assert_eq!(cursor_runs(&dir, &[], 1)[0], expected(1..=3));
-    assert!(state_files(&dir).is_empty(), "without --persist nothing is written");
+    assert!(
+        state_files(&dir).is_empty(),
+        "without --persist nothing is written"
+    );
     // A second process starts again from the stored state, i.e. from nothing: all 6 rows.
     assert_eq!(cursor_runs(&dir, &[], 1)[0], expected(1..=6));
-    assert!(state_files(&dir).is_empty(), "without --persist nothing is written");
+    assert!(
+        state_files(&dir).is_empty(),
+        "without --persist nothing is written"
+    );
 
     // With --persist the cursor is stored after the run, in the agent's buffer...
     assert_eq!(cursor_runs(&dir, &["--persist"], 1)[0], expected(1..=9));
@@ -210,6 +256,10 @@ fn cursor_log_resumes_across_processes_only_after_persist_and_keeps_state_privat
 
     // A process without --persist reads the stored cursor but leaves it where it was.
     assert_eq!(cursor_runs(&dir, &[], 1)[0], expected(13..=15));
-    assert_eq!(state_files(&dir), stored, "no --persist: the buffer is untouched");
+    assert_eq!(
+        state_files(&dir),
+        stored,
+        "no --persist: the buffer is untouched"
+    );
     assert_eq!(cursor_runs(&dir, &[], 1)[0], expected(13..=18));
 }

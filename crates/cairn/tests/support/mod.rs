@@ -43,14 +43,19 @@ impl ConfigDir {
 
     /// No files at all (not even `datadog.yaml`).
     pub fn empty() -> Self {
-        let tmp = tempfile::Builder::new().prefix("cairn-test-").tempdir().expect("creating a temp dir");
+        let tmp = tempfile::Builder::new()
+            .prefix("cairn-test-")
+            .tempdir()
+            .expect("creating a temp dir");
         ConfigDir { tmp }
     }
 
     /// A copy of `src`, leaving out the top-level entries named in `skip` (e.g. a `run` dir).
     pub fn copy_of(src: &Path, skip: &[&str]) -> Self {
         let dir = Self::empty();
-        for entry in std::fs::read_dir(src).unwrap_or_else(|e| panic!("reading {}: {e}", src.display())) {
+        for entry in
+            std::fs::read_dir(src).unwrap_or_else(|e| panic!("reading {}: {e}", src.display()))
+        {
             let entry = entry.expect("reading a dir entry");
             let name = entry.file_name();
             if skip.iter().any(|s| name == **s) {
@@ -87,7 +92,8 @@ impl ConfigDir {
     /// Writes `text` to `<dir>/<rel>`, creating parent directories.
     pub fn write(&self, rel: &str, text: &str) -> &Self {
         let path = self.join(rel);
-        std::fs::create_dir_all(path.parent().expect("a file has a parent")).expect("creating dirs");
+        std::fs::create_dir_all(path.parent().expect("a file has a parent"))
+            .expect("creating dirs");
         std::fs::write(&path, text).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
         self
     }
@@ -155,9 +161,15 @@ impl Cairn {
         // shared default port where another agent or intake may be listening.
         cmd.env("DD_LOGS_CONFIG_LOGS_DD_URL", intake_url());
         cmd.current_dir(config_dir);
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let description = format!("cairn -c {} {}", config_dir.display(), args.join(" "));
-        Cairn { cmd, timeout: TIMEOUT, description }
+        Cairn {
+            cmd,
+            timeout: TIMEOUT,
+            description,
+        }
     }
 
     pub fn env(mut self, key: &str, value: &str) -> Self {
@@ -186,7 +198,10 @@ impl Cairn {
 
     /// Starts the process and returns at once (for `cairn run`).
     pub fn spawn(mut self) -> Running {
-        let mut child = self.cmd.spawn().unwrap_or_else(|e| panic!("starting {}: {e}", self.description));
+        let mut child = self
+            .cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", self.description));
         let (stdout, _) = reader(child.stdout.take().expect("stdout is piped"));
         let (stderr, stderr_seen) = reader(child.stderr.take().expect("stderr is piped"));
         Running {
@@ -210,7 +225,10 @@ fn reader(mut pipe: impl Read + Send + 'static) -> (JoinHandle<String>, Arc<Mute
         loop {
             match pipe.read(&mut chunk) {
                 Ok(0) | Err(_) => break,
-                Ok(n) => sink.lock().expect("reader lock").extend_from_slice(&chunk[..n]),
+                Ok(n) => sink
+                    .lock()
+                    .expect("reader lock")
+                    .extend_from_slice(&chunk[..n]),
             }
         }
         let bytes = sink.lock().expect("reader lock");
@@ -242,7 +260,12 @@ impl Running {
     pub fn wait_for_stderr(&mut self, needle: &str, within: Duration) {
         let found = wait_for(within, || self.stderr_so_far().contains(needle));
         if !found {
-            panic!("{}: {needle:?} not on stderr after {:?}\n--- stderr ---\n{}", self.description, within, self.stderr_so_far());
+            panic!(
+                "{}: {needle:?} not on stderr after {:?}\n--- stderr ---\n{}",
+                self.description,
+                within,
+                self.stderr_so_far()
+            );
         }
     }
 
@@ -256,14 +279,22 @@ impl Running {
 
     /// Whether the process has exited already.
     pub fn has_exited(&mut self) -> bool {
-        matches!(self.child.as_mut().expect("not yet waited for").try_wait(), Ok(Some(_)))
+        matches!(
+            self.child.as_mut().expect("not yet waited for").try_wait(),
+            Ok(Some(_))
+        )
     }
 
     /// Sends SIGTERM and waits for the process to exit (at most `within`).
     pub fn sigterm(mut self, within: Duration) -> Output {
         // SAFETY: kill(2) with a pid we spawned and have not reaped yet.
         let rc = unsafe { libc::kill(self.pid() as libc::pid_t, libc::SIGTERM) };
-        assert_eq!(rc, 0, "kill(SIGTERM) failed: {}", std::io::Error::last_os_error());
+        assert_eq!(
+            rc,
+            0,
+            "kill(SIGTERM) failed: {}",
+            std::io::Error::last_os_error()
+        );
         let deadline = Instant::now() + within;
         self.wait_until_inner(deadline)
     }
@@ -291,8 +322,18 @@ impl Running {
                 None => std::thread::sleep(Duration::from_millis(10)),
             }
         };
-        let stdout = self.stdout.take().expect("read once").join().expect("stdout reader");
-        let stderr = self.stderr.take().expect("read once").join().expect("stderr reader");
+        let stdout = self
+            .stdout
+            .take()
+            .expect("read once")
+            .join()
+            .expect("stdout reader");
+        let stderr = self
+            .stderr
+            .take()
+            .expect("read once")
+            .join()
+            .expect("stderr reader");
         let Some(status) = status else {
             panic!(
                 "{} did not finish in time (killed after {:?})\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}",
@@ -343,7 +384,12 @@ impl Output {
 
     #[track_caller]
     pub fn assert_code(&self, code: i32) -> &Self {
-        assert_eq!(self.code, Some(code), "unexpected exit status\n{}", self.dump());
+        assert_eq!(
+            self.code,
+            Some(code),
+            "unexpected exit status\n{}",
+            self.dump()
+        );
         self
     }
 
@@ -364,7 +410,10 @@ impl Output {
         let marker = format!(" {level} ");
         self.stderr
             .lines()
-            .filter_map(|l| l.split_once(&marker).map(|(_, msg)| msg.trim_start().to_string()))
+            .filter_map(|l| {
+                l.split_once(&marker)
+                    .map(|(_, msg)| msg.trim_start().to_string())
+            })
             .collect()
     }
 }
@@ -405,7 +454,9 @@ fn serve_accepting(mut conn: TcpStream) {
             .lines()
             .find_map(|l| l.strip_prefix("content-length:"))
             .and_then(|v| v.trim().parse::<usize>().ok());
-        let chunked = head.lines().any(|l| l.starts_with("transfer-encoding:") && l.contains("chunked"));
+        let chunked = head
+            .lines()
+            .any(|l| l.starts_with("transfer-encoding:") && l.contains("chunked"));
         // Body.
         let body_end = loop {
             let end = match content_length {
@@ -434,14 +485,22 @@ fn serve_accepting(mut conn: TcpStream) {
 
 /// Milliseconds since the epoch, now.
 pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").as_millis() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as i64
 }
 
 /// `value` is a JSON number in `[lo, hi]`.
 #[track_caller]
 pub fn assert_ms_between(value: &Value, lo: i64, hi: i64) {
-    let ms = value.as_i64().unwrap_or_else(|| panic!("timestamp {value} is not an integer"));
-    assert!((lo..=hi).contains(&ms), "timestamp {ms} not within [{lo}, {hi}]");
+    let ms = value
+        .as_i64()
+        .unwrap_or_else(|| panic!("timestamp {value} is not an integer"));
+    assert!(
+        (lo..=hi).contains(&ms),
+        "timestamp {ms} not within [{lo}, {hi}]"
+    );
 }
 
 /// `value` without the keys in `drop` (to compare a log whose timestamp varies).
@@ -458,14 +517,20 @@ pub fn without(value: &Value, drop: &[&str]) -> Value {
 /// The `runs` array of a `cairn check --json` output.
 #[track_caller]
 pub fn runs(json: &Value) -> &Vec<Value> {
-    json["runs"].as_array().unwrap_or_else(|| panic!("no runs array in {json}"))
+    json["runs"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no runs array in {json}"))
 }
 
 /// The `message` of every log of a run.
 pub fn messages(run: &Value) -> Vec<String> {
     run["logs"]
         .as_array()
-        .map(|logs| logs.iter().map(|l| l["message"].as_str().unwrap_or("<no message>").to_string()).collect())
+        .map(|logs| {
+            logs.iter()
+                .map(|l| l["message"].as_str().unwrap_or("<no message>").to_string())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -520,5 +585,8 @@ pub fn counting_conf(out: &Path, interval: f64) -> String {
 
 /// The times (seconds since the epoch) a counting check recorded in `<dir>/<rel>`.
 pub fn run_times(dir: &ConfigDir, rel: &str) -> Vec<f64> {
-    dir.lines(rel).iter().filter_map(|l| l.trim().parse().ok()).collect()
+    dir.lines(rel)
+        .iter()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
 }
