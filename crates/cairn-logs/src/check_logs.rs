@@ -14,7 +14,7 @@ use crate::wire::{self, LogFields};
 /// Staged bytes past which the hand-off moves records to the sink before the run ends, so a
 /// check that sends millions of logs in one run does not hold them all in memory.
 /// Small enough that the records are still in the CPU cache when the sink copies them.
-pub const FLUSH_THRESHOLD_BYTES: usize = 256 << 10;
+pub const FLUSH_THRESHOLD_BYTES: usize = 64 << 10;
 
 /// The cache key under which a stream's cursor is stored (the Datadog library's name).
 pub fn cursor_key(stream: &str) -> String {
