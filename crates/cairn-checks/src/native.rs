@@ -8,6 +8,7 @@ use parking_lot::Mutex;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyString, PyTuple};
+use pyo3::Borrowed;
 
 use cairn_logs::{wire, LogFields};
 
@@ -225,7 +226,7 @@ fn stage(
 ) -> PyResult<bool> {
     // Reserved values are kept as objects during the walk and read as strs after it, so
     // the borrowed strs outlive the loop.
-    let mut special: [Option<Bound<'_, PyAny>>; 8] = Default::default();
+    let mut special: [Option<Borrowed<'_, '_, PyAny>>; 8] = [None; 8];
     const MESSAGE: usize = 0;
     const TIMESTAMP: usize = 1;
     const STATUS: usize = 2;
@@ -237,9 +238,17 @@ fn stage(
     let walk_err = |e: WalkError| e.into_pyerr("data", "");
     // Keys written as literals in a check are interned by Python's compiler, so the reserved
     // ones are usually recognised by pointer, without reading their text.
-    let reserved = reserved_keys(dict.py());
-    for (k, v) in dict.iter() {
-        if let Some(slot) = reserved.iter().position(|&p| p == k.as_ptr() as usize) {
+    let py = dict.py();
+    let reserved = reserved_keys(py);
+    let (mut pos, mut kp, mut vp) = (0, std::ptr::null_mut(), std::ptr::null_mut());
+    // Borrowed references straight from PyDict_Next: no reference counting per item. They stay
+    // valid because `dict` is alive and nothing below runs Python code that could change it
+    // (only C-level reads of exact str/int/float/list/tuple/dict values).
+    // SAFETY: `dict` is a live dict and we hold the GIL.
+    while unsafe { pyo3::ffi::PyDict_Next(dict.as_ptr(), &mut pos, &mut kp, &mut vp) } != 0 {
+        // SAFETY: PyDict_Next returned borrowed, non-null references owned by `dict`.
+        let (k, v) = unsafe { (Borrowed::from_ptr(py, kp), Borrowed::from_ptr(py, vp)) };
+        if let Some(slot) = reserved.iter().position(|&p| p == kp as usize) {
             special[slot] = Some(v);
             continue;
         }
@@ -268,6 +277,7 @@ fn stage(
             "send_log: data must have a 'message' key",
         ));
     };
+    let message: &Bound<'_, PyAny> = message;
     let message = match message.cast::<PyString>() {
         Ok(s) => s.to_str()?,
         Err(_) => {
@@ -278,7 +288,7 @@ fn stage(
         }
     };
     let text = |slot: usize, key: &str| match &special[slot] {
-        Some(v) => opt_str(key, v),
+        Some(v) => opt_str(key, &**v),
         None => Ok(None),
     };
     let f = LogFields {

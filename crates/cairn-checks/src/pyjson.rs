@@ -98,6 +98,9 @@ pub fn write_value(out: &mut Vec<u8>, v: &Bound<'_, PyAny>, depth: usize) -> Res
     } else if let Ok(i) = v.cast::<PyInt>() {
         if let Ok(n) = i.extract::<i64>() {
             wire::write_i64(out, n);
+        } else if !v.is_exact_instance_of::<PyInt>() {
+            // A subclass's str() could run Python code mid-walk; JSON needs a plain int.
+            return Err(WalkError::new(WalkErrorKind::NotSerializable(type_name(v))));
         } else {
             // Beyond 64 bits: Python's own decimal form is valid JSON.
             out.extend_from_slice(i.str()?.to_str()?.as_bytes());
