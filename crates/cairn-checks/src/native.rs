@@ -288,7 +288,7 @@ fn stage(
         }
     };
     let text = |slot: usize, key: &str| match &special[slot] {
-        Some(v) => opt_str(key, &**v),
+        Some(v) => opt_str(key, v),
         None => Ok(None),
     };
     let f = LogFields {
