@@ -346,6 +346,8 @@ fn writer_loop(
     _checkpointer: mpsc::Sender<()>,
 ) {
     let mut next_maintenance = Instant::now() + cfg.maintenance_every.min(Duration::from_secs(5));
+    let (mut dbg_busy, mut dbg_groups, mut dbg_logs) = (Duration::ZERO, 0u64, 0usize);
+    let dbg_start = Instant::now();
     loop {
         let wait = next_maintenance.saturating_duration_since(Instant::now());
         let first = match jobs.recv_timeout(wait) {
@@ -376,10 +378,14 @@ fn writer_loop(
             }
         }
         if !appends.is_empty() {
+            let t0 = Instant::now();
+            dbg_groups += 1;
+            dbg_logs += queued_logs;
             let result = insert_group(&mut conn, &appends, &counters).map_err(|e| {
                 tracing::error!(error = %e, logs = queued_logs, "intake store write failed; batch refused");
                 format!("store write failed: {e}")
             });
+            dbg_busy += t0.elapsed();
             for (_, done) in appends {
                 let _ = done.send(result.clone());
             }
@@ -390,6 +396,9 @@ fn writer_loop(
                 let _ = done.send(report.clone());
             }
         }
+    }
+    if std::env::var_os("CAIRN_DBG").is_some() {
+        eprintln!("DBG writer busy {:?} of {:?}, groups {dbg_groups}, logs {dbg_logs}, avg {}", dbg_busy, dbg_start.elapsed(), dbg_logs / dbg_groups.max(1) as usize);
     }
     // A clean checkpoint leaves a single file behind, which is what people expect to copy.
     let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
