@@ -315,12 +315,14 @@ fn submit_metric(
     let kind = *METRIC_TYPES.get(mtype).ok_or_else(|| {
         PyValueError::new_err(format!("submit_metric: unknown metric type {mtype}"))
     })?;
+    // Tags are read (which may run Python code) before the lock is taken.
+    let tags = tag_list(tags)?;
     if let Some(ctx) = context::resolve(check_id) {
         ctx.submissions.lock().metrics.push(Metric {
             name: name.to_string(),
             kind,
             value,
-            tags: tag_list(tags)?,
+            tags,
             hostname: host_or_default(hostname),
         });
     }
@@ -339,11 +341,12 @@ fn submit_service_check(
     hostname: Option<&str>,
     message: Option<&str>,
 ) -> PyResult<()> {
+    let tags = tag_list(tags)?;
     if let Some(ctx) = context::resolve(check_id) {
         ctx.submissions.lock().service_checks.push(ServiceCheck {
             name: name.to_string(),
             status,
-            tags: tag_list(tags)?,
+            tags,
             hostname: host_or_default(hostname),
             message: message.unwrap_or_default().to_string(),
         });

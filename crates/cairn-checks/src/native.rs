@@ -8,7 +8,6 @@ use parking_lot::Mutex;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyString, PyTuple};
-use pyo3::Borrowed;
 
 use cairn_logs::{wire, LogFields};
 
@@ -63,7 +62,11 @@ pub fn timestamp_ms(v: &Bound<'_, PyAny>, scale: f64) -> PyResult<i64> {
     } else if v.cast::<PyInt>().is_ok() && v.cast::<PyBool>().is_err() {
         match v.extract::<i64>() {
             Ok(i) => return Ok(i.saturating_mul(scale as i64)),
-            Err(_) => v.extract::<f64>()?,
+            Err(_) => {
+                return Err(PyValueError::new_err(
+                    "send_log: data['timestamp'] is out of range for seconds since the epoch",
+                ))
+            }
         }
     } else {
         return Err(PyTypeError::new_err(format!(
@@ -226,7 +229,7 @@ fn stage(
 ) -> PyResult<bool> {
     // Reserved values are kept as objects during the walk and read as strs after it, so
     // the borrowed strs outlive the loop.
-    let mut special: [Option<Borrowed<'_, '_, PyAny>>; 8] = [None; 8];
+    let mut special: [Option<Bound<'_, PyAny>>; 8] = Default::default();
     const MESSAGE: usize = 0;
     const TIMESTAMP: usize = 1;
     const STATUS: usize = 2;
@@ -238,17 +241,10 @@ fn stage(
     let walk_err = |e: WalkError| e.into_pyerr("data", "");
     // Keys written as literals in a check are interned by Python's compiler, so the reserved
     // ones are usually recognised by pointer, without reading their text.
-    let py = dict.py();
-    let reserved = reserved_keys(py);
-    let (mut pos, mut kp, mut vp) = (0, std::ptr::null_mut(), std::ptr::null_mut());
-    // Borrowed references straight from PyDict_Next: no reference counting per item. They stay
-    // valid because `dict` is alive and nothing below runs Python code that could change it
-    // (only C-level reads of exact str/int/float/list/tuple/dict values).
-    // SAFETY: `dict` is a live dict and we hold the GIL.
-    while unsafe { pyo3::ffi::PyDict_Next(dict.as_ptr(), &mut pos, &mut kp, &mut vp) } != 0 {
-        // SAFETY: PyDict_Next returned borrowed, non-null references owned by `dict`.
-        let (k, v) = unsafe { (Borrowed::from_ptr(py, kp), Borrowed::from_ptr(py, vp)) };
-        if let Some(slot) = reserved.iter().position(|&p| p == kp as usize) {
+    let reserved = reserved_keys(dict.py());
+    // Strong references per item (PyO3's iterator): a value's text is read after the walk.
+    for (k, v) in dict.iter() {
+        if let Some(slot) = reserved.iter().position(|&p| p == k.as_ptr() as usize) {
             special[slot] = Some(v);
             continue;
         }
@@ -277,7 +273,6 @@ fn stage(
             "send_log: data must have a 'message' key",
         ));
     };
-    let message: &Bound<'_, PyAny> = message;
     let message = match message.cast::<PyString>() {
         Ok(s) => s.to_str()?,
         Err(_) => {

@@ -171,11 +171,8 @@ fn write_seq<'py>(
 pub fn dict_key<'a>(k: &'a Bound<'_, PyAny>) -> Result<&'a str, WalkError> {
     match k.cast::<PyString>() {
         Ok(s) => Ok(s.to_str()?),
-        Err(_) => Err(WalkError::new(WalkErrorKind::KeyNotStr(format!(
-            "{} ({})",
-            type_name(k),
-            k.repr().map(|r| r.to_string()).unwrap_or_default()
-        )))),
+        // Only the type name: repr() could run the object's own Python code mid-walk.
+        Err(_) => Err(WalkError::new(WalkErrorKind::KeyNotStr(type_name(k)))),
     }
 }
 

@@ -176,6 +176,11 @@ fn runner_loop(shared: &Shared, rx: &Mutex<mpsc::Receiver<usize>>, on_report: &R
     loop {
         let job = rx.lock().recv();
         let Ok(i) = job else { return };
+        if *shared.stop.lock() {
+            // Queued before the stop: not started, so nothing to finish.
+            shared.status.lock()[i].running = false;
+            continue;
+        }
         let report = run_once(&shared.checks[i]);
         {
             let mut status = shared.status.lock();

@@ -18,8 +18,10 @@ pub const FLUSH_THRESHOLD_BYTES: usize = 64 << 10;
 
 /// The cache key under which a stream's cursor is stored (the Datadog library's name).
 pub fn cursor_key(stream: &str) -> String {
-    format!("log_cursor_{stream}")
+    format!("{CURSOR_KEY_PREFIX}{stream}")
 }
+
+const CURSOR_KEY_PREFIX: &str = "log_cursor_";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DropReason {
@@ -119,6 +121,9 @@ struct State {
     cache: CacheState,
     counters: LogCounters,
     warned_drop: bool,
+    /// Set when staged records were lost to a sink error since the last finished run: the run
+    /// must not be reported as durable.
+    lost: Option<String>,
 }
 
 /// The instance tags as the Datadog library formats them: only `key:value` tags, de-duplicated
@@ -169,6 +174,7 @@ impl CheckLogs {
                 cache,
                 counters: LogCounters::default(),
                 warned_drop: false,
+                lost: None,
             }),
             flush_order: Mutex::new(Staging::new()),
         })
@@ -265,7 +271,14 @@ impl CheckLogs {
     }
 
     /// Writes a persistent-cache entry, ordered after every log staged before it.
+    ///
+    /// A cursor write (`log_cursor_*`, as the Datadog library makes it) is ignored while this
+    /// check's logs are dropped by configuration, as on the native path: the cursor must not
+    /// move past logs that were never kept.
     pub fn write_cache(&self, key: &str, value: &str) -> bool {
+        if self.drop_reason.is_some() && key.starts_with(CURSOR_KEY_PREFIX) {
+            return false;
+        }
         let mut st = self.state.lock();
         st.staging.push_cache(key, value);
         st.cache.insert(key.to_string(), value.to_string());
@@ -285,17 +298,131 @@ impl CheckLogs {
         }
         let result = self.sink.append(&self.check_id, &mut batch);
         batch.clear();
+        if let Err(e) = &result {
+            self.rewind(e);
+        }
         result
     }
 
-    /// Flushes and waits until the run's records are durable. Call it without the GIL.
+    /// After the sink lost staged records: anything staged since is dropped too, and the
+    /// in-memory cache goes back to the sink's state, so no cursor stays ahead of lost logs.
+    /// The check then re-reads from its last kept cursor.
+    fn rewind(&self, e: &SinkError) {
+        let restored = self.sink.load_state(&self.check_id);
+        let mut st = self.state.lock();
+        let dropped_after = st.staging.logs();
+        st.staging.clear();
+        match restored {
+            Ok(state) => st.cache = state,
+            // Without the durable state, forgetting every cursor is the safe side: logs may be
+            // sent again, none is skipped.
+            Err(_) => st.cache.clear(),
+        }
+        st.lost = Some(e.to_string());
+        tracing::error!(check_id = %self.check_id, error = %e, dropped_after, "staged records lost; cursors rewound to their last kept state");
+    }
+
+    /// Flushes and waits until the run's records are durable. Call it without the GIL. Fails
+    /// when records of this run were lost, even if the check caught the error.
     pub fn finish_run(&self) -> Result<(), SinkError> {
         self.flush()?;
         let _order = self.flush_order.lock();
-        self.sink.commit(&self.check_id)
+        self.sink.commit(&self.check_id)?;
+        match self.state.lock().lost.take() {
+            Some(message) => Err(SinkError::Lost(message)),
+            None => Ok(()),
+        }
     }
 
     pub fn counters(&self) -> LogCounters {
         self.state.lock().counters
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// A sink that keeps one stored cursor and fails appends while `broken` is set.
+    struct FlakySink {
+        broken: AtomicBool,
+    }
+
+    impl RecordSink for FlakySink {
+        fn load_state(&self, _: &str) -> Result<CacheState, SinkError> {
+            Ok(CacheState::from([(
+                cursor_key("s"),
+                "{\"n\":1}".to_string(),
+            )]))
+        }
+        fn append(&self, _: &str, staging: &mut Staging) -> Result<(), SinkError> {
+            staging.clear();
+            if self.broken.load(Ordering::SeqCst) {
+                return Err(SinkError::Io {
+                    path: "buffer".into(),
+                    source: std::io::Error::other("disk full"),
+                });
+            }
+            Ok(())
+        }
+        fn commit(&self, _: &str) -> Result<(), SinkError> {
+            Ok(())
+        }
+    }
+
+    fn logs(sink: Arc<FlakySink>, logs_enabled: bool) -> CheckLogs {
+        let cfg = CheckLogsConfig {
+            check_id: "c:1".into(),
+            hostname: "h".into(),
+            logs_enabled,
+            has_logs_entry: true,
+            ..Default::default()
+        };
+        CheckLogs::new(cfg, sink).unwrap()
+    }
+
+    #[test]
+    fn a_lost_flush_rewinds_the_cursor_and_fails_the_run() {
+        let sink = Arc::new(FlakySink {
+            broken: AtomicBool::new(true),
+        });
+        let logs = logs(sink.clone(), true);
+        let f = LogFields {
+            message: "m",
+            ..Default::default()
+        };
+        logs.push_log(&f, b"", Some(("s", "{\"n\":2}")));
+        assert_eq!(
+            logs.read_cache(&cursor_key("s")).as_deref(),
+            Some("{\"n\":2}")
+        );
+        assert!(logs.flush().is_err());
+        assert_eq!(
+            logs.read_cache(&cursor_key("s")).as_deref(),
+            Some("{\"n\":1}"),
+            "cursor must not stay ahead of lost logs"
+        );
+        sink.broken.store(false, Ordering::SeqCst);
+        assert!(
+            matches!(logs.finish_run(), Err(SinkError::Lost(_))),
+            "the run that lost records is not reported durable"
+        );
+        assert!(logs.finish_run().is_ok(), "the next run is fine again");
+    }
+
+    #[test]
+    fn cursor_writes_are_ignored_while_logs_are_dropped_by_configuration() {
+        let sink = Arc::new(FlakySink {
+            broken: AtomicBool::new(false),
+        });
+        let logs = logs(sink, false);
+        logs.write_cache(&cursor_key("s"), "{\"n\":9}");
+        logs.write_cache("other", "v");
+        assert_eq!(
+            logs.read_cache(&cursor_key("s")).as_deref(),
+            Some("{\"n\":1}")
+        );
+        assert_eq!(logs.read_cache("other").as_deref(), Some("v"));
     }
 }

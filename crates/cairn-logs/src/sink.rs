@@ -21,6 +21,8 @@ pub enum SinkError {
     State { path: PathBuf, message: String },
     #[error("the logs pipeline is shut down")]
     Closed,
+    #[error("records of this run were lost ({0}); cursors were rewound to their last kept state")]
+    Lost(String),
 }
 
 /// Takes the records of checks, in order.

@@ -30,7 +30,8 @@ pub struct CheckArgs {
     #[arg(long, default_value_t = 0)]
     pause: u64,
     /// Write cursors and the persistent cache to run_path (by default they stay in memory, so
-    /// a running agent's cursors never move).
+    /// a running agent's cursors never move). The logs themselves are not shipped: the next
+    /// `cairn run` starts after them. Refused while an agent runs on the same run_path.
     #[arg(long)]
     persist: bool,
 }

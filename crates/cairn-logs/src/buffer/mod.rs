@@ -333,7 +333,21 @@ impl Buffer {
         let mut age_marks = VecDeque::new();
         let found = list_segments(&dir)?;
         let mut ends_at = snapshot.offset;
+        // Durability is a prefix: past a cut (or a gap between segments) nothing can have
+        // been durable, even if a later segment reached the disk first, so it is discarded
+        // rather than allowed to hand out cursors whose logs are gone.
+        let mut cut_at: Option<u64> = None;
         for (start, path) in &found {
+            let gap = segments.back().is_some_and(|s: &Segment| s.end != *start);
+            if cut_at.is_some() || gap {
+                let bytes = fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+                counters.add_dropped(LossReason::Corrupt, 1);
+                counters.corrupt_bytes.fetch_add(bytes, Relaxed);
+                tracing::error!(segment = %path.display(), bytes_lost = bytes, "buffer: segment after a torn or missing one discarded; the logs it held are lost");
+                fs::remove_file(path).map_err(io_err(path))?;
+                cut_at.get_or_insert(*start);
+                continue;
+            }
             let file = open_segment(path, false).map_err(io_err(path))?;
             let head_hint = stored_head.unwrap_or(0);
             let scan = scan_segment(&file, |end, r, checks| {
@@ -362,6 +376,7 @@ impl Buffer {
                     "buffer: torn or corrupt records skipped; the logs they held are lost"
                 );
                 file.set_len(scan.valid_len).map_err(io_err(path))?;
+                cut_at = Some(start + scan.valid_len);
             }
             // Whatever survived a crash may still sit in the page cache only: make it durable
             // before handing its cursors to checks.
@@ -658,11 +673,22 @@ impl Buffer {
             let dirty = std::mem::replace(&mut inner.dir_dirty, false);
             (files, inner.tail, dirty)
         };
-        for f in &files {
-            f.sync_data().map_err(io_err(&self.opts.dir))?;
-        }
-        if dir_dirty {
-            sync_dir(&self.opts.dir)?;
+        let synced = files
+            .iter()
+            .try_for_each(|f| f.sync_data().map_err(io_err(&self.opts.dir)))
+            .and_then(|()| {
+                if dir_dirty {
+                    sync_dir(&self.opts.dir)
+                } else {
+                    Ok(())
+                }
+            });
+        if let Err(e) = synced {
+            // Nothing is declared durable; the same files are synced again next round.
+            let mut inner = self.inner.lock();
+            inner.unsynced.extend(files);
+            inner.dir_dirty |= dir_dirty;
+            return Err(e);
         }
         let _ = self.head_file.lock().sync_data();
         let mut inner = self.inner.lock();
