@@ -346,12 +346,42 @@ fn writer_loop(
     _checkpointer: mpsc::Sender<()>,
 ) {
     let mut next_maintenance = Instant::now() + cfg.maintenance_every.min(Duration::from_secs(5));
-    let (mut dbg_busy, mut dbg_groups, mut dbg_logs) = (Duration::ZERO, 0u64, 0usize);
-    let dbg_start = Instant::now();
+    // Whether the full-text index may have segments left to merge (it gains one per commit).
+    let mut merge_pending = true;
     loop {
-        let wait = next_maintenance.saturating_duration_since(Instant::now());
+        let mut wait = next_maintenance.saturating_duration_since(Instant::now());
+        if merge_pending {
+            wait = wait.min(IDLE_BEFORE_MERGE);
+        }
         let first = match jobs.recv_timeout(wait) {
             Ok(job) => job,
+            Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < next_maintenance => {
+                // Idle: merge segments in small steps until a job arrives or nothing is left.
+                // Fewer segments make every per-row full-text probe of a search cheaper.
+                let first = loop {
+                    match merge_step(&conn) {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            merge_pending = false;
+                            break None;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "intake full-text merge failed");
+                            merge_pending = false;
+                            break None;
+                        }
+                    }
+                    match jobs.try_recv() {
+                        Ok(job) => break Some(job),
+                        Err(mpsc::TryRecvError::Empty) => {}
+                        Err(mpsc::TryRecvError::Disconnected) => break None,
+                    }
+                };
+                match first {
+                    Some(job) => job,
+                    None => continue,
+                }
+            }
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 let report = maintain(&mut conn, &cfg, &counters);
                 log_report(&report);
@@ -378,14 +408,11 @@ fn writer_loop(
             }
         }
         if !appends.is_empty() {
-            let t0 = Instant::now();
-            dbg_groups += 1;
-            dbg_logs += queued_logs;
+            merge_pending = true;
             let result = insert_group(&mut conn, &appends, &counters).map_err(|e| {
                 tracing::error!(error = %e, logs = queued_logs, "intake store write failed; batch refused");
                 format!("store write failed: {e}")
             });
-            dbg_busy += t0.elapsed();
             for (_, done) in appends {
                 let _ = done.send(result.clone());
             }
@@ -397,11 +424,26 @@ fn writer_loop(
             }
         }
     }
-    if std::env::var_os("CAIRN_DBG").is_some() {
-        eprintln!("DBG writer busy {:?} of {:?}, groups {dbg_groups}, logs {dbg_logs}, avg {}", dbg_busy, dbg_start.elapsed(), dbg_logs / dbg_groups.max(1) as usize);
-    }
     // A clean checkpoint leaves a single file behind, which is what people expect to copy.
     let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
+}
+
+/// How long the writer waits without a job before it merges full-text segments.
+const IDLE_BEFORE_MERGE: Duration = Duration::from_millis(100);
+/// Leaf pages (of `pgsz`, 1,000 bytes) one merge step writes: a few tens of milliseconds, the
+/// most an append arriving meanwhile waits.
+const MERGE_STEP_PAGES: i64 = 2000;
+
+/// One bounded FTS5 merge in its own transaction; false once there was nothing to merge (no
+/// level holds `usermerge`, 4, segments).
+fn merge_step(conn: &Connection) -> rusqlite::Result<bool> {
+    let before = conn.total_changes();
+    conn.execute(
+        "INSERT INTO logs_fts (logs_fts, rank) VALUES ('merge', ?1)",
+        [MERGE_STEP_PAGES],
+    )?;
+    // FTS5 documents this test: a merge that did no work changes fewer than 2 rows.
+    Ok(conn.total_changes() - before >= 2)
 }
 
 fn log_report(report: &MaintenanceReport) {
@@ -421,7 +463,8 @@ fn insert_group(
     counters: &StoreCounters,
 ) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
-    let mut rollup: HashMap<RollupKey, i64> = HashMap::new();
+    // Keys borrow from the logs: no allocation per log.
+    let mut rollup: HashMap<(i64, &str, &str, &str), i64> = HashMap::new();
     let mut stored = 0u64;
     let mut truncated = 0u64;
     {
@@ -445,15 +488,15 @@ fn insert_group(
             insert_fts.execute(params![id, log.message])?;
             let key = (
                 log.timestamp_ms.div_euclid(BUCKET_MS) * BUCKET_MS,
-                log.service.clone(),
-                log.source.clone(),
-                log.status.clone(),
+                log.service.as_str(),
+                log.source.as_str(),
+                log.status.as_str(),
             );
             *rollup.entry(key).or_insert(0) += 1;
             stored += 1;
             truncated += u64::from(log.truncated);
         }
-        apply_rollup(&tx, &rollup, 1)?;
+        apply_rollup(&tx, rollup.iter().map(|(k, n)| (k.0, k.1, k.2, k.3, *n)), 1)?;
     }
     tx.commit()?;
     counters.logs_stored.fetch_add(stored, Ordering::Relaxed);
@@ -463,16 +506,16 @@ fn insert_group(
     Ok(())
 }
 
-fn apply_rollup(
+fn apply_rollup<'a>(
     tx: &rusqlite::Transaction,
-    rollup: &HashMap<RollupKey, i64>,
+    rollup: impl Iterator<Item = (i64, &'a str, &'a str, &'a str, i64)>,
     sign: i64,
 ) -> rusqlite::Result<()> {
     let mut upsert = tx.prepare_cached(
         "INSERT INTO rollup (bucket_ms, service, source, status, count) VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT DO UPDATE SET count = count + excluded.count",
     )?;
-    for ((bucket, service, source, status), n) in rollup {
+    for (bucket, service, source, status, n) in rollup {
         upsert.execute(params![bucket, service, source, status, sign * n])?;
     }
     if sign < 0 {
@@ -585,7 +628,13 @@ fn delete_oldest(
             del_log.execute([id])?;
             del_fts.execute([id])?;
         }
-        apply_rollup(&tx, &rollup, -1)?;
+        apply_rollup(
+            &tx,
+            rollup
+                .iter()
+                .map(|((b, svc, src, st), n)| (*b, svc.as_str(), src.as_str(), st.as_str(), *n)),
+            -1,
+        )?;
     }
     tx.commit()?;
     Ok(ids.len())
