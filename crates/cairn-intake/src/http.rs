@@ -111,6 +111,26 @@ async fn guard(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Res
             );
         }
     }
+    // Browsers send `Origin` on cross-site POSTs (even "simple" text/plain ones that skip the
+    // CORS preflight): refuse any origin but the Explorer's own, so another web page cannot
+    // inject logs into, or query, this intake. Agents and the CLI send no Origin.
+    if let Some(origin) = req.headers().get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or("");
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        let same_origin = origin
+            .strip_prefix("http://")
+            .is_some_and(|o| !host.is_empty() && o.eq_ignore_ascii_case(host));
+        if !same_origin {
+            return error(
+                StatusCode::FORBIDDEN,
+                format!("requests from origin {origin:?} are refused"),
+            );
+        }
+    }
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
     h.insert(

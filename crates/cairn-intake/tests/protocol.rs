@@ -247,6 +247,26 @@ async fn responses_carry_a_csp_and_foreign_hosts_are_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn other_web_pages_cannot_post_but_the_explorer_itself_can() {
+    let h = Harness::start().await;
+    let post = |origin: String| {
+        h.http
+            .post(h.url("/api/v2/logs"))
+            .header("content-type", "text/plain")
+            .header("origin", origin)
+            .body(r#"[{"message":"injected"}]"#)
+            .send()
+    };
+    let foreign = post("http://evil.example".into()).await.unwrap();
+    assert_eq!(foreign.status().as_u16(), 403);
+    let null = post("null".into()).await.unwrap();
+    assert_eq!(null.status().as_u16(), 403);
+    let own = format!("http://{}", h.intake.local_addr());
+    let same = post(own).await.unwrap();
+    assert_eq!(same.status().as_u16(), 202);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn shutdown_keeps_every_acknowledged_log() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = cairn_intake::IntakeConfig::new(dir.path());
