@@ -545,64 +545,20 @@ pub fn aggregate(
         )
         && interval.is_none_or(|i| i % BUCKET_MS == 0);
     let end = to.saturating_add(1);
-    if rollup_ok {
-        // Whole minutes come from the rollup; the partial minutes at either end from logs.
-        let first_full = -(-from).div_euclid(BUCKET_MS) * BUCKET_MS;
-        let last_full = end.div_euclid(BUCKET_MS) * BUCKET_MS;
-        if first_full < last_full {
-            count_into(
-                conn,
-                &mut counts,
-                "rollup",
-                &node,
-                &facet,
-                interval,
-                first_full,
-                last_full,
-            )?;
-            count_into(
-                conn,
-                &mut counts,
-                "logs",
-                &node,
-                &facet,
-                interval,
-                from,
-                first_full,
-            )?;
-            count_into(
-                conn,
-                &mut counts,
-                "logs",
-                &node,
-                &facet,
-                interval,
-                last_full,
-                end,
-            )?;
-        } else {
-            count_into(
-                conn,
-                &mut counts,
-                "logs",
-                &node,
-                &facet,
-                interval,
-                from,
-                end,
-            )?;
-        }
+    // Whole minutes come from the rollup; the partial minutes at either end from logs.
+    let first_full = -(-from).div_euclid(BUCKET_MS) * BUCKET_MS;
+    let last_full = end.div_euclid(BUCKET_MS) * BUCKET_MS;
+    let ranges: &[(&str, i64, i64)] = if rollup_ok && first_full < last_full {
+        &[
+            ("rollup", first_full, last_full),
+            ("logs", from, first_full),
+            ("logs", last_full, end),
+        ]
     } else {
-        count_into(
-            conn,
-            &mut counts,
-            "logs",
-            &node,
-            &facet,
-            interval,
-            from,
-            end,
-        )?;
+        &[("logs", from, end)]
+    };
+    for &(table, lo, hi) in ranges {
+        count_into(conn, &mut counts, table, &node, &facet, interval, lo, hi)?;
     }
 
     let mut totals: HashMap<Option<String>, i64> = HashMap::new();

@@ -305,23 +305,37 @@ fn json_body<T: serde::de::DeserializeOwned + Default>(body: &Bytes) -> Result<T
         .map_err(|e| Box::new(error(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}"))))
 }
 
+/// The POST read endpoints: key check, JSON body, a query on a read connection, JSON answer.
+async fn read_json<Req, Resp>(
+    st: &AppState,
+    headers: &HeaderMap,
+    body: &Bytes,
+    run: fn(&rusqlite::Connection, &Req, i64) -> Result<Resp, IntakeError>,
+) -> Response
+where
+    Req: serde::de::DeserializeOwned + Default + Send + 'static,
+    Resp: Serialize + Send + 'static,
+{
+    if !authorised(st, headers, None) {
+        return forbidden();
+    }
+    let req: Req = match json_body(body) {
+        Ok(r) => r,
+        Err(resp) => return *resp,
+    };
+    let now = now_ms();
+    match st.store.read(move |c| run(c, &req, now)).await {
+        Ok(r) => axum::Json(r).into_response(),
+        Err(e) => store_error(e),
+    }
+}
+
 async fn search_handler(
     State(st): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if !authorised(&st, &headers, None) {
-        return forbidden();
-    }
-    let req: api::SearchRequest = match json_body(&body) {
-        Ok(r) => r,
-        Err(resp) => return *resp,
-    };
-    let now = now_ms();
-    match st.store.read(move |c| api::search(c, &req, now)).await {
-        Ok(r) => axum::Json(r).into_response(),
-        Err(e) => store_error(e),
-    }
+    read_json(&st, &headers, &body, api::search).await
 }
 
 async fn tail_handler(
@@ -343,16 +357,5 @@ async fn aggregate_handler(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if !authorised(&st, &headers, None) {
-        return forbidden();
-    }
-    let req: api::AggregateRequest = match json_body(&body) {
-        Ok(r) => r,
-        Err(resp) => return *resp,
-    };
-    let now = now_ms();
-    match st.store.read(move |c| api::aggregate(c, &req, now)).await {
-        Ok(r) => axum::Json(r).into_response(),
-        Err(e) => store_error(e),
-    }
+    read_json(&st, &headers, &body, api::aggregate).await
 }
