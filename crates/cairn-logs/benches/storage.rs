@@ -41,8 +41,7 @@ struct Figures {
 
 fn segment_log(records: u64, batch: u64) -> Figures {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let mut opts = BufferOptions::new(tmp.path(), 1 << 40, WhenFull::Block);
-    opts.legacy_state = None;
+    let opts = BufferOptions::new(tmp.path(), 1 << 40, WhenFull::Block);
     let buffer = Buffer::open(opts, Arc::new(Counters::default())).expect("open buffer");
     let mut staging = Staging::new();
     let (t, c) = (Instant::now(), cpu_secs());

@@ -26,10 +26,14 @@ pub enum LossReason {
     BufferFull,
     /// A torn or corrupt region of the buffer was skipped at recovery or read.
     Corrupt,
+    /// The disk under the buffer was full (ENOSPC/EDQUOT) with `when_full: drop_oldest`.
+    DiskFull,
+    /// The run's records could not be made durable (the run failed; its cursors were rewound).
+    NotDurable,
 }
 
 impl LossReason {
-    pub const ALL: [LossReason; 7] = [
+    pub const ALL: [LossReason; 9] = [
         LossReason::LogsDisabled,
         LossReason::NoLogsConfig,
         LossReason::Excluded,
@@ -37,6 +41,8 @@ impl LossReason {
         LossReason::TooLarge,
         LossReason::BufferFull,
         LossReason::Corrupt,
+        LossReason::DiskFull,
+        LossReason::NotDurable,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -48,6 +54,8 @@ impl LossReason {
             LossReason::TooLarge => "too_large",
             LossReason::BufferFull => "buffer_full",
             LossReason::Corrupt => "corrupt",
+            LossReason::DiskFull => "disk_full",
+            LossReason::NotDurable => "not_durable",
         }
     }
 
@@ -66,6 +74,9 @@ impl From<DropReason> for LossReason {
     }
 }
 
+/// Per-check key of drops whose check is unknown (never a valid check id: those hold a `:`).
+const UNATTRIBUTED: &str = "";
+
 /// Live counters of one pipeline. Buffer gauges (bytes, records, age) are read from the buffer
 /// when a snapshot is taken.
 #[derive(Default)]
@@ -81,6 +92,8 @@ pub struct Counters {
     pub(crate) corrupt_bytes: AtomicU64,
     dropped: [AtomicU64; LossReason::ALL.len()],
     pub(crate) key_rejected: AtomicBool,
+    buffer_disk_full: AtomicBool,
+    buffer_problem: Mutex<Option<String>>,
     pub(crate) last_error: Mutex<Option<String>>,
     per_check: Mutex<HashMap<String, CheckLogCounters>>,
 }
@@ -91,7 +104,15 @@ pub struct CheckLogCounters {
     pub logs_processed: u64,
     pub logs_truncated: u64,
     pub logs_sent: u64,
-    pub logs_dropped: u64,
+    /// Dropped logs of this check by reason; over all checks (plus
+    /// [`CountersSnapshot::logs_dropped_unattributed`]) they add up to the pipeline's totals.
+    pub logs_dropped: BTreeMap<&'static str, u64>,
+}
+
+impl CheckLogCounters {
+    pub fn dropped_total(&self) -> u64 {
+        self.logs_dropped.values().sum()
+    }
 }
 
 /// A point-in-time copy of the counters, for status and tests.
@@ -120,8 +141,15 @@ pub struct CountersSnapshot {
     pub buffer_oldest_unsent_age_secs: f64,
     /// The intake answered 401/403: the API key was rejected; data is kept.
     pub api_key_rejected: bool,
+    /// The disk under the buffer is full: checks wait (`block`) or the oldest logs are dropped.
+    pub buffer_disk_full: bool,
+    /// Why the buffer cannot take records now, if so (its directory vanished for good).
+    pub buffer_problem: Option<String>,
     pub last_error: Option<String>,
     pub checks: BTreeMap<String, CheckLogCounters>,
+    /// Drops whose check could not be known (a corrupt record header, a deleted segment), by
+    /// reason: with the per-check counts they add up to `logs_dropped`.
+    pub logs_dropped_unattributed: BTreeMap<&'static str, u64>,
 }
 
 impl CountersSnapshot {
@@ -140,13 +168,44 @@ impl CountersSnapshot {
 }
 
 impl Counters {
-    pub(crate) fn add_dropped(&self, reason: LossReason, n: u64) {
-        if n > 0 {
-            self.dropped[reason.index()].fetch_add(n, Relaxed);
+    /// Counts `n` dropped logs of `check` (`None` when the check cannot be known) for `reason`:
+    /// the one way to count a drop, so per-check and pipeline totals always agree.
+    pub fn add_dropped(&self, check: Option<&str>, reason: LossReason, n: u64) {
+        if n == 0 {
+            return;
+        }
+        self.dropped[reason.index()].fetch_add(n, Relaxed);
+        let mut per = self.per_check.lock();
+        let key = check.unwrap_or(UNATTRIBUTED);
+        let c = match per.get_mut(key) {
+            Some(c) => c,
+            None => per.entry(key.to_string()).or_default(),
+        };
+        *c.logs_dropped.entry(reason.as_str()).or_default() += n;
+    }
+
+    /// [`Counters::add_dropped`] for several checks at once (one lock).
+    pub(crate) fn add_dropped_per_check(
+        &self,
+        reason: LossReason,
+        per_check: &[(std::sync::Arc<str>, u64)],
+    ) {
+        let total: u64 = per_check.iter().map(|(_, n)| n).sum();
+        if total == 0 {
+            return;
+        }
+        self.dropped[reason.index()].fetch_add(total, Relaxed);
+        let mut per = self.per_check.lock();
+        for (id, n) in per_check.iter().filter(|(_, n)| *n > 0) {
+            let c = match per.get_mut(&**id) {
+                Some(c) => c,
+                None => per.entry(id.to_string()).or_default(),
+            };
+            *c.logs_dropped.entry(reason.as_str()).or_default() += n;
         }
     }
 
-    pub(crate) fn dropped(&self, reason: LossReason) -> u64 {
+    pub fn dropped(&self, reason: LossReason) -> u64 {
         self.dropped[reason.index()].load(Relaxed)
     }
 
@@ -154,20 +213,21 @@ impl Counters {
     pub fn add_handoff(&self, check_id: &str, run: &LogCounters) {
         self.logs_processed.fetch_add(run.processed, Relaxed);
         self.logs_truncated.fetch_add(run.truncated, Relaxed);
-        let mut dropped = 0;
+        let mut any = run.processed + run.truncated > 0;
         for r in DropReason::ALL {
             let n = run.dropped(r);
-            dropped += n;
-            self.add_dropped(r.into(), n);
+            if n > 0 {
+                any = true;
+                self.add_dropped(Some(check_id), r.into(), n);
+            }
         }
-        if run.processed + run.truncated + dropped == 0 {
+        if !any {
             return;
         }
         let mut per = self.per_check.lock();
         let c = per.entry(check_id.to_string()).or_default();
         c.logs_processed += run.processed;
         c.logs_truncated += run.truncated;
-        c.logs_dropped += dropped;
     }
 
     pub(crate) fn add_check_sent(&self, per_check: &[(std::sync::Arc<str>, u64)]) {
@@ -188,11 +248,12 @@ impl Counters {
         }
     }
 
-    pub(crate) fn add_check_dropped(&self, per_check: &[(std::sync::Arc<str>, u64)]) {
-        let mut per = self.per_check.lock();
-        for (id, n) in per_check {
-            per.entry(id.to_string()).or_default().logs_dropped += n;
-        }
+    pub(crate) fn set_disk_full(&self, full: bool) {
+        self.buffer_disk_full.store(full, Relaxed);
+    }
+
+    pub(crate) fn set_buffer_problem(&self, problem: Option<String>) {
+        *self.buffer_problem.lock() = problem;
     }
 
     pub(crate) fn set_error(&self, message: Option<String>) {
@@ -201,6 +262,7 @@ impl Counters {
 
     /// Copies the counters; the buffer gauges are left at zero (a pipeline fills them in).
     pub fn snapshot(&self) -> CountersSnapshot {
+        let per = self.per_check.lock();
         CountersSnapshot {
             logs_processed: self.logs_processed.load(Relaxed),
             logs_sent: self.logs_sent.load(Relaxed),
@@ -217,13 +279,18 @@ impl Counters {
                 .collect(),
             buffer_corrupt_bytes: self.corrupt_bytes.load(Relaxed),
             api_key_rejected: self.key_rejected.load(Relaxed),
+            buffer_disk_full: self.buffer_disk_full.load(Relaxed),
+            buffer_problem: self.buffer_problem.lock().clone(),
             last_error: self.last_error.lock().clone(),
-            checks: self
-                .per_check
-                .lock()
+            checks: per
                 .iter()
+                .filter(|(k, _)| k.as_str() != UNATTRIBUTED)
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
+            logs_dropped_unattributed: per
+                .get(UNATTRIBUTED)
+                .map(|c| c.logs_dropped.clone())
+                .unwrap_or_default(),
             ..Default::default()
         }
     }

@@ -23,6 +23,10 @@ pub enum SinkError {
     Closed,
     #[error("records of this run were lost ({0}); cursors were rewound to their last kept state")]
     Lost(String),
+    #[error("{0}")]
+    Unusable(String),
+    #[error(transparent)]
+    Fs(#[from] crate::private_fs::PrivateFsError),
 }
 
 /// Takes the records of checks, in order.

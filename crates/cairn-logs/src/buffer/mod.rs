@@ -1,11 +1,16 @@
 //! The durable buffer: one ordered on-disk log of every check's logs, cursors and cache writes.
 //!
-//! Layout under `<run_path>/buffer/` (dir 0700, files 0600):
+//! Layout under `<run_path>/buffer/` (dir 0700, files 0600, never opened through a symlink):
 //! - `<20-digit offset>.seg`: segments of [`record`]s. Offsets are global byte offsets that
-//!   only grow, across restarts too; a segment is named by the offset of its first byte.
-//! - `head`: the first undelivered offset (rewritten after each acknowledged batch).
-//! - `state.snapshot`: the cache state of every check as of a durable offset, written before
-//!   segments are deleted so that the cursors they carried survive.
+//!   only grow, across restarts too; a segment is named by the offset of its first byte, and
+//!   starts with an intro record describing the segment before it.
+//! - `head`: the first undelivered offset and the durable offset (rewritten after each
+//!   acknowledged batch and each sync).
+//! - `state.snapshot` (and `state.snapshot.prev`): the cache state of every check as of a
+//!   durable offset, written before segments are deleted so that the cursors they carried
+//!   survive.
+//! - `reserve`: ballast, given up when the disk is full so that a snapshot can still be
+//!   written and delivered segments deleted.
 //! - `lock`: held by the running agent so that two agents never share a buffer.
 //!
 //! Invariants:
@@ -15,15 +20,18 @@
 //!   is never durable without every record before it (its logs included).
 //! - A segment is deleted only when it is sealed, fully acknowledged and durable, and only after
 //!   a snapshot at an offset at or past its end has been written.
-//! - Recovery = snapshot + replay of the records at or past its offset. A torn or corrupt tail
-//!   is cut at the last good record (counted, logged); it never stops the agent.
+//! - Recovery = snapshot + replay of every readable record; unreadable regions are skipped,
+//!   patched over and counted ([`recover`]). A full disk is a full buffer.
 
+mod reader;
 pub mod record;
+mod recover;
+mod scan;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::io::{self, Write};
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -34,19 +42,22 @@ use cairn_config::WhenFull;
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use crate::counters::{Counters, LossReason};
+use crate::private_fs::{self, is_disk_full};
 use crate::sink::{RecordSink, SinkError};
 use crate::staging::{Record, Staging};
-use crate::state::{create_private_dir, CacheState, StateStore};
-use record::{Decoded, HEADER_BYTES, KIND_CACHE, KIND_CHECK, KIND_LOG};
+use crate::state::CacheState;
+use record::{SegmentIntro, HEADER_BYTES, KIND_CHECK, KIND_INTRO, KIND_LOG};
+use scan::{scan_segment, Item};
+
+pub use reader::{ReadOutcome, ReadRecord, Reader};
 
 const HEAD_FILE: &str = "head";
 const SNAPSHOT_FILE: &str = "state.snapshot";
+const SNAPSHOT_PREV_FILE: &str = "state.snapshot.prev";
 const LOCK_FILE: &str = "lock";
-
-/// Largest record the reader believes in. A log is at most `max_message_size_bytes` plus its
-/// attributes, and the config caps a payload at `batch_max_content_size`; anything past this is
-/// a corrupt length field.
-const MAX_RECORD_BYTES: usize = 64 << 20;
+const RESERVE_FILE: &str = "reserve";
+/// Ballast kept on disk for the moment the disk fills: enough for a snapshot of the usual size.
+const RESERVE_BYTES: usize = 1 << 20;
 
 /// How the buffer is sized and synced.
 #[derive(Debug, Clone)]
@@ -60,9 +71,6 @@ pub struct BufferOptions {
     pub segment_bytes: u64,
     /// Longest a written record waits for its fsync (group commit).
     pub sync_interval: Duration,
-    /// Where the pre-pipeline agent kept per-check state; read for checks the buffer does not
-    /// know yet, so upgrading keeps cursors.
-    pub legacy_state: Option<PathBuf>,
 }
 
 impl BufferOptions {
@@ -75,18 +83,22 @@ impl BufferOptions {
             // cost of one deletion and of rescanning a partly delivered segment.
             segment_bytes: (max_size_bytes / 8).clamp(4 << 10, 16 << 20),
             sync_interval: Duration::from_millis(500),
-            legacy_state: Some(run_path.to_path_buf()),
         }
     }
 }
 
 /// Gauges of the buffer for status.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct BufferGauges {
     pub undelivered_bytes: u64,
     pub undelivered_logs: u64,
     pub oldest_unsent_age: Duration,
     pub segments: usize,
+    /// The disk is full (ENOSPC/EDQUOT): appends wait (`block`) or drop the oldest.
+    pub disk_full: bool,
+    /// Why the buffer cannot take records now (its directory vanished and could not be
+    /// recreated), if so.
+    pub problem: Option<String>,
 }
 
 struct Segment {
@@ -95,6 +107,8 @@ struct Segment {
     file: Arc<File>,
     /// Check index → id, as defined by this segment's [`KIND_CHECK`] records.
     checks: HashMap<u32, Arc<str>>,
+    /// Logs appended to this segment per check, for the next segment's intro.
+    logs: HashMap<Arc<str>, u64>,
 }
 
 struct Inner {
@@ -104,6 +118,9 @@ struct Inner {
     head: u64,
     /// Everything before this offset is on stable storage.
     durable: u64,
+    /// The head as last fsynced in the head file: segments are deleted only below it, so a
+    /// power cut can never make a deleted segment look like a lost undelivered one.
+    synced_head: u64,
     /// Acknowledged ranges past `head`: start → (end, logs).
     acked: BTreeMap<u64, (u64, u64)>,
     /// End offset of the last append of each check, for [`RecordSink::commit`].
@@ -114,6 +131,8 @@ struct Inner {
     durable_state: HashMap<String, CacheState>,
     /// Cache writes appended but not yet durable: (record end, check, key, value).
     pending_cache: VecDeque<(u64, Arc<str>, String, String)>,
+    /// Cache writes became durable since the snapshot was written.
+    state_dirty: bool,
     /// Sealed segments not yet fsynced.
     unsynced: Vec<Arc<File>>,
     dir_dirty: bool,
@@ -125,6 +144,14 @@ struct Inner {
     closed: bool,
     stop_syncer: bool,
     spare_buffers: Vec<Vec<u8>>,
+    /// Since when appends meet a full disk.
+    disk_full_since: Option<Instant>,
+    /// The buffer directory vanished and could not be recreated: appends and commits fail.
+    unusable: Option<String>,
+    /// (dev, inode) of the buffer directory, to notice it being deleted or replaced.
+    dir_id: (u64, u64),
+    /// Last time a segment roll failed (other than a full disk), to log it once a minute.
+    roll_failed_at: Option<Instant>,
 }
 
 pub struct Buffer {
@@ -139,94 +166,18 @@ pub struct Buffer {
     /// The syncer waiting for work.
     sync_wake: Condvar,
     head_file: Mutex<File>,
-    legacy: Option<StateStore>,
     counters: Arc<Counters>,
     syncer: Mutex<Option<JoinHandle<()>>>,
-    _lock: File,
+    lock: Mutex<File>,
+    /// A descriptor kept open to be given back when the process runs out of them, so that a
+    /// segment can still be opened (any local user can open connections to the intake).
+    fd_reserve: Mutex<Option<File>>,
 }
 
 fn io_err(path: &Path) -> impl Fn(io::Error) -> SinkError + '_ {
     move |source| SinkError::Io {
         path: path.to_path_buf(),
         source,
-    }
-}
-
-fn open_segment(path: &Path, create: bool) -> io::Result<File> {
-    fs::OpenOptions::new()
-        .read(true)
-        .append(true)
-        .create(create)
-        .mode(0o600)
-        .open(path)
-}
-
-fn sync_dir(dir: &Path) -> Result<(), SinkError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(dir))
-}
-
-/// What a scan of one segment found.
-struct ScanResult {
-    checks: HashMap<u32, Arc<str>>,
-    /// Offset (relative to the segment start) just past the last good record.
-    valid_len: u64,
-    /// Bytes after `valid_len` that could not be read as records.
-    bad_bytes: u64,
-}
-
-/// Reads a whole segment and calls `each(relative_offset_end, record, checks)` for every good
-/// record. Stops at the first bad or incomplete one.
-fn scan_segment(
-    file: &File,
-    mut each: impl FnMut(u64, &record::RawRecord<'_>, &HashMap<u32, Arc<str>>),
-) -> io::Result<ScanResult> {
-    let len = file.metadata()?.len();
-    let mut checks = HashMap::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let (mut filled, mut consumed, mut base) = (0usize, 0usize, 0u64);
-    loop {
-        match record::decode(&buf[consumed..filled], MAX_RECORD_BYTES) {
-            Decoded::Record(r, n) => {
-                let end = base + (consumed + n) as u64;
-                if r.kind == KIND_CHECK {
-                    if let Ok(id) = std::str::from_utf8(r.payload) {
-                        checks.insert(r.check, Arc::from(id));
-                    }
-                }
-                each(end, &r, &checks);
-                consumed += n;
-            }
-            Decoded::Incomplete { needed } => {
-                let at = base + consumed as u64;
-                if at + needed as u64 > len {
-                    return Ok(ScanResult {
-                        checks,
-                        valid_len: at,
-                        bad_bytes: len - at,
-                    });
-                }
-                buf.copy_within(consumed..filled, 0);
-                filled -= consumed;
-                base = at;
-                consumed = 0;
-                if buf.len() < needed {
-                    buf.resize(needed, 0);
-                }
-                let want = (buf.len() - filled).min((len - base - filled as u64) as usize);
-                file.read_exact_at(&mut buf[filled..filled + want], base + filled as u64)?;
-                filled += want;
-            }
-            Decoded::Corrupt => {
-                let at = base + consumed as u64;
-                return Ok(ScanResult {
-                    checks,
-                    valid_len: at,
-                    bad_bytes: len - at,
-                });
-            }
-        }
     }
 }
 
@@ -242,222 +193,211 @@ fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, SinkError> {
     Ok(segs)
 }
 
+fn dir_id(dir: &Path) -> io::Result<(u64, u64)> {
+    let m = fs::symlink_metadata(dir)?;
+    Ok((m.dev(), m.ino()))
+}
+
 #[derive(serde::Serialize, serde::Deserialize, Default)]
 struct Snapshot {
     offset: u64,
     checks: HashMap<String, CacheState>,
 }
 
-fn read_snapshot(dir: &Path) -> Result<Snapshot, SinkError> {
-    let path = dir.join(SNAPSHOT_FILE);
-    match fs::read(&path) {
-        // A snapshot that cannot be read is an error, not an empty state: starting over would
-        // silently rewind cursors.
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| SinkError::State {
-            path: path.clone(),
-            message: e.to_string(),
-        }),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Snapshot::default()),
-        Err(e) => Err(SinkError::Io { path, source: e }),
+const SNAPSHOT_MAGIC: &[u8; 4] = b"CSN1";
+
+impl Snapshot {
+    /// `Ok(None)` when there is no file; `Err` with the reason when it cannot be used.
+    fn read(path: &Path) -> Result<Option<Snapshot>, String> {
+        let bytes = match private_fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e.to_string()),
+        };
+        if bytes.len() < 8 || &bytes[..4] != SNAPSHOT_MAGIC {
+            return Err(format!("{} bytes, not a snapshot", bytes.len()));
+        }
+        let crc = u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes"));
+        if crc32fast::hash(&bytes[8..]) != crc {
+            return Err("checksum mismatch (truncated or corrupt)".into());
+        }
+        serde_json::from_slice(&bytes[8..])
+            .map(Some)
+            .map_err(|e| e.to_string())
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let json = serde_json::to_vec(self).expect("maps of strings always serialize");
+        let mut out = Vec::with_capacity(json.len() + 8);
+        out.extend_from_slice(SNAPSHOT_MAGIC);
+        out.extend_from_slice(&crc32fast::hash(&json).to_le_bytes());
+        out.extend_from_slice(&json);
+        out
     }
 }
 
-fn write_snapshot(dir: &Path, snap: &Snapshot) -> Result<(), SinkError> {
-    let path = dir.join(SNAPSHOT_FILE);
-    let tmp = dir.join("state.snapshot.tmp");
-    let bytes = serde_json::to_vec(snap).expect("maps of strings always serialize");
-    let mut f = crate::state::private_file(&tmp).map_err(io_err(&tmp))?;
-    f.write_all(&bytes).map_err(io_err(&tmp))?;
-    f.sync_all().map_err(io_err(&tmp))?;
-    fs::rename(&tmp, &path).map_err(io_err(&path))?;
-    sync_dir(dir)
+/// The head file: `head u64 | durable u64 | crc32`.
+#[derive(Debug, Clone, Copy)]
+struct HeadFile {
+    head: u64,
+    durable: u64,
 }
 
-fn read_head(path: &Path) -> Option<u64> {
-    let mut bytes = [0u8; 12];
-    File::open(path).ok()?.read_exact(&mut bytes).ok()?;
-    let offset = u64::from_le_bytes(bytes[..8].try_into().ok()?);
-    let crc = u32::from_le_bytes(bytes[8..].try_into().ok()?);
-    (crc32fast::hash(&bytes[..8]) == crc).then_some(offset)
-}
-
-fn head_bytes(offset: u64) -> [u8; 12] {
-    let mut b = [0u8; 12];
-    b[..8].copy_from_slice(&offset.to_le_bytes());
-    b[8..].copy_from_slice(&crc32fast::hash(&offset.to_le_bytes()).to_le_bytes());
-    b
-}
-
-fn apply_cache(state: &mut HashMap<String, CacheState>, check: &str, key: &str, value: &str) {
-    match state.get_mut(check) {
-        Some(s) => {
-            s.insert(key.to_string(), value.to_string());
-        }
-        None => {
-            state.insert(
-                check.to_string(),
-                CacheState::from([(key.to_string(), value.to_string())]),
-            );
-        }
+impl HeadFile {
+    fn read(path: &Path) -> Option<HeadFile> {
+        let bytes = private_fs::read(path).ok()?;
+        let b: [u8; 20] = bytes.get(..20)?.try_into().ok()?;
+        let crc = u32::from_le_bytes(b[16..].try_into().ok()?);
+        (crc32fast::hash(&b[..16]) == crc).then(|| HeadFile {
+            head: u64::from_le_bytes(b[..8].try_into().expect("8 bytes")),
+            durable: u64::from_le_bytes(b[8..16].try_into().expect("8 bytes")),
+        })
     }
+
+    fn bytes(self) -> [u8; 20] {
+        let mut b = [0u8; 20];
+        b[..8].copy_from_slice(&self.head.to_le_bytes());
+        b[8..16].copy_from_slice(&self.durable.to_le_bytes());
+        let crc = crc32fast::hash(&b[..16]);
+        b[16..].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+}
+
+fn open_lock(dir: &Path) -> Result<File, SinkError> {
+    let lock_path = dir.join(LOCK_FILE);
+    let lock = private_fs::options()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+        .map_err(io_err(&lock_path))?;
+    lock.try_lock().map_err(|_| SinkError::Io {
+        path: lock_path.clone(),
+        source: io::Error::new(
+            io::ErrorKind::WouldBlock,
+            "another agent is using this buffer",
+        ),
+    })?;
+    Ok(lock)
+}
+
+fn open_head_file(dir: &Path) -> Result<File, SinkError> {
+    let path = dir.join(HEAD_FILE);
+    private_fs::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(io_err(&path))
+}
+
+fn new_segment_file(path: &Path) -> io::Result<File> {
+    private_fs::options()
+        .read(true)
+        .append(true)
+        .create_new(true)
+        .open(path)
+}
+
+fn write_reserve(dir: &Path) -> io::Result<()> {
+    let path = dir.join(RESERVE_FILE);
+    if fs::symlink_metadata(&path).is_ok_and(|m| m.len() == RESERVE_BYTES as u64) {
+        return Ok(());
+    }
+    let mut f = private_fs::create_new(&path)?;
+    let written = f
+        .write_all(&vec![0u8; RESERVE_BYTES])
+        .and_then(|()| f.sync_all());
+    if written.is_err() {
+        let _ = fs::remove_file(&path);
+    }
+    written
+}
+
+fn too_many_files(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
 }
 
 impl Buffer {
     /// Opens (or creates) the buffer, recovers it and starts the syncer thread.
     pub fn open(opts: BufferOptions, counters: Arc<Counters>) -> Result<Arc<Buffer>, SinkError> {
         let dir = opts.dir.clone();
-        create_private_dir(&dir)?;
-        let lock_path = dir.join(LOCK_FILE);
-        let lock = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&lock_path)
-            .map_err(io_err(&lock_path))?;
-        lock.try_lock().map_err(|_| SinkError::Io {
-            path: lock_path.clone(),
-            source: io::Error::new(
-                io::ErrorKind::WouldBlock,
-                "another agent is using this buffer",
-            ),
-        })?;
-
-        let snapshot = read_snapshot(&dir)?;
-        let mut durable_state = snapshot.checks;
-        let head_path = dir.join(HEAD_FILE);
-        let stored_head = read_head(&head_path);
-
-        let mut segments = VecDeque::new();
-        let mut undelivered_logs = 0u64;
-        let mut age_marks = VecDeque::new();
-        let found = list_segments(&dir)?;
-        let mut ends_at = snapshot.offset;
-        // Durability is a prefix: past a cut (or a gap between segments) nothing can have
-        // been durable, even if a later segment reached the disk first, so it is discarded
-        // rather than allowed to hand out cursors whose logs are gone.
-        let mut cut_at: Option<u64> = None;
-        for (start, path) in &found {
-            let gap = segments.back().is_some_and(|s: &Segment| s.end != *start);
-            if cut_at.is_some() || gap {
-                let bytes = fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-                counters.add_dropped(LossReason::Corrupt, 1);
-                counters.corrupt_bytes.fetch_add(bytes, Relaxed);
-                tracing::error!(segment = %path.display(), bytes_lost = bytes, "buffer: segment after a torn or missing one discarded; the logs it held are lost");
-                fs::remove_file(path).map_err(io_err(path))?;
-                cut_at.get_or_insert(*start);
-                continue;
-            }
-            let file = open_segment(path, false).map_err(io_err(path))?;
-            let head_hint = stored_head.unwrap_or(0);
-            let scan = scan_segment(&file, |end, r, checks| {
-                let at = start + end;
-                let begin = at - (HEADER_BYTES + r.payload.len()) as u64;
-                match r.kind {
-                    KIND_LOG if begin >= head_hint => undelivered_logs += 1,
-                    KIND_CACHE if begin >= snapshot.offset => {
-                        if let (Some(check), Some((k, v))) =
-                            (checks.get(&r.check), record::split_cache(r.payload))
-                        {
-                            apply_cache(&mut durable_state, check, k, v);
-                        }
-                    }
-                    _ => {}
-                }
-            })
-            .map_err(io_err(path))?;
-            if scan.bad_bytes > 0 {
-                counters.add_dropped(LossReason::Corrupt, 1);
-                counters.corrupt_bytes.fetch_add(scan.bad_bytes, Relaxed);
-                tracing::error!(
-                    segment = %path.display(),
-                    offset = start + scan.valid_len,
-                    bytes_lost = scan.bad_bytes,
-                    "buffer: torn or corrupt records skipped; the logs they held are lost"
-                );
-                file.set_len(scan.valid_len).map_err(io_err(path))?;
-                cut_at = Some(start + scan.valid_len);
-            }
-            // Whatever survived a crash may still sit in the page cache only: make it durable
-            // before handing its cursors to checks.
-            file.sync_all().map_err(io_err(path))?;
-            if scan.valid_len == 0 {
-                ends_at = ends_at.max(*start);
-                fs::remove_file(path).map_err(io_err(path))?;
-                continue;
-            }
-            ends_at = ends_at.max(*start);
-            let mtime = file
-                .metadata()
-                .and_then(|m| m.modified())
-                .unwrap_or_else(|_| SystemTime::now());
-            age_marks.push_back((*start, mtime));
-            ends_at = ends_at.max(start + scan.valid_len);
-            segments.push_back(Segment {
-                start: *start,
-                end: start + scan.valid_len,
-                file: Arc::new(file),
-                checks: scan.checks,
-            });
-        }
-        let first = segments.front().map(|s| s.start).unwrap_or(ends_at);
-        let mut head = stored_head.unwrap_or(first).clamp(first, ends_at);
-        if stored_head.is_none() && !found.is_empty() {
-            tracing::warn!(path = %head_path.display(), "buffer: no readable head; undelivered records are resent from the oldest segment");
-            head = first;
-        }
+        private_fs::private_dir(&dir)?;
+        let lock = open_lock(&dir)?;
+        let rec = recover::recover(&dir, &counters)?;
+        let mut segments = rec.segments;
+        let tail = rec.tail.max(rec.head);
         // A new active segment: the recovered ones stay sealed, untouched.
-        let tail = ends_at.max(head);
         let active_path = dir.join(record::segment_file_name(tail));
-        let active = open_segment(&active_path, true).map_err(io_err(&active_path))?;
-        segments.push_back(Segment {
+        // A leftover file at the tail holds nothing readable (recovery cut or removed it).
+        if fs::symlink_metadata(&active_path).is_ok() {
+            fs::remove_file(&active_path).map_err(io_err(&active_path))?;
+            segments.retain(|s| s.start != tail);
+        }
+        let active = new_segment_file(&active_path).map_err(io_err(&active_path))?;
+        let mut active_seg = Segment {
             start: tail,
             end: tail,
             file: Arc::new(active),
             checks: HashMap::new(),
-        });
-        sync_dir(&dir)?;
-        let head_file = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&head_path)
-            .map_err(io_err(&head_path))?;
+            logs: HashMap::new(),
+        };
+        let prev = segments.back().map(|s| (s.start, s.end));
+        let intro_len = write_intro(&mut active_seg, prev, &rec.last_logs)
+            .map_err(io_err(&active_path))?;
+        segments.push_back(active_seg);
+        let tail = tail + intro_len;
+        private_fs::sync_dir(&dir).map_err(io_err(&dir))?;
+        let head_file = open_head_file(&dir)?;
         head_file
-            .write_all_at(&head_bytes(head), 0)
-            .map_err(io_err(&head_path))?;
-        if undelivered_logs > 0 {
+            .write_all_at(
+                &HeadFile {
+                    head: rec.head,
+                    durable: rec.tail,
+                }
+                .bytes(),
+                0,
+            )
+            .map_err(io_err(&dir.join(HEAD_FILE)))?;
+        if let Err(e) = write_reserve(&dir) {
+            tracing::warn!(dir = %dir.display(), error = %e, "buffer: no disk reserve written; a full disk may delay deleting delivered data");
+        }
+        if rec.undelivered_logs > 0 {
             tracing::info!(
-                undelivered_logs,
+                undelivered_logs = rec.undelivered_logs,
                 segments = segments.len() - 1,
                 "buffer recovered"
             );
         }
-        let legacy = match &opts.legacy_state {
-            Some(run_path) => Some(StateStore::open(run_path)?),
-            None => None,
-        };
+        let id = dir_id(&dir).map_err(io_err(&dir))?;
         let buffer = Arc::new(Buffer {
             inner: Mutex::new(Inner {
                 segments,
                 tail,
-                head,
-                durable: tail,
+                head: rec.head,
+                durable: rec.tail,
+                synced_head: rec.head,
                 acked: BTreeMap::new(),
                 last_append: HashMap::new(),
                 check_ids: HashMap::new(),
-                durable_state,
+                durable_state: rec.durable_state,
                 pending_cache: VecDeque::new(),
+                state_dirty: false,
                 unsynced: Vec::new(),
                 dir_dirty: false,
                 sync_requested: false,
-                undelivered_logs,
-                age_marks,
-                snapshot_offset: snapshot.offset,
+                undelivered_logs: rec.undelivered_logs,
+                age_marks: rec.age_marks,
+                snapshot_offset: rec.snapshot_offset,
                 closed: false,
                 stop_syncer: false,
                 spare_buffers: Vec::new(),
+                disk_full_since: None,
+                unusable: None,
+                dir_id: id,
+                roll_failed_at: None,
             }),
             opts,
             space: Condvar::new(),
@@ -465,10 +405,10 @@ impl Buffer {
             synced: Condvar::new(),
             sync_wake: Condvar::new(),
             head_file: Mutex::new(head_file),
-            legacy,
             counters,
             syncer: Mutex::new(None),
-            _lock: lock,
+            lock: Mutex::new(lock),
+            fd_reserve: Mutex::new(File::open("/dev/null").ok()),
         });
         let b = buffer.clone();
         let handle = std::thread::Builder::new()
@@ -499,6 +439,8 @@ impl Buffer {
             undelivered_logs: inner.undelivered_logs,
             oldest_unsent_age: oldest,
             segments: inner.segments.len(),
+            disk_full: inner.disk_full_since.is_some(),
+            problem: inner.unusable.clone(),
         }
     }
 
@@ -553,14 +495,16 @@ impl Buffer {
                 WhenFull::Block => {
                     self.space.wait(&mut inner);
                 }
-                WhenFull::DropOldest => self.drop_oldest_segment(&mut inner)?,
+                WhenFull::DropOldest => {
+                    self.drop_oldest_segment(&mut inner, LossReason::BufferFull)?
+                }
             }
         }
         Ok(inner)
     }
 
     /// Moves the head past the end of the segment it is in, counting the logs skipped.
-    fn drop_oldest_segment(&self, inner: &mut Inner) -> Result<(), SinkError> {
+    fn drop_oldest_segment(&self, inner: &mut Inner, reason: LossReason) -> Result<(), SinkError> {
         let head = inner.head;
         if inner.segments.back().is_some_and(|s| s.start <= head) {
             // Everything undelivered is in the active segment: seal it so it can go.
@@ -570,29 +514,42 @@ impl Buffer {
             return Ok(());
         };
         let (seg_start, seg_end, file) = (seg.start, seg.end, seg.file.clone());
-        // Count the logs skipped: the undelivered ones, minus batches acknowledged out of order.
-        let mut logs = 0u64;
-        let skipped: Vec<(u64, (u64, u64))> = inner
+        // Count the logs skipped, per check: the undelivered ones, minus batches acknowledged
+        // out of order.
+        let skipped: Vec<(u64, u64)> = inner
             .acked
             .range(head..seg_end)
-            .map(|(k, v)| (*k, *v))
+            .map(|(k, (e, _))| (*k, *e))
             .collect();
-        scan_segment(&file, |end, r, _| {
-            let begin = seg_start + end - (HEADER_BYTES + r.payload.len()) as u64;
-            if r.kind == KIND_LOG
-                && begin >= head
-                && !skipped.iter().any(|(s, (e, _))| begin >= *s && begin < *e)
-            {
-                logs += 1;
+        let mut per_check: HashMap<Option<Arc<str>>, u64> = HashMap::new();
+        scan_segment(&file, |item, checks| {
+            if let Item::Record { begin, record, .. } = item {
+                let begin = seg_start + begin;
+                if record.kind == KIND_LOG
+                    && begin >= head
+                    && !skipped.iter().any(|(s, e)| begin >= *s && begin < *e)
+                {
+                    *per_check
+                        .entry(checks.get(&record.check).cloned())
+                        .or_default() += 1;
+                }
             }
         })
         .map_err(io_err(&self.opts.dir))?;
-        self.counters.add_dropped(LossReason::BufferFull, logs);
+        let logs: u64 = per_check.values().sum();
+        for (check, n) in &per_check {
+            self.counters.add_dropped(check.as_deref(), reason, *n);
+        }
         inner.undelivered_logs = inner.undelivered_logs.saturating_sub(logs);
+        let why = match reason {
+            LossReason::DiskFull => "disk full (when_full: drop_oldest)",
+            _ => "buffer full (when_full: drop_oldest)",
+        };
         tracing::error!(
             dropped = logs,
             bytes = seg_end - head,
-            "buffer full (when_full: drop_oldest): oldest undelivered logs dropped"
+            reason = reason.as_str(),
+            "{why}: oldest undelivered logs dropped"
         );
         inner.head = seg_end;
         self.advance_head(inner);
@@ -600,19 +557,52 @@ impl Buffer {
         Ok(())
     }
 
-    /// Seals the active segment and starts a new one at the tail.
+    /// Seals the active segment and starts a new one at the tail, introduced by a record that
+    /// describes the sealed one.
     fn roll(&self, inner: &mut Inner) -> Result<(), SinkError> {
         let path = self.opts.dir.join(record::segment_file_name(inner.tail));
-        let file = open_segment(&path, true).map_err(io_err(&path))?;
-        if let Some(old) = inner.segments.back() {
-            inner.unsynced.push(old.file.clone());
-        }
-        inner.segments.push_back(Segment {
+        let file = match new_segment_file(&path) {
+            Ok(f) => f,
+            Err(e) if too_many_files(&e) => {
+                // Give back the reserved descriptor for this open, then take one again.
+                let spare = self.fd_reserve.lock().take();
+                drop(spare);
+                let f = new_segment_file(&path).map_err(io_err(&path))?;
+                *self.fd_reserve.lock() = File::open("/dev/null").ok();
+                f
+            }
+            Err(e) => return Err(SinkError::Io { path, source: e }),
+        };
+        let mut seg = Segment {
             start: inner.tail,
             end: inner.tail,
             file: Arc::new(file),
             checks: HashMap::new(),
-        });
+            logs: HashMap::new(),
+        };
+        let prev = inner
+            .segments
+            .back()
+            .map(|s| ((s.start, s.end), s.logs.clone()));
+        let intro_len = match &prev {
+            Some((range, logs)) => write_intro(&mut seg, Some(*range), logs),
+            None => write_intro(&mut seg, None, &HashMap::new()),
+        };
+        match intro_len {
+            Ok(n) => inner.tail += n,
+            // The intro only helps count a later loss: a segment without one is still whole.
+            Err(e) if is_disk_full(&e) => {
+                let _ = seg.file.set_len(0);
+            }
+            Err(e) => {
+                let _ = fs::remove_file(&path);
+                return Err(SinkError::Io { path, source: e });
+            }
+        }
+        if let Some(old) = inner.segments.back() {
+            inner.unsynced.push(old.file.clone());
+        }
+        inner.segments.push_back(seg);
         inner.dir_dirty = true;
         Ok(())
     }
@@ -632,11 +622,11 @@ impl Buffer {
         }
         // Written on every move (no fsync: a kill leaves it in the page cache; the syncer
         // fsyncs it with the segments). A head that is a little behind only resends.
-        if let Err(e) = self
-            .head_file
-            .lock()
-            .write_all_at(&head_bytes(inner.head), 0)
-        {
+        let hf = HeadFile {
+            head: inner.head,
+            durable: inner.durable,
+        };
+        if let Err(e) = self.head_file.lock().write_all_at(&hf.bytes(), 0) {
             tracing::warn!(error = %e, "buffer: head not persisted; delivered logs may be resent after a restart");
         }
         self.space.notify_all();
@@ -658,12 +648,140 @@ impl Buffer {
         self.advance_head(&mut inner);
     }
 
+    /// Counts logs the reader found unreadable (a disk fault after recovery).
+    fn lost_at_read(&self, check: Option<&str>, logs: u64, bytes: u64) {
+        self.counters.add_dropped(check, LossReason::Corrupt, logs);
+        self.counters.corrupt_bytes.fetch_add(bytes, Relaxed);
+        let mut inner = self.inner.lock();
+        inner.undelivered_logs = inner.undelivered_logs.saturating_sub(logs);
+    }
+
+    /// Notices the buffer directory being deleted or replaced, and recreates it with every
+    /// undelivered record (still readable through the open descriptors). Returns false when
+    /// the buffer cannot be made durable now.
+    fn ensure_dir(&self, inner: &mut Inner) -> bool {
+        let dir = &self.opts.dir;
+        let unlinked = inner
+            .segments
+            .back()
+            .and_then(|s| s.file.metadata().ok())
+            .is_some_and(|m| m.nlink() == 0);
+        let moved = match dir_id(dir) {
+            Ok(id) => id != inner.dir_id,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => true,
+            // Unreadable (permissions changed): the open files are still on disk.
+            Err(_) => false,
+        };
+        if !unlinked && !moved {
+            return inner.unusable.is_none();
+        }
+        if inner.unusable.is_none() {
+            tracing::error!(dir = %dir.display(), "buffer: the buffer directory was deleted or replaced while running; recreating it and rewriting the undelivered records");
+        }
+        match self.relocate(inner) {
+            Ok(()) => {
+                if inner.unusable.take().is_some() {
+                    self.counters.set_buffer_problem(None);
+                }
+                tracing::warn!(dir = %dir.display(), segments = inner.segments.len(), "buffer: directory recreated; nothing was lost");
+                true
+            }
+            Err(e) => {
+                let msg = format!("the buffer directory {} is gone and cannot be recreated ({e}); checks fail their runs until it can be", dir.display());
+                if inner.unusable.as_deref() != Some(msg.as_str()) {
+                    tracing::error!("buffer: {msg}");
+                }
+                self.counters.set_buffer_problem(Some(msg.clone()));
+                inner.unusable = Some(msg);
+                false
+            }
+        }
+    }
+
+    fn relocate(&self, inner: &mut Inner) -> Result<(), SinkError> {
+        let dir = &self.opts.dir;
+        private_fs::private_dir(dir)?;
+        let lock = open_lock(dir)?;
+        let mut copy = vec![0u8; 1 << 20];
+        let mut files = Vec::with_capacity(inner.segments.len());
+        for seg in inner.segments.iter() {
+            let path = dir.join(record::segment_file_name(seg.start));
+            let mut f = new_segment_file(&path).map_err(io_err(&path))?;
+            let len = seg.end - seg.start;
+            let mut at = 0u64;
+            while at < len {
+                let n = (copy.len() as u64).min(len - at) as usize;
+                seg.file
+                    .read_exact_at(&mut copy[..n], at)
+                    .map_err(io_err(&path))?;
+                f.write_all(&copy[..n]).map_err(io_err(&path))?;
+                at += n as u64;
+            }
+            f.sync_data().map_err(io_err(&path))?;
+            files.push(Arc::new(f));
+        }
+        for (seg, f) in inner.segments.iter_mut().zip(files) {
+            seg.file = f;
+        }
+        inner.unsynced.clear();
+        inner.durable = inner.tail;
+        // Everything copied is fsynced: the pending cache writes are durable now, and the new
+        // snapshot holds them.
+        for (_, check, key, value) in inner.pending_cache.drain(..) {
+            match inner.durable_state.get_mut(&*check) {
+                Some(s) => {
+                    s.insert(key, value);
+                }
+                None => {
+                    inner
+                        .durable_state
+                        .insert(check.to_string(), CacheState::from([(key, value)]));
+                }
+            }
+        }
+        let snap = Snapshot {
+            offset: inner.durable,
+            checks: inner.durable_state.clone(),
+        };
+        private_fs::write_atomic(dir, SNAPSHOT_FILE, &snap.encode())
+            .map_err(io_err(&dir.join(SNAPSHOT_FILE)))?;
+        inner.snapshot_offset = snap.offset;
+        inner.state_dirty = false;
+        let head_file = open_head_file(dir)?;
+        let hf = HeadFile {
+            head: inner.head,
+            durable: inner.durable,
+        };
+        head_file
+            .write_all_at(&hf.bytes(), 0)
+            .and_then(|()| head_file.sync_data())
+            .map_err(io_err(&dir.join(HEAD_FILE)))?;
+        private_fs::sync_dir(dir).map_err(io_err(dir))?;
+        *self.head_file.lock() = head_file;
+        *self.lock.lock() = lock;
+        inner.synced_head = inner.head;
+        inner.dir_id = dir_id(dir).map_err(io_err(dir))?;
+        inner.dir_dirty = false;
+        let _ = write_reserve(dir);
+        self.synced.notify_all();
+        Ok(())
+    }
+
     /// Fsyncs what is written and updates the durable offset. Returns whether it synced.
     fn sync_once(&self) -> Result<bool, SinkError> {
-        let (files, target, dir_dirty) = {
+        let (files, target, dir_dirty, head) = {
             let mut inner = self.inner.lock();
             inner.sync_requested = false;
-            if inner.durable == inner.tail && inner.unsynced.is_empty() && !inner.dir_dirty {
+            if !self.ensure_dir(&mut inner) {
+                return Err(SinkError::Unusable(
+                    inner.unusable.clone().unwrap_or_default(),
+                ));
+            }
+            if inner.durable == inner.tail
+                && inner.unsynced.is_empty()
+                && !inner.dir_dirty
+                && inner.synced_head >= inner.head
+            {
                 return Ok(false);
             }
             let mut files = std::mem::take(&mut inner.unsynced);
@@ -671,27 +789,48 @@ impl Buffer {
                 files.push(active.file.clone());
             }
             let dirty = std::mem::replace(&mut inner.dir_dirty, false);
-            (files, inner.tail, dirty)
+            (files, inner.tail, dirty, inner.head)
         };
         let synced = files
             .iter()
             .try_for_each(|f| f.sync_data().map_err(io_err(&self.opts.dir)))
             .and_then(|()| {
                 if dir_dirty {
-                    sync_dir(&self.opts.dir)
+                    private_fs::sync_dir(&self.opts.dir).map_err(io_err(&self.opts.dir))
                 } else {
                     Ok(())
                 }
             });
-        if let Err(e) = synced {
+        // Files unlinked under us are not durable, whatever fsync said.
+        let unlinked = files
+            .last()
+            .and_then(|f| f.metadata().ok())
+            .is_some_and(|m| m.nlink() == 0);
+        if synced.is_err() || unlinked {
             // Nothing is declared durable; the same files are synced again next round.
             let mut inner = self.inner.lock();
-            inner.unsynced.extend(files);
+            let n = files.len().saturating_sub(1);
+            inner.unsynced.extend(files.into_iter().take(n));
             inner.dir_dirty |= dir_dirty;
-            return Err(e);
+            synced?;
+            return Ok(false);
         }
-        let _ = self.head_file.lock().sync_data();
+        {
+            let hf = HeadFile {
+                head,
+                durable: target,
+            };
+            let head_file = self.head_file.lock();
+            if head_file
+                .write_all_at(&hf.bytes(), 0)
+                .and_then(|()| head_file.sync_data())
+                .is_err()
+            {
+                tracing::debug!("buffer: head file not synced this round");
+            }
+        }
         let mut inner = self.inner.lock();
+        inner.synced_head = inner.synced_head.max(head);
         if target > inner.durable {
             inner.durable = target;
             let inner = &mut *inner;
@@ -702,6 +841,7 @@ impl Buffer {
             {
                 let (_, check, key, value) =
                     inner.pending_cache.pop_front().expect("front checked");
+                inner.state_dirty = true;
                 match inner.durable_state.get_mut(&*check) {
                     Some(s) => {
                         s.insert(key, value);
@@ -719,12 +859,34 @@ impl Buffer {
         Ok(true)
     }
 
+    /// Writes the snapshot, keeping the previous one; on a full disk gives up the reserve once.
+    fn write_snapshot(&self, snap: &Snapshot) -> Result<(), SinkError> {
+        let dir = &self.opts.dir;
+        let bytes = snap.encode();
+        let prev = dir.join(SNAPSHOT_PREV_FILE);
+        let cur = dir.join(SNAPSHOT_FILE);
+        if fs::symlink_metadata(&cur).is_ok() {
+            fs::rename(&cur, &prev).map_err(io_err(&prev))?;
+        }
+        match private_fs::write_atomic(dir, SNAPSHOT_FILE, &bytes) {
+            Ok(()) => Ok(()),
+            Err(e) if is_disk_full(&e) => {
+                let _ = fs::remove_file(dir.join(RESERVE_FILE));
+                private_fs::write_atomic(dir, SNAPSHOT_FILE, &bytes).map_err(io_err(&cur))
+            }
+            Err(e) => Err(SinkError::Io {
+                path: cur,
+                source: e,
+            }),
+        }
+    }
+
     /// Deletes sealed segments that are delivered and durable, after snapshotting the cache
-    /// state they carried.
-    fn delete_delivered(&self) -> Result<(), SinkError> {
+    /// state they carried. Returns how many were deleted.
+    fn delete_delivered(&self) -> Result<usize, SinkError> {
         let (snapshot, doomed) = {
             let inner = self.inner.lock();
-            let limit = inner.head.min(inner.durable);
+            let limit = inner.synced_head.min(inner.head).min(inner.durable);
             let n = inner
                 .segments
                 .iter()
@@ -732,17 +894,21 @@ impl Buffer {
                 .take_while(|s| s.end <= limit)
                 .count();
             if n == 0 {
-                return Ok(());
+                return Ok(0);
             }
             let doomed: Vec<u64> = inner.segments.iter().take(n).map(|s| s.start).collect();
-            let snapshot = (inner.durable > inner.snapshot_offset).then(|| Snapshot {
-                offset: inner.durable,
-                checks: inner.durable_state.clone(),
+            // A snapshot is needed only if cache writes became durable since the last one: the
+            // old one, replayed from its offset over the segments that remain, is still right.
+            let snapshot = (inner.state_dirty && inner.durable > inner.snapshot_offset).then(|| {
+                Snapshot {
+                    offset: inner.durable,
+                    checks: inner.durable_state.clone(),
+                }
             });
             (snapshot, doomed)
         };
         if let Some(snap) = &snapshot {
-            write_snapshot(&self.opts.dir, snap)?;
+            self.write_snapshot(snap)?;
         }
         for start in &doomed {
             let path = self.opts.dir.join(record::segment_file_name(*start));
@@ -752,17 +918,24 @@ impl Buffer {
                 Err(e) => return Err(SinkError::Io { path, source: e }),
             }
         }
-        sync_dir(&self.opts.dir)?;
+        private_fs::sync_dir(&self.opts.dir).map_err(io_err(&self.opts.dir))?;
         let mut inner = self.inner.lock();
         if let Some(snap) = snapshot {
-            inner.snapshot_offset = inner.snapshot_offset.max(snap.offset);
+            if snap.offset > inner.snapshot_offset {
+                inner.snapshot_offset = snap.offset;
+                // Writes that became durable after the snapshot was taken keep it dirty.
+                inner.state_dirty = inner.durable > snap.offset;
+            }
         }
         inner.segments.retain(|s| !doomed.contains(&s.start));
-        Ok(())
+        drop(inner);
+        self.space.notify_all();
+        Ok(doomed.len())
     }
 
     fn syncer_loop(&self) {
         let mut last_sync = Instant::now();
+        let mut reserve_checked = Instant::now();
         loop {
             {
                 let mut inner = self.inner.lock();
@@ -788,14 +961,32 @@ impl Buffer {
                 }
             }
             last_sync = Instant::now();
-            if let Err(e) = self.sync_once() {
-                tracing::error!(error = %e, "buffer: sync failed; commits wait for the next try");
-                std::thread::sleep(Duration::from_millis(100));
-                continue;
+            match self.sync_once() {
+                Ok(_) => {}
+                Err(SinkError::Unusable(_)) => {
+                    // Reported by ensure_dir; commits fail meanwhile.
+                    self.synced.notify_all();
+                    std::thread::sleep(Duration::from_millis(500));
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "buffer: sync failed; commits wait for the next try");
+                    std::thread::sleep(Duration::from_millis(100));
+                    continue;
+                }
             }
-            if let Err(e) = self.delete_delivered() {
-                tracing::error!(error = %e, "buffer: delivered segments not deleted");
-                std::thread::sleep(Duration::from_millis(100));
+            match self.delete_delivered() {
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "buffer: delivered segments not deleted");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+            if reserve_checked.elapsed() >= Duration::from_secs(10) {
+                reserve_checked = Instant::now();
+                if self.inner.lock().disk_full_since.is_none() {
+                    let _ = write_reserve(&self.opts.dir);
+                }
             }
         }
     }
@@ -813,18 +1004,147 @@ impl Buffer {
             consumed: 0,
         }
     }
+
+    /// Writes one append (and the check's definition if this segment lacks it) at the tail;
+    /// rolls first if the active segment is full. Returns the offset where `out` starts.
+    fn write_append(
+        &self,
+        inner: &mut Inner,
+        idx: u32,
+        id: &Arc<str>,
+        out: &[u8],
+    ) -> io::Result<u64> {
+        let active = inner
+            .segments
+            .back()
+            .expect("there is always an active segment");
+        if active.end - active.start >= self.opts.segment_bytes {
+            match self.roll(inner) {
+                Ok(()) => {}
+                Err(SinkError::Io { source, .. }) if is_disk_full(&source) => return Err(source),
+                Err(e) => {
+                    // Segment size is a soft limit: keep appending to the active segment,
+                    // which is still on disk and durable, and say so.
+                    let due = inner
+                        .roll_failed_at
+                        .is_none_or(|t| t.elapsed() >= Duration::from_secs(60));
+                    if due {
+                        inner.roll_failed_at = Some(Instant::now());
+                        tracing::error!(error = %e, "buffer: a new segment could not be created; appending to the current one");
+                    }
+                }
+            }
+        }
+        let tail = inner.tail;
+        let active = inner
+            .segments
+            .back_mut()
+            .expect("there is always an active segment");
+        let mut def = Vec::new();
+        if !active.checks.contains_key(&idx) {
+            record::encode(&mut def, KIND_CHECK, idx, id.as_bytes());
+        }
+        let written = (|| {
+            let mut f = &*active.file;
+            if !def.is_empty() {
+                f.write_all(&def)?;
+            }
+            f.write_all(out)
+        })();
+        if let Err(e) = written {
+            // Cut a partial write so that the next append starts on a record boundary.
+            let _ = active.file.set_len(active.end - active.start);
+            return Err(e);
+        }
+        if !def.is_empty() {
+            active.checks.insert(idx, id.clone());
+        }
+        Ok(tail + def.len() as u64)
+    }
+
+    /// The disk is full: wait for room (`block`) or drop the oldest (`drop_oldest`). Returns
+    /// `None` when this append itself is dropped (drop_oldest with nothing older to drop).
+    fn on_disk_full<'a>(
+        &'a self,
+        mut inner: MutexGuard<'a, Inner>,
+        check_id: &str,
+        logs: u64,
+    ) -> Result<Option<MutexGuard<'a, Inner>>, SinkError> {
+        if inner.disk_full_since.is_none() {
+            inner.disk_full_since = Some(Instant::now());
+            self.counters.set_disk_full(true);
+            let mode = match self.opts.when_full {
+                WhenFull::Block => "checks wait until space returns (when_full: block)",
+                WhenFull::DropOldest => {
+                    "the oldest undelivered logs are dropped (when_full: drop_oldest)"
+                }
+            };
+            tracing::error!(dir = %self.opts.dir.display(), "buffer: the disk is full; {mode}");
+        }
+        // Whatever is delivered can go at once: seal a fully delivered active segment so that
+        // the syncer may delete it.
+        if inner.head == inner.tail && inner.segments.back().is_some_and(|s| s.end > s.start) {
+            let _ = self.roll(&mut inner);
+        }
+        match self.opts.when_full {
+            WhenFull::Block => {
+                self.sync_wake.notify_one();
+                if inner.closed {
+                    return Err(SinkError::Closed);
+                }
+                self.space.wait_for(&mut inner, Duration::from_millis(500));
+                Ok(Some(inner))
+            }
+            WhenFull::DropOldest => {
+                let had_undelivered = inner.head < inner.tail;
+                if had_undelivered {
+                    self.drop_oldest_segment(&mut inner, LossReason::DiskFull)?;
+                }
+                drop(inner);
+                let _ = self.sync_once();
+                let freed = self.delete_delivered().unwrap_or(0);
+                let inner = self.inner.lock();
+                if had_undelivered || freed > 0 {
+                    return Ok(Some(inner));
+                }
+                drop(inner);
+                self.counters
+                    .add_dropped(Some(check_id), LossReason::DiskFull, logs);
+                tracing::error!(check_id, dropped = logs, "disk full (when_full: drop_oldest) and nothing older to drop: this run's records dropped");
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// Writes the intro record of a new segment: the previous segment's range and the logs it held
+/// per check. Returns its size.
+fn write_intro(
+    seg: &mut Segment,
+    prev: Option<(u64, u64)>,
+    logs: &HashMap<Arc<str>, u64>,
+) -> io::Result<u64> {
+    let (prev_start, prev_end) = prev.unwrap_or((seg.start, seg.start));
+    let intro = SegmentIntro {
+        prev_start,
+        prev_end,
+        prev_logs: logs.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+    };
+    let mut out = Vec::new();
+    record::encode(&mut out, KIND_INTRO, 0, &intro.encode());
+    (&*seg.file).write_all(&out)?;
+    seg.end += out.len() as u64;
+    Ok(out.len() as u64)
 }
 
 impl RecordSink for Buffer {
     fn load_state(&self, check_id: &str) -> Result<CacheState, SinkError> {
         let inner = self.inner.lock();
-        let mut state = match inner.durable_state.get(check_id) {
-            Some(s) => s.clone(),
-            None => match &self.legacy {
-                Some(store) => store.load(check_id)?,
-                None => CacheState::new(),
-            },
-        };
+        let mut state = inner
+            .durable_state
+            .get(check_id)
+            .cloned()
+            .unwrap_or_default();
         for (_, check, k, v) in &inner.pending_cache {
             if &**check == check_id {
                 state.insert(k.clone(), v.clone());
@@ -847,7 +1167,7 @@ impl RecordSink for Buffer {
         };
         // Encode outside the lock: checksums and copies of one check never delay another.
         out.clear();
-        out.reserve(staging.len_bytes() + staging.records() * (HEADER_BYTES - 5));
+        out.reserve(staging.len_bytes() + staging.records() * HEADER_BYTES);
         let mut cache_at: Vec<(usize, &str, &str)> = Vec::new();
         for r in staging.iter() {
             match r {
@@ -860,45 +1180,43 @@ impl RecordSink for Buffer {
         }
         let logs = staging.logs() as u64;
         let mut inner = self.inner.lock();
-        if inner.closed {
-            return Err(SinkError::Closed);
-        }
-        inner = self.make_room(inner, out.len() as u64)?;
+        let base = loop {
+            if inner.closed {
+                return Err(SinkError::Closed);
+            }
+            if let Some(why) = &inner.unusable {
+                return Err(SinkError::Unusable(why.clone()));
+            }
+            inner = self.make_room(inner, out.len() as u64)?;
+            match self.write_append(&mut inner, idx, &id, &out) {
+                Ok(base) => break base,
+                Err(e) if is_disk_full(&e) => match self.on_disk_full(inner, check_id, logs)? {
+                    Some(g) => inner = g,
+                    None => {
+                        staging.clear();
+                        return Ok(());
+                    }
+                },
+                Err(e) => {
+                    let path = self.opts.dir.clone();
+                    return Err(SinkError::Io { path, source: e });
+                }
+            }
+        };
         let inner = &mut *inner;
-        let active = inner
-            .segments
-            .back()
-            .expect("there is always an active segment");
-        if active.end - active.start >= self.opts.segment_bytes {
-            self.roll(inner)?;
+        if let Some(since) = inner.disk_full_since.take() {
+            self.counters.set_disk_full(false);
+            tracing::warn!(
+                waited_secs = since.elapsed().as_secs_f64(),
+                "buffer: disk space is back; appends resumed"
+            );
         }
-        let tail = inner.tail;
         let active = inner
             .segments
             .back_mut()
             .expect("there is always an active segment");
-        let mut def = Vec::new();
-        if !active.checks.contains_key(&idx) {
-            record::encode(&mut def, KIND_CHECK, idx, check_id.as_bytes());
-        }
-        let written = (|| {
-            let mut f = &*active.file;
-            if !def.is_empty() {
-                f.write_all(&def)?;
-            }
-            f.write_all(&out)
-        })();
-        if let Err(e) = written {
-            // Cut a partial write so that the next append starts on a record boundary.
-            let _ = active.file.set_len(active.end - active.start);
-            let path = self.opts.dir.join(record::segment_file_name(active.start));
-            return Err(SinkError::Io { path, source: e });
-        }
-        if !def.is_empty() {
-            active.checks.insert(idx, id.clone());
-        }
-        let base = tail + def.len() as u64;
         active.end = base + out.len() as u64;
+        *active.logs.entry(id.clone()).or_default() += logs;
         inner.tail = active.end;
         for (end, key, value) in cache_at {
             inner.pending_cache.push_back((
@@ -931,6 +1249,9 @@ impl RecordSink for Buffer {
             return Ok(());
         };
         while inner.durable < target {
+            if let Some(why) = &inner.unusable {
+                return Err(SinkError::Unusable(why.clone()));
+            }
             if inner.stop_syncer && inner.closed {
                 drop(inner);
                 // The syncer is gone; sync here.
@@ -949,219 +1270,6 @@ impl RecordSink for Buffer {
     }
 }
 
-/// One record handed out by [`Reader::next`].
-#[derive(Debug)]
-pub struct ReadRecord<'a> {
-    pub kind: u8,
-    /// The check that wrote it, as the segment defines it (`None` if undefined: corrupt).
-    pub check: Option<&'a Arc<str>>,
-    pub payload: &'a [u8],
-    /// Global offsets of the record.
-    pub start: u64,
-    pub end: u64,
-}
-
-struct ReaderSegment {
-    start: u64,
-    file: Arc<File>,
-    checks: HashMap<u32, Arc<str>>,
-}
-
-/// Reads the buffer in order from the head, without taking the buffer lock per record.
-pub struct Reader {
-    buffer: Arc<Buffer>,
-    pos: u64,
-    seg: Option<ReaderSegment>,
-    buf: Vec<u8>,
-    /// Global offset of `buf[0]`.
-    buf_start: u64,
-    filled: usize,
-    consumed: usize,
-}
-
-/// What [`Reader::next`] returned.
-pub enum ReadOutcome<'a> {
-    Record(ReadRecord<'a>),
-    /// Nothing new before the deadline.
-    Idle,
-    /// The head jumped past the reader (drop_oldest): it continues at `pos`, skipping `from..pos`.
-    Skipped {
-        from: u64,
-        to: u64,
-    },
-    /// The buffer is closed and everything was read.
-    Closed,
-}
-
-impl Reader {
-    /// Offset of the next record to read.
-    pub fn position(&self) -> u64 {
-        self.pos
-    }
-
-    /// The next record, waiting until `deadline` for one.
-    pub fn next(&mut self, deadline: Instant) -> Result<ReadOutcome<'_>, SinkError> {
-        loop {
-            // Decode from what is buffered first: no lock, no syscall.
-            if self.seg.is_some() {
-                match record::decode(&self.buf[self.consumed..self.filled], MAX_RECORD_BYTES) {
-                    Decoded::Record(r, n) => {
-                        let start = self.buf_start + self.consumed as u64;
-                        let (from, to) = (self.consumed, self.consumed + n);
-                        self.consumed = to;
-                        self.pos = start + n as u64;
-                        let kind = r.kind;
-                        let check_idx = r.check;
-                        let seg = self.seg.as_mut().expect("checked above");
-                        if kind == KIND_CHECK {
-                            if let Ok(id) = std::str::from_utf8(&self.buf[from + HEADER_BYTES..to])
-                            {
-                                seg.checks.insert(check_idx, Arc::from(id));
-                            }
-                        }
-                        let seg = self.seg.as_ref().expect("checked above");
-                        return Ok(ReadOutcome::Record(ReadRecord {
-                            kind,
-                            check: seg.checks.get(&check_idx),
-                            payload: &self.buf[from + HEADER_BYTES..to],
-                            start,
-                            end: start + n as u64,
-                        }));
-                    }
-                    Decoded::Corrupt => {
-                        // Only a disk fault gets here: the writer never leaves a bad record.
-                        let end = self.segment_end()?;
-                        let lost = end.saturating_sub(self.pos);
-                        self.buffer.counters.add_dropped(LossReason::Corrupt, 1);
-                        self.buffer.counters.corrupt_bytes.fetch_add(lost, Relaxed);
-                        tracing::error!(
-                            offset = self.pos,
-                            bytes_lost = lost,
-                            "buffer: corrupt record read; rest of segment skipped"
-                        );
-                        let from = self.pos;
-                        self.jump(end);
-                        return Ok(ReadOutcome::Skipped { from, to: end });
-                    }
-                    Decoded::Incomplete { .. } => {}
-                }
-            }
-            match self.fill(deadline)? {
-                Fill::Data => {}
-                Fill::Idle => return Ok(ReadOutcome::Idle),
-                Fill::Closed => return Ok(ReadOutcome::Closed),
-                Fill::Skipped(from, to) => return Ok(ReadOutcome::Skipped { from, to }),
-            }
-        }
-    }
-
-    fn segment_end(&self) -> Result<u64, SinkError> {
-        let inner = self.buffer.inner.lock();
-        Ok(inner
-            .segments
-            .iter()
-            .find(|s| s.end > self.pos)
-            .map(|s| s.end)
-            .unwrap_or(inner.tail))
-    }
-
-    fn jump(&mut self, to: u64) {
-        self.pos = to;
-        self.seg = None;
-        self.buf_start = to;
-        self.filled = 0;
-        self.consumed = 0;
-    }
-
-    /// Reads more bytes at `pos`, moving to the next segment or waiting as needed.
-    fn fill(&mut self, deadline: Instant) -> Result<Fill, SinkError> {
-        let buffer = self.buffer.clone();
-        let (seg_start, seg_end, new_checks) = {
-            let mut inner = buffer.inner.lock();
-            loop {
-                if self.pos < inner.head {
-                    let (from, to) = (self.pos, inner.head);
-                    drop(inner);
-                    self.jump(to);
-                    return Ok(Fill::Skipped(from, to));
-                }
-                // The segment holding `pos`, or the next one (past a cut corrupt region).
-                if let Some(s) = inner.segments.iter().find(|s| s.end > self.pos) {
-                    if s.start > self.pos {
-                        let to = s.start;
-                        self.jump(to);
-                    }
-                    let new_checks = match &self.seg {
-                        Some(cur) if cur.start == s.start => None,
-                        _ => Some((s.file.clone(), s.checks.clone())),
-                    };
-                    break (s.start, s.end, new_checks);
-                }
-                if inner.closed {
-                    return Ok(Fill::Closed);
-                }
-                if buffer.readable.wait_until(&mut inner, deadline).timed_out() {
-                    return Ok(Fill::Idle);
-                }
-            }
-        };
-        if let Some((file, checks)) = new_checks {
-            self.seg = Some(ReaderSegment {
-                start: seg_start,
-                file,
-                checks,
-            });
-            self.buf_start = self.pos;
-            self.filled = 0;
-            self.consumed = 0;
-        }
-        // Keep the unread partial record at the front, then read as much as fits.
-        if self.consumed > 0 {
-            self.buf.copy_within(self.consumed..self.filled, 0);
-            self.filled -= self.consumed;
-            self.buf_start += self.consumed as u64;
-            self.consumed = 0;
-        }
-        let have_to = self.buf_start + self.filled as u64;
-        if have_to >= seg_end {
-            // Segments end on record boundaries, so only a disk fault leaves a partial record
-            // here: skip the rest of the segment.
-            self.buffer.counters.add_dropped(LossReason::Corrupt, 1);
-            tracing::error!(
-                offset = self.pos,
-                "buffer: partial record at a segment end; skipped"
-            );
-            let from = self.pos;
-            self.jump(seg_end);
-            return Ok(Fill::Skipped(from, seg_end));
-        }
-        if let Decoded::Incomplete { needed } =
-            record::decode(&self.buf[..self.filled], MAX_RECORD_BYTES)
-        {
-            if needed > self.buf.len() {
-                self.buf.resize(needed, 0);
-            }
-        }
-        let want = ((seg_end - have_to) as usize).min(self.buf.len() - self.filled);
-        let seg = self.seg.as_ref().expect("set above");
-        seg.file
-            .read_exact_at(
-                &mut self.buf[self.filled..self.filled + want],
-                have_to - seg.start,
-            )
-            .map_err(io_err(&self.buffer.opts.dir))?;
-        self.filled += want;
-        Ok(Fill::Data)
-    }
-}
-
-enum Fill {
-    Data,
-    Idle,
-    Closed,
-    Skipped(u64, u64),
-}
-
 /// The cache state of `check_id` as a running agent would give it now, read without disturbing
 /// it: the snapshot plus a read-only replay of the buffer. Used by `cairn check`.
 pub fn read_state_snapshot(run_path: &Path, check_id: &str) -> Result<CacheState, SinkError> {
@@ -1169,49 +1277,10 @@ pub fn read_state_snapshot(run_path: &Path, check_id: &str) -> Result<CacheState
     // A running agent may delete segments between our reads; a newer snapshot then covers
     // them, so start over.
     for _ in 0..5 {
-        let snap = read_snapshot(&dir)?;
-        let mut state = snap.checks.get(check_id).cloned();
-        let segments = match list_segments(&dir) {
-            Ok(s) => s,
-            Err(SinkError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
-                Vec::new()
-            }
-            Err(e) => return Err(e),
-        };
-        let mut vanished = false;
-        for (start, path) in segments {
-            let file = match File::open(&path) {
-                Ok(f) => f,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    vanished = true;
-                    break;
-                }
-                Err(e) => return Err(SinkError::Io { path, source: e }),
-            };
-            scan_segment(&file, |end, r, checks| {
-                let begin = start + end - (HEADER_BYTES + r.payload.len()) as u64;
-                if r.kind == KIND_CACHE
-                    && begin >= snap.offset
-                    && checks.get(&r.check).is_some_and(|c| &**c == check_id)
-                {
-                    if let Some((k, v)) = record::split_cache(r.payload) {
-                        state
-                            .get_or_insert_with(CacheState::new)
-                            .insert(k.to_string(), v.to_string());
-                    }
-                }
-            })
-            .map_err(io_err(&path))?;
+        match recover::replay_state(&dir, check_id)? {
+            Some(state) => return Ok(state.unwrap_or_default()),
+            None => continue,
         }
-        if vanished {
-            continue;
-        }
-        return match state {
-            Some(s) => Ok(s),
-            // Never create anything here: read the pre-pipeline state only if it exists.
-            None if run_path.join("state").is_dir() => StateStore::open(run_path)?.load(check_id),
-            None => Ok(CacheState::new()),
-        };
     }
     Err(SinkError::State {
         path: dir,
