@@ -5,12 +5,13 @@ use std::sync::OnceLock;
 
 use pyo3::exceptions::{PyNotImplementedError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyDict, PyString};
 
 use cairn_config::AgentConfig;
 use cairn_logs::{wire, LogFields};
 
 use crate::context::{self, Metric, ServiceCheck};
+use crate::native::refused;
 use crate::pyjson;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -104,10 +105,20 @@ fn unknown_check(check_id: &str) -> PyErr {
 
 /// The library's log path: a compact JSON object whose timestamp is already in milliseconds.
 #[pyfunction]
-fn send_log(py: Python<'_>, json_line: &str, check_id: &str) -> PyResult<()> {
+fn send_log(py: Python<'_>, json_line: &Bound<'_, PyString>, check_id: &str) -> PyResult<()> {
     let ctx = context::resolve(check_id).ok_or_else(|| unknown_check(check_id))?;
-    let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(json_line)
-        .map_err(|e| PyValueError::new_err(format!("send_log: not a JSON object: {e}")))?;
+    let json_line = pyjson::utf8_arg(json_line, || "send_log: the JSON line".to_string())?;
+    let map: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(json_line).map_err(|e| {
+            // Name the key, as the native path does (a lone surrogate, escaped by the
+            // library's `json.dumps`, is the likely cause: it has no UTF-8 form).
+            let at = match pyjson::json_error_place(json_line, "data") {
+                Some((place, true)) => format!(", in a key of {place}"),
+                Some((place, false)) if place != "data" => format!(", at {place}"),
+                _ => String::new(),
+            };
+            PyValueError::new_err(format!("send_log: not a JSON object: {e}{at}"))
+        })?;
     let text = |key: &str| -> PyResult<Option<&str>> {
         match map.get(key) {
             None | Some(serde_json::Value::Null) => Ok(None),
@@ -161,7 +172,11 @@ fn send_log(py: Python<'_>, json_line: &str, check_id: &str) -> PyResult<()> {
         wire::write_key(&mut attrs, k);
         serde_json::to_writer(&mut attrs, v).expect("a JSON value always serializes");
     }
-    if ctx.logs.push_log(&f, &attrs, None) {
+    if ctx
+        .logs
+        .push_log(&f, &attrs, None)
+        .map_err(|e| refused("send_log", e))?
+    {
         py.detach(|| ctx.logs.flush())
             .map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
     }
@@ -196,14 +211,30 @@ fn read_persistent_cache(key: &str) -> String {
         .unwrap_or_default()
 }
 
+/// The library's cursors come here too (`log_cursor_<stream>`, written after their log): key
+/// and value together may be at most 1 MiB (`MAX_CACHE_VALUE_BYTES`); more is a `ValueError`.
 #[pyfunction]
-fn write_persistent_cache(py: Python<'_>, key: &str, value: &str) -> PyResult<()> {
+fn write_persistent_cache(
+    py: Python<'_>,
+    key: &Bound<'_, PyString>,
+    value: &Bound<'_, PyString>,
+) -> PyResult<()> {
+    const API: &str = "write_persistent_cache";
+    let key = pyjson::utf8_key(key, API)?;
+    let value = pyjson::utf8_arg(value, || {
+        format!("{API}: the value of key {}", pyjson::repr(key))
+    })?;
     let Some((ctx, k)) = cache_target(key) else {
         return Err(PyRuntimeError::new_err(format!(
-            "write_persistent_cache: no running check owns key {key:?}"
+            "{API}: no running check owns key {}",
+            pyjson::repr(key)
         )));
     };
-    if ctx.logs.write_cache(&k, value) {
+    if ctx
+        .logs
+        .write_cache(&k, value)
+        .map_err(|e| refused(API, e))?
+    {
         py.detach(|| ctx.logs.flush())
             .map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
     }

@@ -7,6 +7,7 @@
 
 mod bundled;
 pub mod context;
+pub mod crash_record;
 mod error;
 mod host;
 pub mod loader;
@@ -15,6 +16,7 @@ mod pyjson;
 pub mod run;
 pub mod runtime;
 pub mod scheduler;
+pub mod watchdog;
 
 pub use context::{Metric, ServiceCheck, Submissions};
 pub use error::CheckError;
@@ -22,6 +24,7 @@ pub use host::VERSION;
 pub use loader::{check_id, LoadedCheck};
 pub use run::{run_once, RunError, RunReport};
 pub use scheduler::{CheckStatus, Scheduler};
+pub use watchdog::WatchdogConfig;
 
 use std::sync::Arc;
 
@@ -29,7 +32,8 @@ use cairn_config::{AgentConfig, IntegrationConfig};
 use cairn_logs::RecordSink;
 
 /// Loads every integration's check; a check that fails to load is reported and skipped, the
-/// others load. Starts the interpreter if needed.
+/// others load. Starts the interpreter if needed. Each integration is marked in the crash
+/// record while it loads (importing and constructing run the check's own code).
 pub fn load_all(
     agent: &AgentConfig,
     integrations: &[IntegrationConfig],
@@ -40,10 +44,12 @@ pub fn load_all(
         let mut loaded = Vec::new();
         let mut errors = Vec::new();
         for integration in integrations {
+            crash_record::slot_start(&integration.name, true);
             match loader::load(py, agent, integration, sink) {
                 Ok(mut checks) => loaded.append(&mut checks),
                 Err(e) => errors.push(e),
             }
+            crash_record::slot_end();
         }
         (loaded, errors)
     }))

@@ -204,7 +204,8 @@ pub fn load(
         .map_err(|e| CheckError::State {
             name: name.into(),
             message: e.to_string(),
-        })?;
+        })?
+        .with_max_payload_bytes(agent.logs.batch_max_content_size);
         let ctx = Arc::new(CheckContext {
             name: name.to_string(),
             check_id: id.clone(),

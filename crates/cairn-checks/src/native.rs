@@ -9,6 +9,7 @@ use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyString, PyTuple};
 
+use cairn_logs::check_logs::HandoffError;
 use cairn_logs::{wire, LogFields};
 
 use crate::context::{self, CheckContext};
@@ -24,6 +25,39 @@ thread_local! {
     /// Reused buffers for the attributes and the cursor of one `send_log`; taken out while in
     /// use so a re-entrant call simply gets fresh ones.
     static SCRATCH: RefCell<(Vec<u8>, Vec<u8>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// A scratch buffer that grew past this (one huge, probably refused, log) is freed after the
+/// call rather than kept by the thread for good.
+const SCRATCH_KEEP_BYTES: usize = 1 << 20;
+
+fn keep_scratch(mut buf: Vec<u8>) -> Vec<u8> {
+    if buf.capacity() > SCRATCH_KEEP_BYTES {
+        buf = Vec::new();
+    }
+    buf
+}
+
+/// The exception raised in the check for a record the hand-off refused: a `ValueError` (the
+/// value is what is wrong), naming the size and the limit. `api` is the call that was made.
+pub(crate) fn refused(api: &str, e: HandoffError) -> PyErr {
+    PyValueError::new_err(match e {
+        HandoffError::LogTooLarge { .. } => format!("{api}: {e}"),
+        HandoffError::CacheTooLarge { key, size, limit } => {
+            match key.strip_prefix(cairn_logs::check_logs::cursor_key("").as_str()) {
+                // Only `send_log` stages a cursor together with its log.
+                Some(stream) if api == "send_log" => format!(
+                    "send_log: cursor of stream {} is {size} bytes as JSON with its key {}, over the {limit}-byte limit of a persistent-cache entry; the log was not recorded",
+                    pyjson::repr(stream),
+                    pyjson::repr(&key),
+                ),
+                _ => format!(
+                    "{api}: key {} with its value is {size} bytes, over the {limit}-byte limit of a persistent-cache entry",
+                    pyjson::repr(&key)
+                ),
+            }
+        }
+    })
 }
 
 fn not_bound() -> PyErr {
@@ -44,7 +78,9 @@ fn opt_str<'a>(key: &str, v: &'a Bound<'_, PyAny>) -> PyResult<Option<&'a str>> 
         return Ok(None);
     }
     match v.cast::<PyString>() {
-        Ok(s) => Ok(Some(s.to_str()?)),
+        Ok(s) => Ok(Some(pyjson::utf8_arg(s, || {
+            format!("send_log: data['{key}']")
+        })?)),
         Err(_) => Err(PyTypeError::new_err(format!(
             "send_log: data['{key}'] must be a str, got {}",
             pyjson::type_name(v)
@@ -135,7 +171,7 @@ impl CheckBase {
         attrs.clear();
         cursor_buf.clear();
         let result = stage(ctx, dict, cursor, stream, &mut attrs, &mut cursor_buf);
-        SCRATCH.with(|s| *s.borrow_mut() = (attrs, cursor_buf));
+        SCRATCH.with(|s| *s.borrow_mut() = (keep_scratch(attrs), keep_scratch(cursor_buf)));
         if result? {
             let py = slf.py();
             py.detach(|| ctx.logs.flush())
@@ -162,20 +198,30 @@ impl CheckBase {
         Ok(self.ctx()?.logs.read_cache(key).unwrap_or_default())
     }
 
-    /// Stores a string that survives restarts, ordered after the logs sent before it.
+    /// Stores a string that survives restarts, ordered after the logs sent before it. Key and
+    /// value together may be at most 1 MiB (`MAX_CACHE_VALUE_BYTES`); more is a `ValueError`.
     fn write_persistent_cache(
         slf: &Bound<'_, Self>,
-        key: &str,
+        key: &Bound<'_, PyString>,
         value: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
+        const API: &str = "write_persistent_cache";
         let ctx = slf.get().ctx()?;
+        let key = pyjson::utf8_key(key, API)?;
         let value = value.cast::<PyString>().map_err(|_| {
             PyTypeError::new_err(format!(
-                "write_persistent_cache: value must be a str, got {}",
+                "{API}: value must be a str, got {}",
                 pyjson::type_name(value)
             ))
         })?;
-        if ctx.logs.write_cache(key, value.to_str()?) {
+        let value = pyjson::utf8_arg(value, || {
+            format!("{API}: the value of key {}", pyjson::repr(key))
+        })?;
+        if ctx
+            .logs
+            .write_cache(key, value)
+            .map_err(|e| refused(API, e))?
+        {
             slf.py()
                 .detach(|| ctx.logs.flush())
                 .map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
@@ -274,7 +320,7 @@ fn stage(
         ));
     };
     let message = match message.cast::<PyString>() {
-        Ok(s) => s.to_str()?,
+        Ok(s) => pyjson::utf8_arg(s, || "send_log: data['message']".to_string())?,
         Err(_) => {
             return Err(PyTypeError::new_err(format!(
                 "send_log: data['message'] must be a str, got {}",
@@ -309,9 +355,9 @@ fn stage(
         }
         _ => None,
     };
-    Ok(ctx
-        .logs
-        .push_log(&f, attrs, cursor_json.map(|c| (stream, c))))
+    ctx.logs
+        .push_log(&f, attrs, cursor_json.map(|c| (stream, c)))
+        .map_err(|e| refused("send_log", e))
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

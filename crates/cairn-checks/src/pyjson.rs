@@ -1,7 +1,10 @@
 //! Python objects to JSON bytes and back, without going through Python's `json` module.
-//! Only what JSON can carry is accepted; anything else is a `TypeError` naming where it sits.
+//! Only what JSON can carry is accepted; anything else is a `TypeError` (a wrong type) or a
+//! `ValueError` (a right type with a value JSON cannot carry) naming where it sits.
 
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use std::fmt::Write as _;
+
+use pyo3::exceptions::{PyTypeError, PyUnicodeEncodeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
@@ -9,6 +12,9 @@ use cairn_logs::wire;
 
 /// Deeper than this is almost surely a reference cycle.
 const MAX_DEPTH: usize = 64;
+
+/// Characters of a key shown in a message; a longer key is cut (it may be megabytes).
+const MAX_SHOWN_CHARS: usize = 100;
 
 /// Why a value could not be written, and where (innermost segment first).
 pub struct WalkError {
@@ -25,6 +31,10 @@ pub enum WalkErrorKind {
     NotSerializable(String),
     NonFinite(f64),
     KeyNotStr(String),
+    /// A str key with no UTF-8 form (a lone surrogate); its repr.
+    KeyNotUtf8(String),
+    /// A str value with no UTF-8 form: where its first lone surrogate is.
+    NotUtf8(Unencodable),
     TooDeep,
     Python(PyErr),
 }
@@ -49,13 +59,7 @@ impl WalkError {
     /// Turns the error into the exception raised in the check. `root` names the argument
     /// (`data` or `cursor`), `suffix` says what happened to the log.
     pub fn into_pyerr(self, root: &str, suffix: &str) -> PyErr {
-        let mut place = root.to_string();
-        for seg in self.path.iter().rev() {
-            match seg {
-                Segment::Key(k) => place.push_str(&format!("['{k}']")),
-                Segment::Index(i) => place.push_str(&format!("[{i}]")),
-            }
-        }
+        let place = place(root, self.path.iter().rev());
         match self.kind {
             WalkErrorKind::NotSerializable(t) => PyTypeError::new_err(format!(
                 "send_log: {place} is not JSON-serializable (type {t}){suffix}"
@@ -66,6 +70,12 @@ impl WalkError {
             WalkErrorKind::KeyNotStr(t) => PyTypeError::new_err(format!(
                 "send_log: {place} has a key of type {t}; keys must be str{suffix}"
             )),
+            WalkErrorKind::KeyNotUtf8(key) => PyValueError::new_err(format!(
+                "send_log: key {key} at {place} cannot be encoded as UTF-8 (it holds a lone surrogate){suffix}"
+            )),
+            WalkErrorKind::NotUtf8(u) => PyValueError::new_err(format!(
+                "send_log: {place} is a str that cannot be encoded as UTF-8 ({u}){suffix}"
+            )),
             WalkErrorKind::TooDeep => PyValueError::new_err(format!(
                 "send_log: {place} is nested more than {MAX_DEPTH} levels deep (a reference cycle?){suffix}"
             )),
@@ -74,10 +84,248 @@ impl WalkError {
     }
 }
 
+/// `root` then each segment (outermost first) as Python indexing: `data['a'][0]`.
+pub fn place<'a>(root: &str, path: impl Iterator<Item = &'a Segment>) -> String {
+    let mut place = root.to_string();
+    for seg in path {
+        match seg {
+            Segment::Key(k) => {
+                place.push('[');
+                push_repr(&mut place, k);
+                place.push(']');
+            }
+            Segment::Index(i) => {
+                let _ = write!(place, "[{i}]");
+            }
+        }
+    }
+    place
+}
+
+/// Where JSON text that does not parse goes wrong, as `data['a'][0]` (and whether inside a
+/// key there): for the message only, so the fast path parses without tracking anything.
+pub fn json_error_place(text: &str, root: &str) -> Option<(String, bool)> {
+    use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+    use std::cell::RefCell;
+
+    #[derive(Default)]
+    struct Where {
+        path: Vec<Segment>,
+        in_key: bool,
+    }
+    #[derive(Clone, Copy)]
+    struct Walk<'a>(&'a RefCell<Where>);
+
+    impl<'de> DeserializeSeed<'de> for Walk<'_> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Walk<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("JSON")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            let mut i = 0;
+            loop {
+                self.0.borrow_mut().path.push(Segment::Index(i));
+                // On an error the path is left as it is: it says where.
+                if seq.next_element_seed(self)?.is_none() {
+                    self.0.borrow_mut().path.pop();
+                    return Ok(());
+                }
+                self.0.borrow_mut().path.pop();
+                i += 1;
+            }
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            loop {
+                self.0.borrow_mut().in_key = true;
+                let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? else {
+                    self.0.borrow_mut().in_key = false;
+                    return Ok(());
+                };
+                let mut w = self.0.borrow_mut();
+                w.in_key = false;
+                w.path.push(Segment::Key(key.into_owned()));
+                drop(w);
+                map.next_value_seed(self)?;
+                self.0.borrow_mut().path.pop();
+            }
+        }
+    }
+
+    let at = RefCell::new(Where::default());
+    let mut d = serde_json::Deserializer::from_str(text);
+    match Walk(&at).deserialize(&mut d).and_then(|()| d.end()) {
+        Ok(()) => None,
+        Err(_) => {
+            let at = at.into_inner();
+            Some((place(root, at.path.iter()), at.in_key))
+        }
+    }
+}
+
 impl From<PyErr> for WalkError {
     fn from(e: PyErr) -> Self {
         WalkError::new(WalkErrorKind::Python(e))
     }
+}
+
+/// Where a str that has no UTF-8 form goes wrong: its first lone surrogate (what
+/// `surrogateescape` decoding leaves for an undecodable byte), as Python shows it.
+pub struct Unencodable {
+    /// The surrogate's repr, e.g. `'\udcff'`.
+    pub surrogate: String,
+    /// Its index in the str, in code points.
+    pub index: usize,
+}
+
+impl std::fmt::Display for Unencodable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "lone surrogate {} at index {}",
+            self.surrogate, self.index
+        )
+    }
+}
+
+/// `s` as UTF-8; a str holding a lone surrogate has none, and JSON cannot carry it.
+pub fn utf8<'a>(s: &'a Bound<'_, PyString>) -> Result<&'a str, WalkError> {
+    s.to_str().map_err(|e| match unencodable(s, &e) {
+        Some(u) => WalkError::new(WalkErrorKind::NotUtf8(u)),
+        None => WalkError::from(e),
+    })
+}
+
+/// `s` as UTF-8, or a `ValueError` for the check: `{what} is a str that cannot be encoded…`.
+pub fn utf8_arg<'a>(
+    s: &'a Bound<'_, PyString>,
+    what: impl FnOnce() -> String,
+) -> PyResult<&'a str> {
+    s.to_str().map_err(|e| match unencodable(s, &e) {
+        Some(u) => PyValueError::new_err(format!(
+            "{} is a str that cannot be encoded as UTF-8 ({u})",
+            what()
+        )),
+        None => e,
+    })
+}
+
+/// A key argument as UTF-8, or a `ValueError` naming it: `{api}: key '\udcff' cannot be…`.
+pub fn utf8_key<'a>(key: &'a Bound<'_, PyString>, api: &str) -> PyResult<&'a str> {
+    key.to_str().map_err(|e| {
+        if e.is_instance_of::<PyUnicodeEncodeError>(key.py()) {
+            PyValueError::new_err(format!(
+                "{api}: key {} cannot be encoded as UTF-8 (it holds a lone surrogate)",
+                str_repr(key)
+            ))
+        } else {
+            e
+        }
+    })
+}
+
+/// Why `s.to_str()` failed with `e`, when it is the encoding (not, say, memory).
+fn unencodable(s: &Bound<'_, PyString>, e: &PyErr) -> Option<Unencodable> {
+    let py = s.py();
+    if !e.is_instance_of::<PyUnicodeEncodeError>(py) {
+        return None;
+    }
+    let index: usize = e.value(py).getattr("start").ok()?.extract().ok()?;
+    // `str`'s own methods, never a subclass's: no check code runs while an error is built.
+    let str_type = py.get_type::<PyString>();
+    let surrogate = str_type
+        .getattr("__getitem__")
+        .and_then(|get| get.call1((s, index)))
+        .and_then(|c| Ok(c.cast_into::<PyString>()?))
+        .map(|c| str_repr(&c))
+        .unwrap_or_else(|_| "'?'".into());
+    Some(Unencodable { surrogate, index })
+}
+
+/// Python's `repr()` of a str by `str.__repr__` itself (so a subclass's override never runs),
+/// cut after [`MAX_SHOWN_CHARS`] characters. Lone surrogates come out escaped (`'\udcff'`).
+pub fn str_repr(s: &Bound<'_, PyString>) -> String {
+    let py = s.py();
+    let repr = py
+        .get_type::<PyString>()
+        .getattr("__repr__")
+        .and_then(|r| r.call1((s,)))
+        .and_then(|r| Ok(r.cast_into::<PyString>()?.to_str()?.to_string()));
+    match repr {
+        Ok(r) => cut(r),
+        Err(_) => "<unprintable str>".into(),
+    }
+}
+
+fn cut(mut s: String) -> String {
+    if let Some((at, _)) = s.char_indices().nth(MAX_SHOWN_CHARS) {
+        s.truncate(at);
+        s.push_str("...");
+    }
+    s
+}
+
+/// Appends `s` quoted and escaped the way Python's `repr()` shows a str (printable characters
+/// as they are), cut after [`MAX_SHOWN_CHARS`] characters.
+pub fn push_repr(out: &mut String, s: &str) {
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
+    out.push(quote);
+    for (i, c) in s.chars().enumerate() {
+        if i == MAX_SHOWN_CHARS {
+            out.push_str("...");
+            break;
+        }
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if (c as u32) < 0x20 || (0x7f..0xa0).contains(&(c as u32)) => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
+}
+
+/// [`push_repr`] into a new string.
+pub fn repr(s: &str) -> String {
+    let mut out = String::with_capacity(s.len().min(MAX_SHOWN_CHARS) + 2);
+    push_repr(&mut out, s);
+    out
 }
 
 pub fn type_name(v: &Bound<'_, PyAny>) -> String {
@@ -90,7 +338,7 @@ pub fn type_name(v: &Bound<'_, PyAny>) -> String {
 /// Appends `v` as JSON.
 pub fn write_value(out: &mut Vec<u8>, v: &Bound<'_, PyAny>, depth: usize) -> Result<(), WalkError> {
     if let Ok(s) = v.cast_exact::<PyString>() {
-        wire::write_str(out, s.to_str()?);
+        wire::write_str(out, utf8(s)?);
     } else if v.is_none() {
         out.extend_from_slice(b"null");
     } else if let Ok(b) = v.cast_exact::<PyBool>() {
@@ -114,7 +362,7 @@ pub fn write_value(out: &mut Vec<u8>, v: &Bound<'_, PyAny>, depth: usize) -> Res
     } else if let Ok(t) = v.cast::<PyTuple>() {
         write_seq(out, t.iter(), depth)?;
     } else if let Ok(s) = v.cast::<PyString>() {
-        wire::write_str(out, s.to_str()?);
+        wire::write_str(out, utf8(s)?);
     } else {
         return Err(WalkError::new(WalkErrorKind::NotSerializable(type_name(v))));
     }
@@ -167,10 +415,16 @@ fn write_seq<'py>(
     Ok(())
 }
 
-/// A dict key as `&str`; JSON object keys must be strings.
+/// A dict key as `&str`; JSON object keys must be strings with a UTF-8 form.
 pub fn dict_key<'a>(k: &'a Bound<'_, PyAny>) -> Result<&'a str, WalkError> {
     match k.cast::<PyString>() {
-        Ok(s) => Ok(s.to_str()?),
+        Ok(s) => s.to_str().map_err(|e| {
+            if e.is_instance_of::<PyUnicodeEncodeError>(k.py()) {
+                WalkError::new(WalkErrorKind::KeyNotUtf8(str_repr(s)))
+            } else {
+                WalkError::from(e)
+            }
+        }),
         // Only the type name: repr() could run the object's own Python code mid-walk.
         Err(_) => Err(WalkError::new(WalkErrorKind::KeyNotStr(type_name(k)))),
     }
@@ -213,4 +467,44 @@ pub fn value_to_py<'py>(py: Python<'py>, v: &serde_json::Value) -> PyResult<Boun
             d.into_any()
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_are_shown_the_way_python_repr_shows_them() {
+        for (s, want) in [
+            ("a", "'a'"),
+            ("it's", "\"it's\""),
+            ("both ' and \"", "'both \\' and \"'"),
+            (
+                "back\\slash\n\t\r\u{1}\u{7f}é",
+                "'back\\\\slash\\n\\t\\r\\x01\\x7fé'",
+            ),
+        ] {
+            assert_eq!(repr(s), want, "{s:?}");
+        }
+        let long = "k".repeat(MAX_SHOWN_CHARS + 1);
+        assert_eq!(repr(&long), format!("'{}...'", "k".repeat(MAX_SHOWN_CHARS)));
+    }
+
+    #[test]
+    fn json_that_does_not_parse_is_located_by_its_key_path() {
+        let at = |t: &str| json_error_place(t, "data");
+        assert_eq!(
+            at(r#"{"message":"m","a":[1,{"b":"\udcff"}]}"#),
+            Some(("data['a'][1]['b']".into(), false))
+        );
+        assert_eq!(
+            at(r#"{"message":"m","a":{"\udcff":1}}"#),
+            Some(("data['a']".into(), true))
+        );
+        assert_eq!(
+            at(r#"{"message":"m"} trailing"#),
+            Some(("data".into(), false))
+        );
+        assert_eq!(at(r#"{"message":"m","a":[{}]}"#), None);
+    }
 }

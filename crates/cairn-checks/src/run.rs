@@ -28,26 +28,17 @@ pub struct RunReport {
     pub error: Option<RunError>,
     pub warnings: Vec<String>,
     pub submissions: Submissions,
-    /// Log counters of this run alone.
+    /// Log counters of this run (and of anything the check sent between runs, e.g. from
+    /// `__init__`, since the previous report). Logs of a run whose records could not be made
+    /// durable are in `dropped_not_durable`, not `processed`; logs sent before `check()`
+    /// raised are shipped and stay `processed`.
     pub logs: LogCounters,
-}
-
-fn delta(after: LogCounters, before: LogCounters) -> LogCounters {
-    LogCounters {
-        processed: after.processed - before.processed,
-        truncated: after.truncated - before.truncated,
-        dropped_logs_disabled: after.dropped_logs_disabled - before.dropped_logs_disabled,
-        dropped_no_logs_config: after.dropped_no_logs_config - before.dropped_no_logs_config,
-        dropped_excluded: after.dropped_excluded - before.dropped_excluded,
-        bytes: after.bytes - before.bytes,
-    }
 }
 
 /// Runs `check` once on this thread. Takes the GIL for the Python part only.
 pub fn run_once(check: &LoadedCheck) -> RunReport {
     let started_at = SystemTime::now();
     let start = Instant::now();
-    let before = check.ctx.logs.counters();
     let (mut error, mut warnings) = Python::attach(|py| {
         let _current = context::enter(&check.ctx);
         let obj = check.object.bind(py);
@@ -64,14 +55,24 @@ pub fn run_once(check: &LoadedCheck) -> RunReport {
         };
         (error, warnings)
     });
-    if let Err(e) = check.ctx.logs.finish_run() {
-        tracing::error!(check_id = %check.check_id, error = %e, "run's logs could not be committed");
+    let committed = check.ctx.logs.finish_run();
+    // Taken after `finish_run`: its flush may still lose records, which moves them from
+    // processed to not durable.
+    let logs = check.ctx.logs.take_counters();
+    if let Err(e) = committed {
+        tracing::error!(check_id = %check.check_id, error = %e, logs_lost = logs.dropped_not_durable, "run's logs could not be committed");
         error.get_or_insert(RunError {
             message: format!("logs could not be committed: {e}"),
             traceback: String::new(),
         });
     }
-    let logs = delta(check.ctx.logs.counters(), before);
+    if logs.dropped_not_durable > 0 {
+        // Also when the check's own exception is the run's error (it may have caught ours).
+        warnings.push(format!(
+            "{} logs of this run were lost before they were durable; the check's cursors were rewound",
+            logs.dropped_not_durable
+        ));
+    }
     for reason in [DropReason::LogsDisabled, DropReason::NoLogsConfig] {
         let n = logs.dropped(reason);
         if n > 0 {

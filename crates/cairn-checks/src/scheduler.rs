@@ -3,6 +3,10 @@
 //! One timer thread decides what is due; a pool of runner threads runs checks. An instance
 //! still running when it falls due again is skipped for that tick, so a slow check occupies one
 //! runner and delays nobody else.
+//!
+//! Every run is also published, with atomics only, in the watchdog's [`RunTable`] (who runs
+//! what since when, who waits for a runner) and in the crash record (`<run_path>/running`), so
+//! that a check that overruns, eats memory or kills the process is named.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -13,8 +17,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::{Condvar, Mutex};
 
+use crate::crash_record;
 use crate::loader::LoadedCheck;
 use crate::run::{run_once, RunError, RunReport};
+use crate::watchdog::{self, CheckInfo, RunTable, Watchdog, WatchdogConfig};
 
 /// What the scheduler knows about one instance, for status.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -38,6 +44,7 @@ struct Shared {
     status: Mutex<Vec<CheckStatus>>,
     stop: Mutex<bool>,
     wake: Condvar,
+    table: Arc<RunTable>,
 }
 
 pub type ReportFn = dyn Fn(&RunReport) + Send + Sync;
@@ -46,15 +53,28 @@ pub struct Scheduler {
     shared: Arc<Shared>,
     timer: Option<JoinHandle<()>>,
     runners: Vec<JoinHandle<()>>,
+    watchdog: Option<Watchdog>,
 }
 
 impl Scheduler {
-    /// Starts scheduling `checks` right away (each runs once at start, then every interval).
+    /// Starts scheduling `checks` right away (each runs once at start, then every interval),
+    /// watched with the default [`WatchdogConfig`].
     pub fn start(
         checks: Vec<LoadedCheck>,
         check_runners: usize,
         on_report: Arc<ReportFn>,
     ) -> Scheduler {
+        Self::start_watched(checks, check_runners, WatchdogConfig::default(), on_report)
+    }
+
+    /// [`Scheduler::start`] with the watchdog's limits given.
+    pub fn start_watched(
+        checks: Vec<LoadedCheck>,
+        check_runners: usize,
+        watchdog: WatchdogConfig,
+        on_report: Arc<ReportFn>,
+    ) -> Scheduler {
+        let check_runners = check_runners.max(1);
         let status = checks
             .iter()
             .map(|c| CheckStatus {
@@ -64,22 +84,32 @@ impl Scheduler {
                 ..Default::default()
             })
             .collect();
+        let table = Arc::new(RunTable::new(check_runners, checks.len()));
+        let infos = checks
+            .iter()
+            .map(|c| CheckInfo {
+                check_id: c.check_id.clone(),
+                interval: Duration::try_from_secs_f64(c.instance.min_collection_interval_secs)
+                    .unwrap_or(Duration::ZERO),
+            })
+            .collect();
         let shared = Arc::new(Shared {
             checks,
             status: Mutex::new(status),
             stop: Mutex::new(false),
             wake: Condvar::new(),
+            table: table.clone(),
         });
         let (tx, rx) = mpsc::channel::<usize>();
         let rx = Arc::new(Mutex::new(rx));
-        let runners = (0..check_runners.max(1))
+        let runners = (0..check_runners)
             .map(|i| {
                 let shared = shared.clone();
                 let rx = rx.clone();
                 let on_report = on_report.clone();
                 std::thread::Builder::new()
                     .name(format!("check-runner-{i}"))
-                    .spawn(move || runner_loop(&shared, &rx, &*on_report))
+                    .spawn(move || runner_loop(i, &shared, &rx, &*on_report))
                     .expect("spawning a runner thread")
             })
             .collect();
@@ -90,10 +120,15 @@ impl Scheduler {
                 .spawn(move || timer_loop(&shared, tx))
                 .expect("spawning the timer thread")
         };
+        // The agent runs on without it: it only reports.
+        let watchdog = Watchdog::start(table, infos, watchdog)
+            .inspect_err(|e| tracing::error!(error = %e, "the watchdog could not start"))
+            .ok();
         Scheduler {
             shared,
             timer: Some(timer),
             runners,
+            watchdog,
         }
     }
 
@@ -109,6 +144,7 @@ impl Scheduler {
         if let Some(t) = self.timer.take() {
             let _ = t.join();
         }
+        // Watching on through the grace period: a check that will not stop is still named.
         let deadline = Instant::now() + grace;
         while Instant::now() < deadline && self.shared.status.lock().iter().any(|s| s.running) {
             std::thread::sleep(Duration::from_millis(20));
@@ -125,6 +161,9 @@ impl Scheduler {
             for r in self.runners.drain(..) {
                 let _ = r.join();
             }
+        }
+        if let Some(w) = self.watchdog.take() {
+            w.stop();
         }
         still
     }
@@ -166,22 +205,54 @@ fn timer_loop(shared: &Shared, tx: mpsc::Sender<usize>) {
         }
         status[i].running = true;
         drop(status);
+        shared.table.queued(i);
         if tx.send(i).is_err() {
             break;
         }
     }
 }
 
-fn runner_loop(shared: &Shared, rx: &Mutex<mpsc::Receiver<usize>>, on_report: &ReportFn) {
+fn runner_loop(
+    runner: usize,
+    shared: &Shared,
+    rx: &Mutex<mpsc::Receiver<usize>>,
+    on_report: &ReportFn,
+) {
+    crash_record::set_thread_slot(1 + runner);
+    shared.table.runner_thread_started(runner);
     loop {
         let job = rx.lock().recv();
         let Ok(i) = job else { return };
+        shared.table.dequeued(i);
         if *shared.stop.lock() {
             // Queued before the stop: not started, so nothing to finish.
             shared.status.lock()[i].running = false;
             continue;
         }
-        let report = run_once(&shared.checks[i]);
+        let check = &shared.checks[i];
+        // statm before and after: a few µs per run, for the memory guard's "grew by" figure.
+        let rss_before = watchdog::rss_bytes().unwrap_or(0);
+        shared.table.run_started(runner, i, rss_before);
+        crash_record::slot_start(&check.check_id, false);
+        // Taking the GIL once here, before the run takes it again, tells the watchdog that
+        // this run got it: a run stuck before this point only waits for a GIL held elsewhere.
+        let report = pyo3::Python::attach(|py| {
+            shared.table.entered_python(runner);
+            py.detach(|| run_once(check))
+        });
+        crash_record::slot_end();
+        let end = shared
+            .table
+            .run_ended(runner, i, watchdog::rss_bytes().unwrap_or(rss_before));
+        if end.was_reported {
+            tracing::warn!(
+                check_id = %check.check_id,
+                running_secs = end.elapsed.as_secs(),
+                "check {} finished after {} s (it had been reported running past its limit)",
+                check.check_id,
+                end.elapsed.as_secs()
+            );
+        }
         {
             let mut status = shared.status.lock();
             let s = &mut status[i];

@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 
 use crate::doc::{
-    as_mapping, describe, describe_text, field, key_string, parse_text, Doc, Kind, Node, Origin,
+    as_mapping, describe, field, key_string, parse_text, text_problem, Doc, Kind, Node, Origin,
 };
 use crate::error::{ConfigError, ConfigWarning};
+use crate::redact::redact_url;
 use crate::rules::{parse_rules, ProcessingRule};
 
 /// The API key. It prints as `********` so that no `{:?}` of a config, error or log line can
@@ -82,7 +83,8 @@ pub struct BufferConfig {
     pub when_full: WhenFull,
 }
 
-#[derive(Debug, Clone)]
+/// `Debug` is written by hand: `logs_dd_url` may hold a password.
+#[derive(Clone)]
 pub struct LogsConfig {
     pub logs_dd_url: Option<String>,
     pub logs_no_ssl: bool,
@@ -102,6 +104,50 @@ pub struct LogsConfig {
     pub buffer: BufferConfig,
     /// Cairn's `logs_config.intake.listen`: where the embedded local intake listens.
     pub intake_listen: String,
+}
+
+impl fmt::Debug for LogsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Destructured so that a new field cannot be forgotten here.
+        let LogsConfig {
+            logs_dd_url,
+            logs_no_ssl,
+            use_compression,
+            compression_kind,
+            zstd_compression_level,
+            compression_level,
+            batch_wait_secs,
+            batch_max_size,
+            batch_max_content_size,
+            max_message_size_bytes,
+            processing_rules,
+            sender_backoff_base_secs,
+            sender_backoff_factor,
+            sender_backoff_max_secs,
+            http_timeout_secs,
+            buffer,
+            intake_listen,
+        } = self;
+        f.debug_struct("LogsConfig")
+            .field("logs_dd_url", &logs_dd_url.as_deref().map(redact_url))
+            .field("logs_no_ssl", logs_no_ssl)
+            .field("use_compression", use_compression)
+            .field("compression_kind", compression_kind)
+            .field("zstd_compression_level", zstd_compression_level)
+            .field("compression_level", compression_level)
+            .field("batch_wait_secs", batch_wait_secs)
+            .field("batch_max_size", batch_max_size)
+            .field("batch_max_content_size", batch_max_content_size)
+            .field("max_message_size_bytes", max_message_size_bytes)
+            .field("processing_rules", processing_rules)
+            .field("sender_backoff_base_secs", sender_backoff_base_secs)
+            .field("sender_backoff_factor", sender_backoff_factor)
+            .field("sender_backoff_max_secs", sender_backoff_max_secs)
+            .field("http_timeout_secs", http_timeout_secs)
+            .field("buffer", buffer)
+            .field("intake_listen", intake_listen)
+            .finish()
+    }
 }
 
 impl Default for LogsConfig {
@@ -146,15 +192,35 @@ pub struct AgentConfig {
     pub cmd_port: u16,
     pub python_env: Option<PathBuf>,
     pub log_level: String,
+    /// `memory_limit_bytes`: agent RSS above which the watchdog reports, at error level, the
+    /// checks running and their last runs' growth. Default 2 GiB; 0 disables.
+    pub memory_limit_bytes: u64,
     pub logs: LogsConfig,
     /// The whole `datadog.yaml` after env overrides, minus every key that names a secret.
-    raw: Value,
+    raw: RawTree,
+}
+
+/// The raw config tree. Its `Debug` masks URL passwords and query values, which may be in any
+/// value (`logs_dd_url`, a proxy); [`AgentConfig::get`] answers with the values as written.
+#[derive(Clone)]
+struct RawTree(Value);
+
+impl fmt::Debug for RawTree {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&crate::redact::redact_urls_in(&self.0.to_string()))
+    }
 }
 
 const POSITIVE: Kind = Kind::Float {
     min: 0.0,
     exclusive: true,
 };
+
+/// The largest `batch_max_content_size` (and `max_message_size_bytes`, since a longer message
+/// could never be sent): 32 MiB. The durable buffer treats a record above 64 MiB as corruption,
+/// so a log must stay well below that with its attributes and framing; and Datadog's intake
+/// takes 5 MB.
+pub const MAX_PAYLOAD_BYTES: i64 = 32 << 20;
 
 /// Every key Cairn reads. Each one can be overridden by `DD_<PATH>` (see [`env_var_name`]).
 const KEYS: &[(&str, Kind)] = &[
@@ -179,6 +245,13 @@ const KEYS: &[(&str, Kind)] = &[
         Kind::Enum(&[
             "trace", "debug", "info", "warn", "warning", "error", "critical", "off",
         ]),
+    ),
+    (
+        "memory_limit_bytes",
+        Kind::Int {
+            min: 0,
+            max: i64::MAX,
+        },
     ),
     ("logs_config.logs_dd_url", Kind::LogsUrl),
     ("logs_config.logs_no_ssl", Kind::Bool),
@@ -207,14 +280,14 @@ const KEYS: &[(&str, Kind)] = &[
         "logs_config.batch_max_content_size",
         Kind::Int {
             min: 1,
-            max: i64::MAX,
+            max: MAX_PAYLOAD_BYTES,
         },
     ),
     (
         "logs_config.max_message_size_bytes",
         Kind::Int {
             min: 1,
-            max: i64::MAX,
+            max: MAX_PAYLOAD_BYTES,
         },
     ),
     ("logs_config.sender_backoff_base", POSITIVE),
@@ -433,8 +506,9 @@ impl AgentConfig {
             cmd_port: 5001,
             python_env: None,
             log_level: "info".to_string(),
+            memory_limit_bytes: 2 << 30,
             logs: LogsConfig::default(),
-            raw: Value::Object(Map::new()),
+            raw: RawTree(Value::Object(Map::new())),
         }
     }
 
@@ -470,7 +544,7 @@ impl AgentConfig {
             let from_env = env(&var).filter(|v| !v.is_empty());
             let value = match (from_env, root) {
                 (Some(text), _) => parse_text(&text, kind).map_err(|()| ConfigError::Env {
-                    problem: kind.expected(&describe_text(&text)),
+                    problem: text_problem(&text, kind),
                     var,
                 })?,
                 (None, Some((doc, root))) => match lookup(root, key) {
@@ -527,7 +601,7 @@ impl AgentConfig {
             // `dd_url` follows `site` unless it was given.
             cfg.dd_url = format!("https://app.{}", cfg.site);
         }
-        cfg.raw = raw;
+        cfg.raw = RawTree(raw);
         Ok(cfg)
     }
 
@@ -559,6 +633,7 @@ impl AgentConfig {
                     (!p.trim().is_empty()).then(|| resolve_path(&self.config_dir, &p));
             }
             "log_level" => self.log_level = as_string(&v),
+            "memory_limit_bytes" => self.memory_limit_bytes = as_u64(&v),
             "logs_config.logs_dd_url" => {
                 logs.logs_dd_url = Some(as_string(&v)).filter(|u| !u.is_empty())
             }
@@ -610,7 +685,7 @@ impl AgentConfig {
         if let Some(v) = self.effective(key) {
             return v;
         }
-        json_lookup(&self.raw, key).cloned()
+        json_lookup(&self.raw.0, key).cloned()
     }
 
     /// `Some(answer)` for keys Cairn owns, `None` for keys it does not.
@@ -633,6 +708,7 @@ impl AgentConfig {
                 )
             }
             "log_level" => Value::from(self.log_level.as_str()),
+            "memory_limit_bytes" => Value::from(self.memory_limit_bytes),
             "logs_config.logs_dd_url" => return Some(logs.logs_dd_url.clone().map(Value::from)),
             "logs_config.logs_no_ssl" => Value::from(logs.logs_no_ssl),
             "logs_config.use_compression" => Value::from(logs.use_compression),
@@ -650,7 +726,7 @@ impl AgentConfig {
             "logs_config.buffer.max_size_bytes" => Value::from(logs.buffer.max_size_bytes),
             "logs_config.buffer.when_full" => Value::from(logs.buffer.when_full.as_str()),
             "logs_config.intake.listen" => Value::from(logs.intake_listen.as_str()),
-            RULES_KEY => json_lookup(&self.raw, key)
+            RULES_KEY => json_lookup(&self.raw.0, key)
                 .cloned()
                 .unwrap_or(Value::Array(Vec::new())),
             _ => return None,

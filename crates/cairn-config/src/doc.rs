@@ -169,9 +169,17 @@ impl Doc {
         }
         let got = || describe(node);
         match kind {
-            Kind::Str | Kind::LogsUrl => {
+            Kind::Str => {
                 let s = self.string(node)?.unwrap_or_default();
                 parse_text(&s, kind).map_err(|_| kind.expected(&got()))
+            }
+            Kind::LogsUrl => {
+                let s = self.string(node)?.unwrap_or_default();
+                match logs_url_problem(s.trim()) {
+                    None => Ok(Value::String(s.trim().to_string())),
+                    Some(UrlProblem::Shape) => Err(kind.expected(&describe_url(&s, got))),
+                    Some(UrlProblem::Refused(why)) => Err(why.to_string()),
+                }
             }
             Kind::Bool => match data(node) {
                 Data::Value(ScalarOwned::Boolean(b)) => Ok(Value::Bool(*b)),
@@ -272,24 +280,78 @@ pub(crate) fn parse_text(text: &str, kind: &Kind) -> Result<Value, ()> {
                 .map(|c| Value::String((*c).to_string()))
                 .ok_or(())
         }
-        Kind::LogsUrl => {
-            if valid_logs_url(t) {
-                Ok(Value::String(t.to_string()))
-            } else {
-                Err(())
-            }
-        }
+        Kind::LogsUrl => match logs_url_problem(t) {
+            None => Ok(Value::String(t.to_string())),
+            Some(_) => Err(()),
+        },
     }
 }
 
-fn valid_logs_url(url: &str) -> bool {
-    if let Some((scheme, rest)) = url.split_once("://") {
-        return matches!(scheme, "http" | "https") && !rest.is_empty();
+/// What is wrong with a text value of `kind`, worded for the operator: [`Kind::expected`],
+/// or for a `logs_dd_url` the specific reason it is refused. For callers of [`parse_text`].
+pub(crate) fn text_problem(text: &str, kind: &Kind) -> String {
+    match kind {
+        Kind::LogsUrl => match logs_url_problem(text.trim()) {
+            Some(UrlProblem::Refused(why)) => why.to_string(),
+            _ => kind.expected(&describe_url(text, || describe_text(text))),
+        },
+        _ => kind.expected(&describe_text(text)),
     }
-    match url.rsplit_once(':') {
-        Some((host, port)) => !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0),
-        None => false,
+}
+
+/// A refused `logs_dd_url` as errors quote it: masked by `redact_url`, which also knows the
+/// scheme-less `user:pass@host` form; `plain` when there is nothing to mask.
+fn describe_url(text: &str, plain: impl FnOnce() -> String) -> String {
+    let masked = crate::redact::redact_url(text);
+    if masked == text {
+        plain()
+    } else {
+        Value::String(masked).to_string()
     }
+}
+
+pub(crate) enum UrlProblem {
+    /// Not `host:port` nor an `http(s)://` URL.
+    Shape,
+    /// Well-formed, but a part Cairn refuses; the message never repeats the value, which may
+    /// hold a key.
+    Refused(&'static str),
+}
+
+/// Cairn appends `/api/v2/logs` to the base URL, so a query string would end up in the path,
+/// and a `?dd-api-key=` in it would not authenticate anything: refused, pointing at the key
+/// that does.
+const QUERY_REFUSED: &str = "a query string is not supported (Cairn appends /api/v2/logs to this \
+     base URL); give the API key as api_key (or DD_API_KEY), not as ?dd-api-key=";
+const FRAGMENT_REFUSED: &str =
+    "a fragment (#...) is not supported in the base URL of the logs intake";
+
+fn logs_url_problem(url: &str) -> Option<UrlProblem> {
+    if url.contains('?') {
+        return Some(UrlProblem::Refused(QUERY_REFUSED));
+    }
+    if url.contains('#') {
+        return Some(UrlProblem::Refused(FRAGMENT_REFUSED));
+    }
+    if url.is_empty() || url.contains(char::is_whitespace) {
+        return Some(UrlProblem::Shape);
+    }
+    let ok = match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority = rest.split('/').next().unwrap_or_default();
+            // After the userinfo, if any (`user:pass@host` keeps working).
+            let host = authority.rsplit('@').next().unwrap_or_default();
+            matches!(scheme, "http" | "https") && !host.is_empty() && !host.starts_with(':')
+        }
+        None => match url.rsplit_once(':') {
+            Some((host, port)) => {
+                let host = host.rsplit('@').next().unwrap_or_default();
+                !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+            }
+            None => false,
+        },
+    };
+    (!ok).then_some(UrlProblem::Shape)
 }
 
 fn check_number(kind: &Kind, f: f64, int: Option<i64>) -> Result<Value, ()> {
@@ -362,12 +424,15 @@ pub(crate) fn describe(node: &Node) -> String {
         Data::Sequence(_) => "a list".to_string(),
         Data::Mapping(_) => "a mapping".to_string(),
         Data::Value(ScalarOwned::FloatingPoint(f)) => f.to_string(),
+        Data::Value(ScalarOwned::String(s)) | Data::Representation(s, _, _) => describe_text(s),
         _ => to_json(node).to_string(),
     }
 }
 
+/// A text value as errors quote it: JSON, with any URL password or query value masked, since
+/// a value refused for its shape may still carry a secret.
 pub(crate) fn describe_text(text: &str) -> String {
-    Value::String(text.to_string()).to_string()
+    Value::String(crate::redact::redact_urls_in(text)).to_string()
 }
 
 pub(crate) fn to_json(node: &Node) -> Value {

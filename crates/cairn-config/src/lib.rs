@@ -10,15 +10,18 @@ mod agent;
 mod doc;
 mod error;
 mod integration;
+mod redact;
 mod rules;
 
 use std::path::Path;
 
 pub use agent::{
     env_var_name, AgentConfig, BufferConfig, CompressionKind, LogsConfig, Secret, WhenFull,
+    MAX_PAYLOAD_BYTES,
 };
 pub use error::{ConfigError, ConfigWarning, Location};
 pub use integration::{Instance, IntegrationConfig, LogsEntry};
+pub use redact::{redact_url, redact_urls_in};
 pub use rules::{ProcessingRule, RuleKind};
 
 /// Everything found in a config directory.

@@ -14,6 +14,7 @@ pub mod client;
 mod error;
 mod http;
 pub mod ingest;
+mod limit;
 pub mod query;
 pub mod store;
 pub mod timefmt;
@@ -46,6 +47,8 @@ pub struct IntakeConfig {
     pub retention: Duration,
     /// The oldest logs are deleted while the store uses more than this.
     pub max_size_bytes: u64,
+    /// Connections served at once; more wait in the kernel's backlog.
+    pub max_connections: usize,
 }
 
 impl IntakeConfig {
@@ -59,6 +62,7 @@ impl IntakeConfig {
             api_keys: Vec::new(),
             retention: DEFAULT_RETENTION,
             max_size_bytes: DEFAULT_MAX_SIZE_BYTES,
+            max_connections: limit::DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -131,7 +135,9 @@ pub async fn start(cfg: IntakeConfig) -> Result<RunningIntake, IntakeError> {
     }
     let app = http::router(store.clone(), cfg.api_keys.clone(), local_addr);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let max_connections = cfg.max_connections;
     let server = tokio::spawn(async move {
+        let listener = limit::LimitedListener::new(listener, max_connections);
         let serve = axum::serve(listener, app).with_graceful_shutdown(async {
             let _ = stopped.await;
         });

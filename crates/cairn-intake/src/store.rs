@@ -74,6 +74,14 @@ pub struct Store {
     pub counters: Arc<StoreCounters>,
 }
 
+/// Read-write, no symlinks (the database, its WAL and its shm file).
+fn open_flags() -> rusqlite::OpenFlags {
+    rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
+        | rusqlite::OpenFlags::SQLITE_OPEN_CREATE
+        | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | rusqlite::OpenFlags::SQLITE_OPEN_NOFOLLOW
+}
+
 impl Store {
     pub fn open(cfg: StoreConfig) -> Result<Arc<Store>, IntakeError> {
         let dir_err = |source| IntakeError::DataDir {
@@ -85,15 +93,33 @@ impl Store {
             .mode(0o700)
             .create(&cfg.data_dir)
             .map_err(dir_err)?;
-        std::fs::set_permissions(&cfg.data_dir, std::fs::Permissions::from_mode(0o700))
+        // Through a descriptor opened without following a symlink, and only if it is ours: a
+        // planted link must not make a root agent chmod someone else's directory.
+        let dir = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&cfg.data_dir)
             .map_err(dir_err)?;
+        let meta = dir.metadata().map_err(dir_err)?;
+        // SAFETY: geteuid has no preconditions.
+        if std::os::unix::fs::MetadataExt::uid(&meta) != unsafe { libc::geteuid() } {
+            return Err(dir_err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                "owned by another user; refusing to keep the logs there",
+            )));
+        }
+        if meta.permissions().mode() & 0o777 != 0o700 {
+            dir.set_permissions(std::fs::Permissions::from_mode(0o700))
+                .map_err(dir_err)?;
+        }
         let path = cfg.data_dir.join(DB_FILE);
         // SQLite gives its -wal and -shm files the mode of the database file, so creating that
-        // file 0600 first keeps all three private.
+        // file 0600 first keeps all three private. Never through a symlink.
         std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&path)
             .map_err(|source| IntakeError::DataDir {
                 path: path.clone(),
@@ -103,7 +129,7 @@ impl Store {
             path: path.clone(),
             source,
         };
-        let conn = Connection::open(&path).map_err(sqlite_err)?;
+        let conn = Connection::open_with_flags(&path, open_flags()).map_err(sqlite_err)?;
         init_schema(&conn).map_err(sqlite_err)?;
         // Checkpoints copy the WAL into the database and fsync it; done on the writer they
         // would stall every commit behind the disk, so a checkpointer thread does them.
@@ -111,7 +137,7 @@ impl Store {
             .map_err(sqlite_err)?;
         conn.busy_timeout(Duration::from_secs(30))
             .map_err(sqlite_err)?;
-        let checkpointer = Connection::open(&path).map_err(sqlite_err)?;
+        let checkpointer = Connection::open_with_flags(&path, open_flags()).map_err(sqlite_err)?;
         checkpointer
             .busy_timeout(Duration::from_secs(30))
             .map_err(sqlite_err)?;
@@ -269,7 +295,9 @@ fn init_schema(conn: &Connection) -> rusqlite::Result<()> {
 pub fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(
         path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_NOFOLLOW,
     )?;
     conn.execute_batch(
         "PRAGMA cache_size = -32768; PRAGMA temp_store = MEMORY; PRAGMA mmap_size = 1073741824;",

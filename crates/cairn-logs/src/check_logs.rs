@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use crate::batch::BatchLimits;
 use crate::processing::{Outcome, Processor};
 use crate::sink::{RecordSink, SinkError};
 use crate::staging::Staging;
@@ -22,6 +23,45 @@ pub fn cursor_key(stream: &str) -> String {
 }
 
 const CURSOR_KEY_PREFIX: &str = "log_cursor_";
+
+/// Largest persistent-cache entry a check may write, key and value together, in UTF-8 bytes:
+/// a cursor (`send_log(cursor=...)`, stored under `log_cursor_<stream>`) or a
+/// `write_persistent_cache` value. Every entry is kept in memory and in the buffer's state
+/// snapshot, rewritten whenever it changes, and the buffer's reader takes a record past 64 MiB
+/// for corruption; a cursor is a position, not data, and 1 MiB is far more than one needs.
+pub const MAX_CACHE_VALUE_BYTES: usize = 1 << 20;
+
+/// The payload limit a [`CheckLogs`] applies until told otherwise: `batch_max_content_size`'s
+/// default, the Datadog intake's limit (SPEC §4).
+pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 5_000_000;
+
+/// Why the hand-off refused a record. Nothing of a refused call is staged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HandoffError {
+    /// The log's final wire JSON object could never be sent: it does not fit in one payload.
+    #[error("log is {size} bytes as JSON, over the {limit}-byte limit of one payload (logs_config.batch_max_content_size)")]
+    LogTooLarge { size: usize, limit: usize },
+    /// A cursor or cache entry over [`MAX_CACHE_VALUE_BYTES`].
+    #[error("persistent-cache entry {key:?} is {size} bytes (key and value), over the {limit}-byte limit")]
+    CacheTooLarge {
+        key: String,
+        size: usize,
+        limit: usize,
+    },
+}
+
+/// Refuses a cache entry over [`MAX_CACHE_VALUE_BYTES`]; O(1) on lengths already known.
+fn check_cache_size(key: &str, value: &str) -> Result<(), HandoffError> {
+    let size = key.len() + value.len();
+    if size > MAX_CACHE_VALUE_BYTES {
+        return Err(HandoffError::CacheTooLarge {
+            key: key.to_string(),
+            size,
+            limit: MAX_CACHE_VALUE_BYTES,
+        });
+    }
+    Ok(())
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DropReason {
@@ -51,12 +91,17 @@ impl DropReason {
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LogCounters {
-    /// Logs accepted into the staging area.
+    /// Logs accepted into the staging area and handed to the sink (a log staged, then lost
+    /// before it reached the sink, moves to `dropped_not_durable`).
     pub processed: u64,
     pub truncated: u64,
     pub dropped_logs_disabled: u64,
     pub dropped_no_logs_config: u64,
     pub dropped_excluded: u64,
+    /// Logs staged but lost before the sink took them (its `append` failed, or they were
+    /// staged after a failed one): the run failed and its cursors were rewound. Pipeline
+    /// counters: `logs_dropped{not_durable}` ([`crate::LossReason::NotDurable`]).
+    pub dropped_not_durable: u64,
     /// Bytes of wire JSON staged.
     pub bytes: u64,
 }
@@ -98,6 +143,9 @@ pub struct CheckLogsConfig {
 
 pub struct CheckLogs {
     check_id: String,
+    /// A log whose final JSON object does not fit in one payload is refused at hand-off: it
+    /// could never be sent, and past 64 MiB the buffer's reader would take it for corruption.
+    payload: BatchLimits,
     // The defaults every log of this check carries, each pre-encoded as `,"key":"value"`
     // (empty when there is no default) so the hand-off copies instead of escaping.
     hostname_field: Vec<u8>,
@@ -161,6 +209,11 @@ impl CheckLogs {
         };
         Ok(CheckLogs {
             check_id: cfg.check_id,
+            payload: BatchLimits {
+                // Only the byte limit matters for one log.
+                max_entries: 1,
+                max_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
+            },
             hostname_field: wire::field(wire::HOSTNAME, &cfg.hostname),
             source_field: opt_field(wire::DDSOURCE, cfg.source.as_deref()),
             service_field: opt_field(wire::SERVICE, cfg.service.as_deref()),
@@ -180,8 +233,19 @@ impl CheckLogs {
         })
     }
 
+    /// Sets the payload limit (`logs_config.batch_max_content_size`) that a log must fit in.
+    pub fn with_max_payload_bytes(mut self, max_bytes: usize) -> Self {
+        self.payload.max_bytes = max_bytes;
+        self
+    }
+
     pub fn check_id(&self) -> &str {
         &self.check_id
+    }
+
+    /// The largest log, as its final JSON object, that [`push_log`](Self::push_log) accepts.
+    pub fn max_log_bytes(&self) -> usize {
+        self.payload.max_bytes.saturating_sub(2)
     }
 
     /// Stages one log (and its cursor). `attributes` is the JSON of the non-reserved keys, each
@@ -190,12 +254,27 @@ impl CheckLogs {
     ///
     /// A log dropped because logs are disabled or unconfigured does not move its cursor: the
     /// data is still there to be read once logs are turned on.
+    ///
+    /// Refused, with nothing staged (neither the log nor its cursor): a cursor over
+    /// [`MAX_CACHE_VALUE_BYTES`], and a log whose final JSON object (after the rules and
+    /// truncation) does not fit in one payload.
     pub fn push_log(
         &self,
         fields: &LogFields<'_>,
         attributes: &[u8],
         cursor: Option<(&str, &str)>,
-    ) -> bool {
+    ) -> Result<bool, HandoffError> {
+        // The key is `log_cursor_<stream>`; measured without building it.
+        let cursor_key_len = |stream: &str| CURSOR_KEY_PREFIX.len() + stream.len();
+        if let Some((stream, value)) = cursor {
+            if cursor_key_len(stream) + value.len() > MAX_CACHE_VALUE_BYTES {
+                return Err(HandoffError::CacheTooLarge {
+                    key: cursor_key(stream),
+                    size: cursor_key_len(stream) + value.len(),
+                    limit: MAX_CACHE_VALUE_BYTES,
+                });
+            }
+        }
         let mut st = self.state.lock();
         if let Some(reason) = self.drop_reason {
             st.counters.count_drop(reason);
@@ -207,17 +286,18 @@ impl CheckLogs {
                 };
                 tracing::warn!(check_id = %self.check_id, reason = reason.as_str(), "logs of this check are dropped: {why}");
             }
-            return false;
+            return Ok(false);
         }
         let st = &mut *st;
         match self.processor.apply(fields.message) {
             Outcome::Excluded(_) => st.counters.count_drop(DropReason::Excluded),
             Outcome::Keep { message, truncated } => {
+                let before = st.staging.len_bytes();
+                st.staging.try_push_log_with(|out, start| {
+                    self.encode(out, start, fields, &message, attributes)
+                })?;
                 st.counters.processed += 1;
                 st.counters.truncated += truncated as u64;
-                let before = st.staging.len_bytes();
-                st.staging
-                    .push_log_with(|out| self.encode(out, fields, &message, attributes));
                 st.counters.bytes += (st.staging.len_bytes() - before - 5) as u64;
             }
         }
@@ -226,10 +306,20 @@ impl CheckLogs {
             st.staging.push_cache(&key, value);
             st.cache.insert(key, value.to_string());
         }
-        st.staging.len_bytes() >= FLUSH_THRESHOLD_BYTES
+        Ok(st.staging.len_bytes() >= FLUSH_THRESHOLD_BYTES)
     }
 
-    fn encode(&self, out: &mut Vec<u8>, f: &LogFields<'_>, message: &str, attributes: &[u8]) {
+    /// Writes the log's JSON object at the end of `out` (it starts at `start`), or refuses it
+    /// when it would not fit in a payload. The attributes, the part that can be huge, are
+    /// measured before they are copied.
+    fn encode(
+        &self,
+        out: &mut Vec<u8>,
+        start: usize,
+        f: &LogFields<'_>,
+        message: &str,
+        attributes: &[u8],
+    ) -> Result<(), HandoffError> {
         let keys = wire::keys();
         out.extend_from_slice(&keys.open_message);
         wire::write_str(out, message);
@@ -255,8 +345,17 @@ impl CheckLogs {
                 }
             }
         }
+        // The whole object: what is written so far, the attributes and the closing brace.
+        let size = out.len() - start + attributes.len() + 1;
+        if !self.payload.admits(size) {
+            return Err(HandoffError::LogTooLarge {
+                size,
+                limit: self.payload.max_bytes,
+            });
+        }
         out.extend_from_slice(attributes);
         out.push(b'}');
+        Ok(())
     }
 
     fn field_or_default(out: &mut Vec<u8>, key: &str, own: Option<&str>, default: &[u8]) {
@@ -275,14 +374,17 @@ impl CheckLogs {
     /// A cursor write (`log_cursor_*`, as the Datadog library makes it) is ignored while this
     /// check's logs are dropped by configuration, as on the native path: the cursor must not
     /// move past logs that were never kept.
-    pub fn write_cache(&self, key: &str, value: &str) -> bool {
+    ///
+    /// An entry over [`MAX_CACHE_VALUE_BYTES`] is refused; the stored value stays as it was.
+    pub fn write_cache(&self, key: &str, value: &str) -> Result<bool, HandoffError> {
+        check_cache_size(key, value)?;
         if self.drop_reason.is_some() && key.starts_with(CURSOR_KEY_PREFIX) {
-            return false;
+            return Ok(false);
         }
         let mut st = self.state.lock();
         st.staging.push_cache(key, value);
         st.cache.insert(key.to_string(), value.to_string());
-        st.staging.len_bytes() >= FLUSH_THRESHOLD_BYTES
+        Ok(st.staging.len_bytes() >= FLUSH_THRESHOLD_BYTES)
     }
 
     pub fn read_cache(&self, key: &str) -> Option<String> {
@@ -296,22 +398,33 @@ impl CheckLogs {
         if batch.is_empty() {
             return Ok(());
         }
+        // Counted before the sink sees the batch: a failed append may have emptied it.
+        let logs = batch.logs();
         let result = self.sink.append(&self.check_id, &mut batch);
         batch.clear();
         if let Err(e) = &result {
-            self.rewind(e);
+            self.rewind(e, logs);
         }
         result
     }
 
-    /// After the sink lost staged records: anything staged since is dropped too, and the
-    /// in-memory cache goes back to the sink's state, so no cursor stays ahead of lost logs.
-    /// The check then re-reads from its last kept cursor.
-    fn rewind(&self, e: &SinkError) {
+    /// After the sink lost staged records (`lost_logs` of them logs): anything staged since is
+    /// dropped too, and the in-memory cache goes back to the sink's state, so no cursor stays
+    /// ahead of lost logs. The check then re-reads from its last kept cursor.
+    ///
+    /// The lost logs were counted as processed when staged; they become `dropped_not_durable`
+    /// instead. Logs that an earlier flush of the same run did hand over stay processed: the
+    /// sink has them, and either delivers them or counts their loss itself.
+    fn rewind(&self, e: &SinkError, lost_logs: usize) {
         let restored = self.sink.load_state(&self.check_id);
         let mut st = self.state.lock();
         let dropped_after = st.staging.logs();
         st.staging.clear();
+        let lost = (lost_logs + dropped_after) as u64;
+        // Saturating: every lost log was counted when staged, but a caller may have taken the
+        // counters in between (see `take_counters`).
+        st.counters.processed = st.counters.processed.saturating_sub(lost);
+        st.counters.dropped_not_durable += lost;
         match restored {
             Ok(state) => st.cache = state,
             // Without the durable state, forgetting every cursor is the safe side: logs may be
@@ -319,7 +432,7 @@ impl CheckLogs {
             Err(_) => st.cache.clear(),
         }
         st.lost = Some(e.to_string());
-        tracing::error!(check_id = %self.check_id, error = %e, dropped_after, "staged records lost; cursors rewound to their last kept state");
+        tracing::error!(check_id = %self.check_id, error = %e, logs_lost = lost, "staged records lost; cursors rewound to their last kept state");
     }
 
     /// Flushes and waits until the run's records are durable. Call it without the GIL. Fails
@@ -334,14 +447,22 @@ impl CheckLogs {
         }
     }
 
+    /// The counters since the check was built or the last [`take_counters`](Self::take_counters).
     pub fn counters(&self) -> LogCounters {
         self.state.lock().counters
+    }
+
+    /// The counters since the last call, resetting them: a run's report takes what happened
+    /// since the previous report, logs sent outside any run (from `__init__`, say) included.
+    pub fn take_counters(&self) -> LogCounters {
+        std::mem::take(&mut self.state.lock().counters)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::staging::Record;
     use std::sync::atomic::{AtomicBool, Ordering};
 
     /// A sink that keeps one stored cursor and fails appends while `broken` is set.
@@ -392,7 +513,7 @@ mod tests {
             message: "m",
             ..Default::default()
         };
-        logs.push_log(&f, b"", Some(("s", "{\"n\":2}")));
+        logs.push_log(&f, b"", Some(("s", "{\"n\":2}"))).unwrap();
         assert_eq!(
             logs.read_cache(&cursor_key("s")).as_deref(),
             Some("{\"n\":2}")
@@ -411,14 +532,133 @@ mod tests {
         assert!(logs.finish_run().is_ok(), "the next run is fine again");
     }
 
+    fn msg(message: &str) -> LogFields<'_> {
+        LogFields {
+            message,
+            timestamp_ms: 1,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn logs_lost_with_a_failed_append_are_counted_not_durable_instead_of_processed() {
+        let sink = Arc::new(FlakySink {
+            broken: AtomicBool::new(false),
+        });
+        let logs = logs(sink.clone(), true);
+        logs.push_log(&msg("kept"), b"", None).unwrap();
+        logs.flush().unwrap();
+        sink.broken.store(true, Ordering::SeqCst);
+        logs.push_log(&msg("lost 1"), b"", None).unwrap();
+        logs.push_log(&msg("lost 2"), b"", None).unwrap();
+        assert!(logs.flush().is_err());
+        logs.push_log(&msg("staged after the loss"), b"", None)
+            .unwrap();
+        sink.broken.store(false, Ordering::SeqCst);
+        assert!(logs.finish_run().is_err());
+        let c = logs.take_counters();
+        assert_eq!((c.processed, c.dropped_not_durable), (2, 2), "{c:?}");
+        assert_eq!(logs.take_counters(), LogCounters::default());
+    }
+
+    #[test]
+    fn a_log_must_fit_in_one_payload_exactly_as_the_batcher_counts_it() {
+        let sink = Arc::new(FlakySink {
+            broken: AtomicBool::new(false),
+        });
+        // `{"message":"<m>","status":"info","timestamp":1,"hostname":"h"}` is 58 bytes plus
+        // the message; the payload adds `[` and `]`.
+        let fixed = br#"{"message":"","status":"info","timestamp":1,"hostname":"h"}"#.len();
+        let limit = 100;
+        let logs = logs(sink, true).with_max_payload_bytes(limit);
+        assert_eq!(logs.max_log_bytes(), limit - 2);
+        let fits = "a".repeat(limit - 2 - fixed);
+        logs.push_log(&msg(&fits), b"", Some(("s", "1"))).unwrap();
+        let over = "a".repeat(limit - 1 - fixed);
+        assert_eq!(
+            logs.push_log(&msg(&over), b"", Some(("s", "2"))),
+            Err(HandoffError::LogTooLarge {
+                size: limit - 1,
+                limit
+            })
+        );
+        // The attributes are measured before they are copied.
+        let attrs = format!(",\"blob\":\"{}\"", "b".repeat(10 << 20));
+        assert_eq!(
+            logs.push_log(&msg(""), attrs.as_bytes(), Some(("s", "3"))),
+            Err(HandoffError::LogTooLarge {
+                size: fixed + attrs.len(),
+                limit
+            })
+        );
+        assert_eq!(
+            logs.read_cache(&cursor_key("s")).as_deref(),
+            Some("1"),
+            "a refused log does not move its cursor"
+        );
+        let c = logs.counters();
+        assert_eq!((c.processed, c.bytes), (1, (limit - 2) as u64));
+        let staged = logs.state.lock().staging.clone();
+        let got: Vec<_> = staged.iter().collect();
+        assert_eq!(got.len(), 2, "the log that fits and its cursor: {got:?}");
+        assert_eq!(
+            got[1],
+            Record::Cache {
+                key: "log_cursor_s",
+                value: "1"
+            }
+        );
+    }
+
+    #[test]
+    fn cursors_and_cache_entries_over_the_limit_are_refused_and_the_stored_value_kept() {
+        let sink = Arc::new(FlakySink {
+            broken: AtomicBool::new(false),
+        });
+        let logs = logs(sink, true);
+        let key = cursor_key("s");
+        let at_limit = "v".repeat(MAX_CACHE_VALUE_BYTES - key.len());
+        logs.push_log(&msg("a"), b"", Some(("s", &at_limit)))
+            .unwrap();
+        let over = "v".repeat(MAX_CACHE_VALUE_BYTES - key.len() + 1);
+        assert_eq!(
+            logs.push_log(&msg("b"), b"", Some(("s", &over))),
+            Err(HandoffError::CacheTooLarge {
+                key: key.clone(),
+                size: MAX_CACHE_VALUE_BYTES + 1,
+                limit: MAX_CACHE_VALUE_BYTES
+            })
+        );
+        assert_eq!(
+            logs.counters().processed,
+            1,
+            "the log of a refused cursor is not recorded"
+        );
+        assert_eq!(logs.read_cache(&key).as_deref(), Some(at_limit.as_str()));
+
+        logs.write_cache("k", "small").unwrap();
+        let big = "v".repeat(MAX_CACHE_VALUE_BYTES);
+        assert_eq!(
+            logs.write_cache("k", &big),
+            Err(HandoffError::CacheTooLarge {
+                key: "k".into(),
+                size: MAX_CACHE_VALUE_BYTES + 1,
+                limit: MAX_CACHE_VALUE_BYTES
+            })
+        );
+        assert_eq!(logs.read_cache("k").as_deref(), Some("small"));
+        let records = logs.state.lock().staging.records();
+        assert_eq!(records, 3, "log a, its cursor, the small cache write");
+    }
+
     #[test]
     fn cursor_writes_are_ignored_while_logs_are_dropped_by_configuration() {
         let sink = Arc::new(FlakySink {
             broken: AtomicBool::new(false),
         });
         let logs = logs(sink, false);
-        logs.write_cache(&cursor_key("s"), "{\"n\":9}");
-        logs.write_cache("other", "v");
+        logs.write_cache(&cursor_key("s"), "{\"n\":9}").unwrap();
+        logs.write_cache("other", "v").unwrap();
         assert_eq!(
             logs.read_cache(&cursor_key("s")).as_deref(),
             Some("{\"n\":1}")

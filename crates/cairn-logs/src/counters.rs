@@ -221,6 +221,14 @@ impl Counters {
                 self.add_dropped(Some(check_id), r.into(), n);
             }
         }
+        if run.dropped_not_durable > 0 {
+            any = true;
+            self.add_dropped(
+                Some(check_id),
+                LossReason::NotDurable,
+                run.dropped_not_durable,
+            );
+        }
         if !any {
             return;
         }

@@ -21,7 +21,9 @@ pub mod state;
 pub mod wire;
 
 pub use buffer::{read_state_snapshot, Buffer, BufferGauges, BufferOptions};
-pub use check_logs::{CheckLogs, CheckLogsConfig, DropReason, LogCounters};
+pub use check_logs::{
+    CheckLogs, CheckLogsConfig, DropReason, HandoffError, LogCounters, MAX_CACHE_VALUE_BYTES,
+};
 pub use counters::{CheckLogCounters, Counters, CountersSnapshot, LossReason};
 pub use pipeline::{Pipeline, PipelineConfig, PipelineError};
 pub use processing::{Outcome, Processor};

@@ -43,7 +43,7 @@ pub enum PipelineError {
 }
 
 /// Everything the pipeline is built from.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PipelineConfig {
     pub run_path: PathBuf,
     pub logs: LogsConfig,
@@ -51,6 +51,27 @@ pub struct PipelineConfig {
     pub base_url: String,
     pub api_key: Option<Secret>,
     pub version: String,
+}
+
+/// By hand so that `base_url`, which may hold a password, prints redacted.
+impl std::fmt::Debug for PipelineConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Destructured so that a new field cannot be forgotten here.
+        let PipelineConfig {
+            run_path,
+            logs,
+            base_url,
+            api_key,
+            version,
+        } = self;
+        f.debug_struct("PipelineConfig")
+            .field("run_path", run_path)
+            .field("logs", logs)
+            .field("base_url", &cairn_config::redact_url(base_url))
+            .field("api_key", api_key)
+            .field("version", version)
+            .finish()
+    }
 }
 
 impl PipelineConfig {
@@ -78,6 +99,7 @@ pub struct Pipeline {
     reader: Option<JoinHandle<()>>,
     in_flight: Arc<AtomicUsize>,
     permits: Arc<Semaphore>,
+    /// Redacted ([`Sender::url`]): safe to print.
     url: String,
 }
 
@@ -204,7 +226,7 @@ impl Pipeline {
         self.buffer.clone()
     }
 
-    /// Where payloads go (`<base>/api/v2/logs`).
+    /// Where payloads go (`<base>/api/v2/logs`), with any URL password masked.
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -304,8 +326,8 @@ fn reader_loop(mut reader: Reader, ctx: ReaderCtx) {
                     let check = r.check.unwrap_or(&unknown);
                     let len = r.payload.len();
                     if !ctx.limits.admits(len) {
-                        ctx.counters.add_dropped(LossReason::TooLarge, 1);
-                        ctx.counters.add_check_dropped(&[(check.clone(), 1)]);
+                        ctx.counters
+                            .add_dropped(r.check.map(|c| &**c), LossReason::TooLarge, 1);
                         tracing::error!(check_id = %check, bytes = len, limit = ctx.limits.max_bytes, "log larger than a payload may be; dropped");
                         dropped_in_range += 1;
                     } else {

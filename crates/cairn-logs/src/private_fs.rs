@@ -47,10 +47,13 @@ fn check_ancestor(path: &Path) -> Result<(), PrivateFsError> {
     if uid != euid() && uid != 0 {
         return Err(PrivateFsError::Unsafe {
             path: path.to_path_buf(),
-            problem: format!("owned by uid {uid}, not by the agent's user ({}) or root", euid()),
+            problem: format!(
+                "owned by uid {uid}, not by the agent's user ({}) or root",
+                euid()
+            ),
         });
     }
-    if others_can_write(mode) && mode & libc::S_ISVTX as u32 == 0 {
+    if others_can_write(mode) && mode & libc::S_ISVTX == 0 {
         return Err(PrivateFsError::Unsafe {
             path: path.to_path_buf(),
             problem: format!(
@@ -213,7 +216,11 @@ mod tests {
         symlink(&victim, dir.join("state.snapshot.tmp")).unwrap();
         symlink(&victim, dir.join("head")).unwrap();
         write_atomic(&dir, "state.snapshot", b"new").unwrap();
-        assert!(options().write(true).create(true).open(dir.join("head")).is_err());
+        assert!(options()
+            .write(true)
+            .create(true)
+            .open(dir.join("head"))
+            .is_err());
         assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
         assert_eq!(fs::read(dir.join("state.snapshot")).unwrap(), b"new");
         let mode = fs::metadata(dir.join("state.snapshot")).unwrap().mode() & 0o777;
@@ -233,7 +240,9 @@ mod tests {
         let shared = tmp.path().join("shared");
         fs::create_dir(&shared).unwrap();
         fs::set_permissions(&shared, fs::Permissions::from_mode(0o777)).unwrap();
-        let err = prepare_run_path(&shared.join("run")).unwrap_err().to_string();
+        let err = prepare_run_path(&shared.join("run"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("not sticky"), "{err}");
         // Sticky and ours, as /tmp is: fine.
         fs::set_permissions(&shared, fs::Permissions::from_mode(0o1777)).unwrap();

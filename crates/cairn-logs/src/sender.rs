@@ -2,13 +2,14 @@
 //! policy of SPEC §4. A payload is retried until it is delivered or the policy drops it; the
 //! caller acknowledges its buffer range only then.
 
+use std::error::Error as StdError;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use cairn_config::Secret;
+use cairn_config::{redact_url, redact_urls_in, Secret};
 use reqwest::header::{
     HeaderMap, HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER,
 };
@@ -23,11 +24,15 @@ use crate::encode::Encoding;
 const RETRY_WARN_INTERVAL: Duration = Duration::from_secs(10);
 /// Longest body excerpt put in an error log.
 const BODY_EXCERPT_BYTES: usize = 256;
-/// The longest wait a `Retry-After` may ask for.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+/// What a secret found in a message prints as.
+const MASK: &str = "********";
+/// Secrets shorter than this are not searched for in messages: masking every `e` of a
+/// one-letter password would make the message unreadable and protect nothing.
+const MIN_SCRUBBED_SECRET: usize = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SenderError {
+    /// `url` is already redacted.
     #[error("logs intake url {url}: {message}")]
     Url { url: String, message: String },
     #[error("building the HTTP client: {0}")]
@@ -124,7 +129,13 @@ pub struct Sender {
     last_warn_ms: AtomicU64,
     created: Instant,
     client: reqwest::Client,
-    url: String,
+    /// Where payloads are posted. It may hold a `user:password@` (reqwest turns it into basic
+    /// auth on each request): never print it, print `display_url`.
+    endpoint: String,
+    display_url: String,
+    /// Values masked in every message the sender prints or stores: the API key and the URL
+    /// password. reqwest's messages do not contain them, and this keeps it so.
+    secrets: Vec<String>,
     headers: HeaderMap,
     cfg: SenderConfig,
     counters: Arc<Counters>,
@@ -134,16 +145,38 @@ impl Sender {
     pub fn new(cfg: SenderConfig, counters: Arc<Counters>) -> Result<Sender, SenderError> {
         let base = cfg.base_url.trim_end_matches('/');
         let url = format!("{base}/api/v2/logs");
-        let parsed = reqwest::Url::parse(&url).map_err(|e| SenderError::Url {
-            url: url.clone(),
-            message: e.to_string(),
-        })?;
+        let display_url = redact_url(&url);
+        let refuse = |message: &str| SenderError::Url {
+            url: display_url.clone(),
+            message: message.to_string(),
+        };
+        // url's parse errors name the problem, never the input.
+        let parsed = reqwest::Url::parse(&url).map_err(|e| refuse(&e.to_string()))?;
         if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(SenderError::Url {
-                url,
-                message: "expected http:// or https://".into(),
-            });
+            return Err(refuse("expected http:// or https://"));
         }
+        // The config refuses these already; a base URL from elsewhere gets the same rule, since
+        // the path appended above would land inside the query or fragment.
+        if parsed.query().is_some() || parsed.fragment().is_some() {
+            return Err(refuse(
+                "a query string or fragment is not supported in the base URL; give the API key \
+                 as api_key (or DD_API_KEY)",
+            ));
+        }
+        let mut secrets = Vec::new();
+        if let Some(key) = &cfg.api_key {
+            secrets.push(key.expose().to_string());
+        }
+        if let Some(password) = parsed.password() {
+            secrets.push(password.to_string());
+            if let Some(decoded) = percent_decode(password) {
+                secrets.push(decoded);
+            }
+        }
+        secrets.retain(|s| s.len() >= MIN_SCRUBBED_SECRET);
+        // Longest first, so that a secret containing another is masked whole.
+        secrets.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        secrets.dedup();
         // ring is the provider we build with; a second install (tests, restarts) is harmless.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let mut headers = HeaderMap::new();
@@ -178,15 +211,29 @@ impl Sender {
             last_warn_ms: AtomicU64::new(0),
             created: Instant::now(),
             client,
-            url,
+            endpoint: url,
+            display_url,
+            secrets,
             headers,
             cfg,
             counters,
         })
     }
 
+    /// Where payloads go, with any password masked: safe to print.
     pub fn url(&self) -> &str {
-        &self.url
+        &self.display_url
+    }
+
+    /// `text` with URL passwords, query values and this sender's secrets masked.
+    fn scrub(&self, text: &str) -> String {
+        let mut out = redact_urls_in(text);
+        for secret in &self.secrets {
+            if out.contains(secret.as_str()) {
+                out = out.replace(secret.as_str(), MASK);
+            }
+        }
+        out
     }
 
     /// Delivers `payload`, retrying per policy, until done or `shutdown` turns true.
@@ -225,8 +272,7 @@ impl Sender {
     }
 
     fn count_drop(&self, p: &Payload, reason: LossReason) {
-        self.counters.add_dropped(reason, p.entries() as u64);
-        self.counters.add_check_dropped(&p.per_check);
+        self.counters.add_dropped_per_check(reason, &p.per_check);
     }
 
     async fn deliver_one(&self, p: &Payload, shutdown: &mut watch::Receiver<bool>) -> One {
@@ -266,7 +312,7 @@ impl Sender {
             let sent_at = Instant::now();
             let req = self
                 .client
-                .post(&self.url)
+                .post(&self.endpoint)
                 .headers(self.headers.clone())
                 .body(body.clone());
             let result = tokio::select! {
@@ -282,7 +328,7 @@ impl Sender {
                             return One::Done;
                         }
                         Verdict::Drop => {
-                            let excerpt = body_excerpt(resp).await;
+                            let excerpt = self.scrub(&body_excerpt(resp).await);
                             self.count_drop(p, LossReason::BadRequest);
                             self.counters
                                 .set_error(Some(format!("intake answered {status}: {excerpt}")));
@@ -301,11 +347,16 @@ impl Sender {
                             self.cfg.backoff.max
                         }
                         Verdict::Retry => {
+                            // A 429's Retry-After replaces the backoff, but no single answer
+                            // may stall delivery for longer than the longest backoff.
                             let retry_after = (status == StatusCode::TOO_MANY_REQUESTS)
-                                .then(|| retry_after(resp.headers()))
+                                .then(|| retry_after(resp.headers(), SystemTime::now()))
                                 .flatten();
-                            let wait = retry_after
-                                .unwrap_or_else(|| self.cfg.backoff.jittered(attempt, &mut rng));
+                            let wait = match retry_after {
+                                Some(asked) => asked.min(self.cfg.backoff.max),
+                                None => self.cfg.backoff.jittered(attempt, &mut rng),
+                            };
+                            let asked_secs = retry_after.map(|d| d.as_secs_f64());
                             self.counters
                                 .set_error(Some(format!("intake answered {status}")));
                             if self.warn_due() {
@@ -313,6 +364,7 @@ impl Sender {
                                     status = status.as_u16(),
                                     attempt,
                                     retry_in_secs = wait.as_secs_f64(),
+                                    retry_after_secs = asked_secs,
                                     "intake unavailable; payloads kept for retry"
                                 );
                             } else {
@@ -320,6 +372,7 @@ impl Sender {
                                     status = status.as_u16(),
                                     attempt,
                                     retry_in_secs = wait.as_secs_f64(),
+                                    retry_after_secs = asked_secs,
                                     "intake unavailable; payload kept for retry"
                                 );
                             }
@@ -329,20 +382,18 @@ impl Sender {
                 }
                 Err(e) => {
                     let wait = self.cfg.backoff.jittered(attempt, &mut rng);
-                    // reqwest's error text names the URL, never the headers: no key in it.
-                    let what = if e.is_timeout() {
-                        "timeout"
-                    } else if e.is_connect() {
-                        "connect"
-                    } else {
-                        "request"
-                    };
-                    self.counters
-                        .set_error(Some(format!("sending to the intake failed ({what}): {e}")));
+                    // The URL may hold a password: the log names it through `display_url`.
+                    let e = e.without_url();
+                    let kind = classify(&e);
+                    let cause = self.scrub(&error_chain(&e));
+                    self.counters.set_error(Some(format!(
+                        "sending to the intake failed ({}): {cause}",
+                        kind.describe()
+                    )));
                     if self.warn_due() {
-                        tracing::warn!(kind = what, error = %e, attempt, retry_in_secs = wait.as_secs_f64(), "sending to the intake failed; payloads kept for retry");
+                        tracing::warn!(kind = kind.as_str(), error = %cause, url = %self.display_url, attempt, retry_in_secs = wait.as_secs_f64(), "sending to the intake failed; payloads kept for retry");
                     } else {
-                        tracing::debug!(kind = what, error = %e, attempt, retry_in_secs = wait.as_secs_f64(), "sending to the intake failed; payload kept for retry");
+                        tracing::debug!(kind = kind.as_str(), error = %cause, url = %self.display_url, attempt, retry_in_secs = wait.as_secs_f64(), "sending to the intake failed; payload kept for retry");
                     }
                     wait
                 }
@@ -392,12 +443,257 @@ enum One {
     Split,
 }
 
-/// `Retry-After` as delta-seconds. (An HTTP date is rare from intakes; it falls back to the
-/// backoff.)
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+/// Why a request got no response, as far as the error chain tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// `http_timeout` (or the connect timeout) ran out.
+    Timeout,
+    ConnectionRefused,
+    /// The peer reset or aborted the connection, or it broke while writing.
+    ConnectionReset,
+    /// The intake closed the connection before answering.
+    ConnectionClosed,
+    Dns,
+    Tls,
+    /// Connecting failed for another reason (unreachable network, …).
+    Connect,
+    /// Sending the body failed.
+    Body,
+    Request,
+}
+
+impl FailureKind {
+    /// The `kind` field of the log line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Timeout => "timeout",
+            FailureKind::ConnectionRefused => "connection_refused",
+            FailureKind::ConnectionReset => "connection_reset",
+            FailureKind::ConnectionClosed => "connection_closed",
+            FailureKind::Dns => "dns",
+            FailureKind::Tls => "tls",
+            FailureKind::Connect => "connect",
+            FailureKind::Body => "body",
+            FailureKind::Request => "request",
+        }
+    }
+
+    /// In words, for `last_error`.
+    pub fn describe(self) -> &'static str {
+        match self {
+            FailureKind::Timeout => "timed out",
+            FailureKind::ConnectionRefused => "connection refused",
+            FailureKind::ConnectionReset => "connection reset",
+            FailureKind::ConnectionClosed => "connection closed by the intake",
+            FailureKind::Dns => "DNS lookup failed",
+            FailureKind::Tls => "TLS error",
+            FailureKind::Connect => "could not connect",
+            FailureKind::Body => "sending the body failed",
+            FailureKind::Request => "request failed",
+        }
+    }
+}
+
+/// What the error chain says, gathered once so that [`classify_facts`] is testable without a
+/// real `reqwest::Error`.
+#[derive(Debug, Default, Clone, Copy)]
+struct Facts {
+    io_kind: Option<std::io::ErrorKind>,
+    tls: bool,
+    dns: bool,
+    closed: bool,
+    timeout: bool,
+    connect: bool,
+    body: bool,
+}
+
+fn chain_facts(top: &(dyn StdError + 'static)) -> Facts {
+    let mut f = Facts::default();
+    let mut cur = Some(top);
+    while let Some(err) = cur {
+        if err.is::<rustls::Error>() {
+            f.tls = true;
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            // tokio-rustls reports TLS failures as an io::Error wrapping the rustls one, and
+            // io::Error's `source` skips the wrapped error: look inside.
+            if io
+                .get_ref()
+                .is_some_and(|inner| inner.is::<rustls::Error>())
+            {
+                f.tls = true;
+            }
+            // The innermost kind that says something wins: outer io errors are wrappers.
+            if io.kind() != std::io::ErrorKind::Other || f.io_kind.is_none() {
+                f.io_kind = Some(io.kind());
+            }
+        }
+        let msg = err.to_string();
+        // hyper-util names its resolver failures "dns error"; hyper's IncompleteMessage says
+        // "connection closed before message completed".
+        f.dns |= msg == "dns error";
+        f.closed |= msg.starts_with("connection closed");
+        cur = err.source();
+    }
+    f
+}
+
+fn classify_facts(f: Facts) -> FailureKind {
+    use std::io::ErrorKind as K;
+    if f.tls {
+        return FailureKind::Tls;
+    }
+    match f.io_kind {
+        Some(K::ConnectionRefused) => return FailureKind::ConnectionRefused,
+        Some(K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe) => {
+            return FailureKind::ConnectionReset
+        }
+        Some(K::TimedOut) => return FailureKind::Timeout,
+        Some(K::UnexpectedEof) => return FailureKind::ConnectionClosed,
+        _ => {}
+    }
+    if f.timeout {
+        FailureKind::Timeout
+    } else if f.dns {
+        FailureKind::Dns
+    } else if f.closed {
+        FailureKind::ConnectionClosed
+    } else if f.connect {
+        FailureKind::Connect
+    } else if f.body {
+        FailureKind::Body
+    } else {
+        FailureKind::Request
+    }
+}
+
+/// Names a failed request by what actually went wrong: reqwest's `is_timeout` only for real
+/// timeouts; refused, reset, DNS and TLS by the errors inside.
+pub fn classify(e: &reqwest::Error) -> FailureKind {
+    let mut f = chain_facts(e);
+    f.timeout = e.is_timeout();
+    f.dns |= e.is_dns();
+    f.connect = e.is_connect();
+    f.body = e.is_body();
+    classify_facts(f)
+}
+
+/// The error and its sources joined by `: `, each distinct message once: wrappers often
+/// repeat their cause's text (a resolver error displays its inner error and also returns it
+/// as its source), and the repeat says nothing new.
+pub fn error_chain(top: &(dyn StdError + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur = Some(top);
+    while let Some(err) = cur {
+        let msg = err.to_string();
+        let msg = msg.trim();
+        if !msg.is_empty() && !parts.iter().any(|p| p.contains(msg)) {
+            // An inner message that repeats an outer one whole makes the outer one redundant.
+            parts.retain(|p| !msg.contains(p.as_str()));
+            parts.push(msg.to_string());
+        }
+        cur = err.source();
+    }
+    parts.join(": ")
+}
+
+/// `%XX` sequences decoded; `None` when there are none or the result is not UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    if !s.contains('%') {
+        return None;
+    }
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// `Retry-After` as delta-seconds or an HTTP date (relative to `now`; a date in the past means
+/// now). `None` for anything else, which falls back to the backoff. The caller caps it.
+fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    let secs: f64 = v.parse().ok()?;
-    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs).min(MAX_RETRY_AFTER))
+    if let Ok(secs) = v.parse::<f64>() {
+        return if secs >= 0.0 {
+            // Infinity and NaN fail here; too large saturates, and is capped anyway.
+            Duration::try_from_secs_f64(secs)
+                .ok()
+                .or((secs.is_finite()).then_some(Duration::MAX))
+        } else {
+            None
+        };
+    }
+    let at = parse_http_date(v)?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+/// The three date forms HTTP recipients must accept (RFC 9110 §5.6.7):
+/// `Sun, 06 Nov 1994 08:49:37 GMT`, `Sunday, 06-Nov-94 08:49:37 GMT` and
+/// `Sun Nov  6 08:49:37 1994`. The weekday is not checked.
+fn parse_http_date(s: &str) -> Option<SystemTime> {
+    let tokens: Vec<&str> = s.split([' ', ',', '-']).filter(|t| !t.is_empty()).collect();
+    let (day, month, year, time) = match tokens.as_slice() {
+        [_, d, m, y, t, "GMT"] => (*d, *m, *y, *t),
+        [_, m, d, t, y] => (*d, *m, *y, *t),
+        _ => return None,
+    };
+    let all_digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+    if !all_digits(day) || !all_digits(year) || !matches!(year.len(), 2 | 4) {
+        return None;
+    }
+    let day: u32 = day.parse().ok().filter(|d| (1..=31).contains(d))?;
+    let month = MONTHS.iter().position(|m| m.eq_ignore_ascii_case(month))? as u32 + 1;
+    let mut year: i64 = year.parse().ok()?;
+    if year < 100 {
+        // RFC 850's two-digit years: a recipient reads them as the most recent past century.
+        year += if year < 70 { 2000 } else { 1900 };
+    }
+    let mut hms = time.split(':');
+    let mut field = |max: u64| -> Option<u64> {
+        let t = hms.next()?;
+        if t.len() != 2 || !all_digits(t) {
+            return None;
+        }
+        t.parse().ok().filter(|v| *v <= max)
+    };
+    let (h, m, sec) = (field(23)?, field(59)?, field(60)?);
+    if hms.next().is_some() {
+        return None;
+    }
+    let days = days_from_civil(year, month, day);
+    let secs = u64::try_from(days.checked_mul(86_400)?).ok()? + h * 3600 + m * 60 + sec;
+    SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(secs))
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let (m, d) = (i64::from(m), i64::from(d));
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 async fn body_excerpt(resp: reqwest::Response) -> String {
@@ -455,16 +751,229 @@ mod tests {
         }
     }
 
-    #[test]
-    fn retry_after_reads_seconds_and_ignores_dates() {
+    fn header(v: &'static str) -> HeaderMap {
         let mut h = HeaderMap::new();
-        h.insert(RETRY_AFTER, HeaderValue::from_static("3"));
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
-        h.insert(
-            RETRY_AFTER,
-            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        h.insert(RETRY_AFTER, HeaderValue::from_static(v));
+        h
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates_and_refuses_garbage() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_445_412_480); // 07:28:00
+        assert_eq!(retry_after(&header("3"), now), Some(Duration::from_secs(3)));
+        assert_eq!(retry_after(&header(" 0 "), now), Some(Duration::ZERO));
+        assert_eq!(
+            retry_after(&header("1e30"), now),
+            Some(Duration::MAX),
+            "huge saturates; the caller caps it"
         );
-        assert_eq!(retry_after(&h), None);
+        for form in [
+            "Wed, 21 Oct 2015 07:28:30 GMT",
+            "Wednesday, 21-Oct-15 07:28:30 GMT",
+            "Wed Oct 21 07:28:30 2015",
+        ] {
+            assert_eq!(
+                retry_after(&header(form), now),
+                Some(Duration::from_secs(30)),
+                "{form}"
+            );
+        }
+        assert_eq!(
+            retry_after(&header("Wed, 21 Oct 2015 07:00:00 GMT"), now),
+            Some(Duration::ZERO),
+            "a date in the past means now"
+        );
+        for garbage in [
+            "soon",
+            "-5",
+            "inf",
+            "NaN",
+            "",
+            "Wed, 32 Oct 2015 07:28:30 GMT",
+            "Wed, 21 Foo 2015 07:28:30 GMT",
+            "Wed, 21 Oct 2015 24:00:00 GMT",
+            "Wed, 21 Oct 2015 07:28 GMT",
+            "Wed, 21 Oct 2015 07:28:30 CET",
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert(RETRY_AFTER, HeaderValue::from_str(garbage).unwrap());
+            assert_eq!(retry_after(&h, now), None, "{garbage:?}");
+        }
+        assert_eq!(retry_after(&HeaderMap::new(), now), None);
+    }
+
+    #[test]
+    fn civil_days_match_known_dates() {
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+        assert_eq!(days_from_civil(2015, 10, 21), 16_729);
+        assert_eq!(days_from_civil(1969, 12, 31), -1);
+    }
+
+    /// An error with a message and an optional source, to build chains like reqwest's.
+    #[derive(Debug)]
+    struct E(&'static str, Option<Box<dyn StdError + Send + Sync>>);
+    impl std::fmt::Display for E {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+    impl StdError for E {
+        fn source(&self) -> Option<&(dyn StdError + 'static)> {
+            self.1.as_deref().map(|e| e as &(dyn StdError + 'static))
+        }
+    }
+
+    fn chain(msgs: &[&'static str], io: Option<std::io::Error>) -> E {
+        let mut inner: Option<Box<dyn StdError + Send + Sync>> = io.map(|e| Box::new(e) as _);
+        for m in msgs.iter().rev() {
+            inner = Some(Box::new(E(m, inner)));
+        }
+        match inner {
+            Some(b) => match b.downcast::<E>() {
+                Ok(e) => *e,
+                Err(_) => unreachable!("the outermost link is an E"),
+            },
+            None => E("empty", None),
+        }
+    }
+
+    #[test]
+    fn the_chain_is_printed_whole_and_each_message_once() {
+        use std::io::{Error as IoError, ErrorKind};
+        let refused = chain(
+            &[
+                "error sending request",
+                "client error (Connect)",
+                "tcp connect error",
+            ],
+            Some(IoError::from(ErrorKind::ConnectionRefused)),
+        );
+        let text = error_chain(&refused);
+        assert!(
+            text.starts_with("error sending request: client error (Connect): tcp connect error: "),
+            "{text}"
+        );
+        assert!(text.to_lowercase().contains("refused"), "{text}");
+        // A resolver error displays its inner error and returns it as its source too.
+        let dns = chain(
+            &[
+                "error sending request",
+                "client error (Connect)",
+                "dns error",
+                "failed to lookup address information: Name or service not known",
+                "failed to lookup address information: Name or service not known",
+            ],
+            None,
+        );
+        assert_eq!(
+            error_chain(&dns),
+            "error sending request: client error (Connect): dns error: failed to lookup address \
+             information: Name or service not known"
+        );
+        let wrapped = chain(&["a: b", "b"], None);
+        assert_eq!(error_chain(&wrapped), "a: b");
+        let repeats_outer = chain(&["x", "x (detail)"], None);
+        assert_eq!(error_chain(&repeats_outer), "x (detail)");
+    }
+
+    #[test]
+    fn failures_are_named_by_their_cause_not_as_timeouts() {
+        use std::io::{Error as IoError, ErrorKind};
+        let facts = |msgs: &[&'static str], io: Option<IoError>| chain_facts(&chain(msgs, io));
+        let kind = |f: Facts| classify_facts(f);
+        let io = |k| Some(IoError::from(k));
+        assert_eq!(
+            kind(facts(
+                &["a", "tcp connect error"],
+                io(ErrorKind::ConnectionRefused)
+            )),
+            FailureKind::ConnectionRefused
+        );
+        for k in [
+            ErrorKind::ConnectionReset,
+            ErrorKind::ConnectionAborted,
+            ErrorKind::BrokenPipe,
+        ] {
+            // Even if reqwest were to call it a timeout, a reset is a reset.
+            let mut f = facts(&["error sending request"], io(k));
+            f.timeout = true;
+            assert_eq!(kind(f), FailureKind::ConnectionReset, "{k:?}");
+        }
+        assert_eq!(
+            kind(facts(&["a"], io(ErrorKind::TimedOut))),
+            FailureKind::Timeout
+        );
+        let mut f = facts(&["operation timed out"], None);
+        f.timeout = true;
+        assert_eq!(kind(f), FailureKind::Timeout);
+        assert_eq!(
+            kind(facts(
+                &["a", "client error (Connect)", "dns error", "nope"],
+                None
+            )),
+            FailureKind::Dns
+        );
+        assert_eq!(
+            kind(facts(
+                &["a", "connection closed before message completed"],
+                None
+            )),
+            FailureKind::ConnectionClosed
+        );
+        let tls = IoError::new(
+            ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+        );
+        assert_eq!(kind(facts(&["a", "b"], Some(tls))), FailureKind::Tls);
+        let mut f = facts(&["a"], None);
+        f.connect = true;
+        assert_eq!(kind(f), FailureKind::Connect);
+        let mut f = facts(&["a"], None);
+        f.body = true;
+        assert_eq!(kind(f), FailureKind::Body);
+        assert_eq!(kind(facts(&["a"], None)), FailureKind::Request);
+    }
+
+    #[test]
+    fn a_query_string_in_the_base_url_is_refused_and_not_echoed() {
+        let mut cfg = test_config("http://127.0.0.1:9/?dd-api-key=KEY0123456789");
+        cfg.api_key = None;
+        let err = Sender::new(cfg, Arc::new(Counters::default()))
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(err.contains("api_key") && !err.contains("KEY0123"), "{err}");
+    }
+
+    #[test]
+    fn the_url_password_is_masked_in_the_url_and_in_messages() {
+        let s = Sender::new(
+            test_config("http://user:SECRET%2FPASS@127.0.0.1:9"),
+            Arc::new(Counters::default()),
+        )
+        .expect("a URL with userinfo works");
+        assert_eq!(s.url(), "http://user:********@127.0.0.1:9/api/v2/logs");
+        let msg = s.scrub("got SECRET/PASS and SECRET%2FPASS and abcdef0123456789 at http://u:x@h");
+        assert_eq!(
+            msg,
+            "got ******** and ******** and ******** at http://u:********@h"
+        );
+    }
+
+    fn test_config(base_url: &str) -> SenderConfig {
+        SenderConfig {
+            base_url: base_url.into(),
+            api_key: Secret::new("abcdef0123456789"),
+            encoding: Encoding::Identity,
+            http_timeout: Duration::from_secs(1),
+            backoff: Backoff {
+                base: Duration::from_secs(1),
+                factor: 2.0,
+                max: Duration::from_secs(2),
+            },
+            version: "0.1.0".into(),
+        }
     }
 
     #[test]

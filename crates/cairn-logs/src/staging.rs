@@ -41,6 +41,27 @@ impl Staging {
         self.records += 1;
     }
 
+    /// Like [`push_log_with`](Self::push_log_with), but `write` may refuse the log (it is given
+    /// the buffer and where the log's JSON starts in it, so it can measure what it wrote): then
+    /// nothing of the log stays staged. Refusing costs a truncate, never a copy.
+    pub fn try_push_log_with<E>(
+        &mut self,
+        write: impl FnOnce(&mut Vec<u8>, usize) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let start = self.bytes.len();
+        self.bytes.push(KIND_LOG);
+        self.bytes.extend_from_slice(&[0; 4]);
+        if let Err(e) = write(&mut self.bytes, start + HEADER) {
+            self.bytes.truncate(start);
+            return Err(e);
+        }
+        let len = (self.bytes.len() - start - HEADER) as u32;
+        self.bytes[start + 1..start + HEADER].copy_from_slice(&len.to_le_bytes());
+        self.logs += 1;
+        self.records += 1;
+        Ok(())
+    }
+
     pub fn push_cache(&mut self, key: &str, value: &str) {
         self.bytes.push(KIND_CACHE);
         let len = (4 + key.len() + value.len()) as u32;
@@ -135,6 +156,32 @@ mod tests {
             ]
         );
         assert_eq!((s.logs(), s.records()), (2, 3));
+        s.clear();
+        assert!(s.is_empty() && s.iter().next().is_none());
+    }
+
+    #[test]
+    fn a_refused_log_leaves_nothing_staged() {
+        let mut s = Staging::new();
+        s.push_log_with(|b| b.extend_from_slice(b"{\"message\":\"a\"}"));
+        let before = s.as_bytes().to_vec();
+        let refused = s.try_push_log_with(|b, start| {
+            b.extend_from_slice(b"{\"message\":\"far too long\"");
+            Err(b.len() - start)
+        });
+        assert_eq!(refused, Err(25));
+        assert_eq!(s.as_bytes(), &before[..]);
+        assert_eq!((s.logs(), s.records()), (1, 1));
+        s.try_push_log_with(|b, _| {
+            b.extend_from_slice(b"{}");
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        let got: Vec<_> = s.iter().collect();
+        assert_eq!(
+            got,
+            vec![Record::Log(b"{\"message\":\"a\"}"), Record::Log(b"{}")]
+        );
         s.clear();
         assert!(s.is_empty() && s.iter().next().is_none());
     }

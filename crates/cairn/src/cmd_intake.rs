@@ -40,6 +40,7 @@ pub fn run(args: IntakeArgs) -> anyhow::Result<()> {
         api_keys: args.api_keys,
         retention: args.retention,
         max_size_bytes: args.max_size,
+        ..IntakeConfig::new(PathBuf::new())
     };
     let data_dir = cfg.data_dir.clone();
     cairn_intake::serve_until_signal(cfg, |running| {

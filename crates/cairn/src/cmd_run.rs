@@ -1,6 +1,9 @@
 //! `cairn run`: start the logs pipeline, load every check, schedule them, and stop cleanly on
 //! SIGTERM or SIGINT: stop scheduling, let running checks finish (bounded), give payloads in
 //! flight a moment, make the buffer durable, exit 0.
+//!
+//! It also keeps `<run_path>/running`, the crash record: at start it says which check the
+//! previous agent died running (if it did not stop cleanly), and a clean stop marks it clean.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -33,6 +36,22 @@ pub struct RunArgs {
     /// Benchmark reference: discard logs at the hand-off instead of buffering and shipping them.
     #[arg(long, hide = true)]
     discard_logs: bool,
+    /// Test only: the floor of the watchdog's overrun limit, `max(3 × interval, this)`, in
+    /// seconds (default 60), so that tests see a runaway check reported within seconds.
+    #[arg(long, hide = true, env = "CAIRN_WATCHDOG_MIN_SECS")]
+    watchdog_min_secs: Option<f64>,
+}
+
+/// Marks the crash record clean when `run` returns, whatever it returns: an error it reports
+/// is not a crash. A panic unwinding through it is one, and leaves the record as it is.
+struct CleanExit;
+
+impl Drop for CleanExit {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            cairn_checks::crash_record::mark_clean();
+        }
+    }
 }
 
 /// The embedded local intake, with the runtime that serves it. Started when neither an
@@ -114,6 +133,35 @@ pub fn run(config_dir: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
         None => counters.snapshot(),
     };
 
+    // After the pipeline took the buffer's lock (a second agent on this run_path has been
+    // refused by now, so it cannot wipe the running one's record), and before the interpreter
+    // starts (faulthandler chains to the signal handlers installed here).
+    let _clean_exit = match cairn_checks::crash_record::install(
+        &agent.run_path,
+        agent.check_runners,
+    ) {
+        Ok(previous) => {
+            if let Some(previous) = previous {
+                cairn_checks::crash_record::report_previous(&previous);
+            }
+            Some(CleanExit)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "no crash record: a check that kills the agent will not be named at the next start");
+            None
+        }
+    };
+    let watchdog = cairn_checks::WatchdogConfig {
+        min_limit: match args.watchdog_min_secs {
+            Some(secs) => Duration::try_from_secs_f64(secs).map_err(|_| {
+                anyhow::anyhow!("--watchdog-min-secs: expected seconds >= 0, got {secs}")
+            })?,
+            None => cairn_checks::WatchdogConfig::default().min_limit,
+        },
+        memory_limit_bytes: agent.memory_limit_bytes,
+        ..Default::default()
+    };
+
     let (checks, errors) = cairn_checks::load_all(agent, &loaded.integrations, &sink)?;
     for e in &errors {
         tracing::error!("{e}");
@@ -129,7 +177,8 @@ pub fn run(config_dir: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
             counters.add_handoff(&report.check_id, &report.logs)
         })
     };
-    let scheduler = cairn_checks::Scheduler::start(checks, agent.check_runners, on_report);
+    let scheduler =
+        cairn_checks::Scheduler::start_watched(checks, agent.check_runners, watchdog, on_report);
     let mut last_write = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));

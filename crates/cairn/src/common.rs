@@ -28,3 +28,28 @@ pub fn load_config(config_dir: &Path) -> anyhow::Result<LoadedConfig> {
     }
     Ok(loaded)
 }
+
+/// Raises the soft limit on open files to the hard limit. The embedded intake accepts
+/// connections from any local user, and the buffer must still be able to open segments: the
+/// default soft limit of 1,024 is too close for comfort. Failing to raise it is not fatal.
+pub fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 || lim.rlim_cur >= lim.rlim_max {
+            return;
+        }
+        let before = lim.rlim_cur;
+        lim.rlim_cur = lim.rlim_max;
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+            tracing::debug!(
+                from = before,
+                to = lim.rlim_cur,
+                "raised the open-files limit"
+            );
+        }
+    }
+}

@@ -50,6 +50,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     common::init_tracing();
+    common::raise_fd_limit();
     let result = match cli.command {
         Command::Run(args) => cmd_run::run(&cli.config_dir, args),
         Command::Check(args) => cmd_check::run(&cli.config_dir, args),

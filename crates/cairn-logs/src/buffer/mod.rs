@@ -324,6 +324,9 @@ impl Buffer {
     /// Opens (or creates) the buffer, recovers it and starts the syncer thread.
     pub fn open(opts: BufferOptions, counters: Arc<Counters>) -> Result<Arc<Buffer>, SinkError> {
         let dir = opts.dir.clone();
+        if let Some(run_path) = dir.parent() {
+            private_fs::prepare_run_path(run_path)?;
+        }
         private_fs::private_dir(&dir)?;
         let lock = open_lock(&dir)?;
         let rec = recover::recover(&dir, &counters)?;
@@ -345,8 +348,8 @@ impl Buffer {
             logs: HashMap::new(),
         };
         let prev = segments.back().map(|s| (s.start, s.end));
-        let intro_len = write_intro(&mut active_seg, prev, &rec.last_logs)
-            .map_err(io_err(&active_path))?;
+        let intro_len =
+            write_intro(&mut active_seg, prev, &rec.last_logs).map_err(io_err(&active_path))?;
         segments.push_back(active_seg);
         let tail = tail + intro_len;
         private_fs::sync_dir(&dir).map_err(io_err(&dir))?;
@@ -899,12 +902,11 @@ impl Buffer {
             let doomed: Vec<u64> = inner.segments.iter().take(n).map(|s| s.start).collect();
             // A snapshot is needed only if cache writes became durable since the last one: the
             // old one, replayed from its offset over the segments that remain, is still right.
-            let snapshot = (inner.state_dirty && inner.durable > inner.snapshot_offset).then(|| {
-                Snapshot {
+            let snapshot =
+                (inner.state_dirty && inner.durable > inner.snapshot_offset).then(|| Snapshot {
                     offset: inner.durable,
                     checks: inner.durable_state.clone(),
-                }
-            });
+                });
             (snapshot, doomed)
         };
         if let Some(snap) = &snapshot {

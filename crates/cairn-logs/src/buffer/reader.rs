@@ -100,7 +100,11 @@ impl Reader {
                             let id = seg.checks.get(&check).cloned();
                             self.buffer.lost_at_read(id.as_deref(), 1, size as u64);
                         }
-                        tracing::error!(offset = from, bytes_lost = size, "buffer: corrupt record read; skipped");
+                        tracing::error!(
+                            offset = from,
+                            bytes_lost = size,
+                            "buffer: corrupt record read; skipped"
+                        );
                         self.jump(to);
                         return Ok(ReadOutcome::Skipped { from, to });
                     }
@@ -219,9 +223,7 @@ impl Reader {
             self.jump(seg_end);
             return Ok(Fill::Skipped(from, seg_end));
         }
-        if let Decoded::Incomplete { needed } =
-            record::decode(&self.buf[..self.filled])
-        {
+        if let Decoded::Incomplete { needed } = record::decode(&self.buf[..self.filled]) {
             if needed > self.buf.len() {
                 self.buf.resize(needed, 0);
             }
@@ -245,4 +247,3 @@ pub(super) enum Fill {
     Closed,
     Skipped(u64, u64),
 }
-

@@ -79,7 +79,13 @@ pub fn encode_cache(out: &mut Vec<u8>, check: u32, key: &str, value: &str) {
     out.extend_from_slice(value.as_bytes());
     let len = (out.len() - at - HEADER_BYTES) as u32;
     let pcrc = crc32fast::hash(&out[at + HEADER_BYTES..]);
-    put_header(&mut out[at..at + HEADER_BYTES], KIND_CACHE, check, len, pcrc);
+    put_header(
+        &mut out[at..at + HEADER_BYTES],
+        KIND_CACHE,
+        check,
+        len,
+        pcrc,
+    );
 }
 
 /// A pad record of exactly `total` bytes (`total >= HEADER_BYTES`).
@@ -307,7 +313,10 @@ mod tests {
         let mut padded = encode_pad(40);
         assert_eq!(padded.len(), 40);
         padded.extend_from_slice(&good);
-        assert!(matches!(decode(&padded), Decoded::Record(RawRecord { kind: KIND_PAD, .. }, 40)));
+        assert!(matches!(
+            decode(&padded),
+            Decoded::Record(RawRecord { kind: KIND_PAD, .. }, 40)
+        ));
     }
 
     #[test]

@@ -93,14 +93,12 @@ fn estimate(bytes: u64, avg: u64) -> u64 {
 /// Reads the snapshot, falling back to the previous one, then to nothing; says what it assumed.
 pub(super) fn read_snapshot_with_fallback(dir: &Path) -> (Snapshot, Option<String>) {
     match Snapshot::read(&dir.join(super::SNAPSHOT_FILE)) {
-        Ok(Some(s)) => return (s, None),
-        Ok(None) => {
-            // Never written, or lost between the rename to .prev and the new one's arrival.
-            match Snapshot::read(&dir.join(super::SNAPSHOT_PREV_FILE)) {
-                Ok(Some(s)) => return (s, None),
-                _ => return (Snapshot::default(), None),
-            }
-        }
+        Ok(Some(s)) => (s, None),
+        // Never written, or lost between the rename to .prev and the new one's arrival.
+        Ok(None) => match Snapshot::read(&dir.join(super::SNAPSHOT_PREV_FILE)) {
+            Ok(Some(s)) => (s, None),
+            _ => (Snapshot::default(), None),
+        },
         Err(why) => match Snapshot::read(&dir.join(super::SNAPSHOT_PREV_FILE)) {
             Ok(Some(prev)) => {
                 let note = format!(
@@ -274,8 +272,8 @@ pub(super) fn recover(dir: &Path, counters: &Counters) -> Result<Recovered, Sink
             }
         })
         .map_err(io_err(path))?;
-        if log_count > 0 {
-            seg.avg = log_bytes / log_count;
+        if let Some(avg) = log_bytes.checked_div(log_count) {
+            seg.avg = avg;
         }
 
         // The previous segment's unknown regions, settled by this segment's intro.
@@ -398,7 +396,12 @@ pub(super) fn recover(dir: &Path, counters: &Counters) -> Result<Recovered, Sink
         losses.bytes += bytes;
         losses.regions += 1;
         losses.add(None, estimate(bytes, last_avg));
-        tracing::error!(missing_from = tail, missing_to = durable_hint, bytes, "buffer: the newest segment is missing; the undelivered logs it held are lost");
+        tracing::error!(
+            missing_from = tail,
+            missing_to = durable_hint,
+            bytes,
+            "buffer: the newest segment is missing; the undelivered logs it held are lost"
+        );
         tail = durable_hint;
     }
 
@@ -453,9 +456,7 @@ pub(super) fn replay_state(
     let mut state = snap.checks.get(check_id).cloned();
     let segments = match list_segments(dir) {
         Ok(s) => s,
-        Err(SinkError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
-            Vec::new()
-        }
+        Err(SinkError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => Vec::new(),
         Err(e) => return Err(e),
     };
     for (start, path) in segments {
@@ -466,7 +467,10 @@ pub(super) fn replay_state(
             Err(e) => return Err(SinkError::Io { path, source: e }),
         };
         scan_segment(&file, |item, checks| {
-            if let Item::Record { begin, record: r, .. } = item {
+            if let Item::Record {
+                begin, record: r, ..
+            } = item
+            {
                 if r.kind == KIND_CACHE
                     && start + begin >= snap.offset
                     && checks.get(&r.check).is_some_and(|c| &**c == check_id)

@@ -101,7 +101,13 @@ pub(crate) fn scan_segment(
                     (base, consumed, filled) = (next, 0, 0);
                 }
                 None => {
-                    each(Item::Torn { begin: at, end: len }, &checks);
+                    each(
+                        Item::Torn {
+                            begin: at,
+                            end: len,
+                        },
+                        &checks,
+                    );
                     return Ok((checks, len));
                 }
             },
@@ -109,7 +115,13 @@ pub(crate) fn scan_segment(
                 if at + needed as u64 > len {
                     // A record cut by the end of the file (its header CRC vouches for its
                     // length), or fewer bytes left than a header: a torn tail.
-                    each(Item::Torn { begin: at, end: len }, &checks);
+                    each(
+                        Item::Torn {
+                            begin: at,
+                            end: len,
+                        },
+                        &checks,
+                    );
                     return Ok((checks, len));
                 }
                 buf.copy_within(consumed..filled, 0);

@@ -342,8 +342,7 @@ fn log_records(path: &Path) -> Vec<(usize, usize, u64)> {
         let len = u32::from_le_bytes(bytes[at + 7..at + 11].try_into().unwrap()) as usize;
         if bytes[at + 2] == KIND_LOG {
             let v: serde_json::Value =
-                serde_json::from_slice(&bytes[at + HEADER_BYTES..at + HEADER_BYTES + len])
-                    .unwrap();
+                serde_json::from_slice(&bytes[at + HEADER_BYTES..at + HEADER_BYTES + len]).unwrap();
             out.push((at, at + HEADER_BYTES + len, v["n"].as_u64().unwrap()));
         }
         at += HEADER_BYTES + len;
@@ -434,7 +433,11 @@ fn a_deleted_middle_segment_is_counted_per_check_and_later_segments_are_kept() {
     let snap = counters.snapshot();
     assert_eq!(snap.dropped(LossReason::Corrupt), gone.len() as u64);
     assert_eq!(
-        snap.checks["c:1"].logs_dropped.get("corrupt").copied().unwrap_or(0),
+        snap.checks["c:1"]
+            .logs_dropped
+            .get("corrupt")
+            .copied()
+            .unwrap_or(0),
         gone_c1
     );
     assert!(snap.logs_dropped_unattributed.is_empty());
@@ -464,11 +467,16 @@ fn a_torn_region_past_the_durable_offset_keeps_later_logs_but_not_their_cursors(
     let got = sorted(read_all(&mut b.reader()));
     assert_eq!(
         got,
-        all_ns(40).into_iter().filter(|n| *n != lost_n).collect::<Vec<_>>()
+        all_ns(40)
+            .into_iter()
+            .filter(|n| *n != lost_n)
+            .collect::<Vec<_>>()
     );
     // The cursor is the last one before the tear: never ahead of a lost log.
-    let c = cursor(&b.load_state(if lost_n >= 100_000 { "c:2" } else { "c:1" }).unwrap());
-    let c = if lost_n >= 100_000 { c } else { c };
+    let c = cursor(
+        &b.load_state(if lost_n >= 100_000 { "c:2" } else { "c:1" })
+            .unwrap(),
+    );
     assert!(c <= lost_n, "cursor {c} is ahead of the lost log {lost_n}");
 }
 
@@ -489,7 +497,10 @@ fn an_unreadable_snapshot_does_not_stop_the_start() {
         b.close().unwrap();
     }
     let snap = tmp.path().join("buffer").join(SNAPSHOT_FILE);
-    assert!(snap.exists(), "delivered segments were deleted after a snapshot");
+    assert!(
+        snap.exists(),
+        "delivered segments were deleted after a snapshot"
+    );
     let bytes = fs::read(&snap).unwrap();
     fs::write(&snap, &bytes[..bytes.len() / 2]).unwrap();
     let (b, _) = open(tmp.path(), 1 << 20, WhenFull::Block);

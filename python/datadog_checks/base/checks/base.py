@@ -34,6 +34,13 @@ class AgentCheck(CheckBase):
     - ``get_log_cursor(stream='default')``: the last cursor saved for ``stream``, or ``None``.
     - ``read_persistent_cache(key)`` / ``write_persistent_cache(key, value)``: a string cache per
       check instance that survives restarts.
+
+    Limits, each a ``ValueError`` naming the size and the limit, with nothing of that call
+    recorded (a refused cursor takes its log with it): a log whose JSON does not fit in one
+    payload (``logs_config.batch_max_content_size``, 5,000,000 bytes by default), since it could
+    never be sent; a cursor or cache entry over 1 MiB, key and value together. A key or str value
+    holding a lone surrogate (``'\\udcff'``, as ``surrogateescape`` decoding leaves them) has no
+    UTF-8 form: a ``ValueError`` naming the key.
     """
 
     OK, WARNING, CRITICAL, UNKNOWN = (0, 1, 2, 3)
