@@ -14,6 +14,11 @@ With --callgrind it also counts instructions per log for (a), (b) and (c) under 
 noisy machine where wall-clock ratios wander.
 
 Usage: python3 bench/handoff/run.py [--logs 1000000] [--repeat 3] [--callgrind]
+                                    [--cairn PATH] [--venv DIR] [--callgrind-out DIR]
+
+--cairn runs a given cairn binary (e.g. another worktree's release build) instead of building
+this tree's; --venv puts the real-library venv elsewhere; --callgrind-out keeps the callgrind
+profiles of the N-log runs (a.out, b.out, c.out) for callgrind_annotate.
 """
 import argparse
 import json
@@ -51,15 +56,15 @@ def read_result(path):
     return r['seconds'] / r['logs'] * 1e6
 
 
-def callgrind(cmd):
+def callgrind(cmd, out_file='/dev/null'):
     """Instructions executed by `cmd` (valgrind's callgrind, no cache simulation)."""
-    p = subprocess.run(['valgrind', '--tool=callgrind', '--callgrind-out-file=/dev/null', *cmd], capture_output=True, text=True)
+    p = subprocess.run(['valgrind', '--tool=callgrind', f'--callgrind-out-file={out_file}', *cmd], capture_output=True, text=True)
     if p.returncode != 0:
         sys.exit(f'valgrind failed: {p.stderr[-2000:]}')
     return int(re.search(r'Collected : (\d+)', p.stderr).group(1))
 
 
-def instructions_per_log(cairn, venv_py, work, n=100_000):
+def instructions_per_log(cairn, venv_py, work, n=100_000, out_dir=None):
     def cairn_cmd(k):
         cfg = write_cairn_config(k, work)
         return [cairn, '-c', cfg, 'check', 'handoff', '--format', 'summary']
@@ -72,7 +77,8 @@ def instructions_per_log(cairn, venv_py, work, n=100_000):
 
     out = {}
     for name, build in (('a', cairn_cmd), ('b', real_cmd), ('c', floor_cmd)):
-        out[name] = (callgrind(build(n)) - callgrind(build(0))) / n
+        keep = os.path.join(out_dir, f'{name}.out') if out_dir else '/dev/null'
+        out[name] = (callgrind(build(n), keep) - callgrind(build(0))) / n
     return out
 
 
@@ -115,9 +121,17 @@ def main():
     ap.add_argument('--repeat', type=int, default=3)
     ap.add_argument('--callgrind', action='store_true')
     ap.add_argument('--json-out', default=os.path.join(ROOT, 'target', 'bench', 'handoff.json'))
+    ap.add_argument('--cairn', help='cairn binary to measure (default: build this tree and use its release binary)')
+    ap.add_argument('--venv', help='where the real-library venv lives (default: target/bench-venv)')
+    ap.add_argument('--callgrind-out', help='directory to keep the callgrind profiles of the N-log runs in')
     args = ap.parse_args()
+    global VENV
+    if args.venv:
+        VENV = os.path.abspath(args.venv)
     venv_py = ensure_venv()
-    cairn = ensure_cairn()
+    cairn = os.path.abspath(args.cairn) if args.cairn else ensure_cairn()
+    if args.callgrind_out:
+        os.makedirs(args.callgrind_out, exist_ok=True)
     a, b, c, rss = [], [], [], []
     with tempfile.TemporaryDirectory() as work:
         for _ in range(args.repeat):
@@ -130,9 +144,10 @@ def main():
             out = os.path.join(work, 'c.json')
             subprocess.run([PY, os.path.join(HERE, 'floor.py'), str(args.logs), out], check=True)
             c.append(read_result(out))
-        ipl = instructions_per_log(cairn, venv_py, work) if args.callgrind else None
+        ipl = instructions_per_log(cairn, venv_py, work, out_dir=args.callgrind_out) if args.callgrind else None
     ma, mb, mc = statistics.median(a), statistics.median(b), statistics.median(c)
     res = {
+        'cairn': cairn,
         'logs_per_run': args.logs,
         'repeats': args.repeat,
         'us_per_log': {'a_cairn_bundled': ma, 'b_real_library_json_noop_host': mb, 'c_floor_noop_function': mc},
@@ -145,6 +160,7 @@ def main():
     os.makedirs(os.path.dirname(args.json_out), exist_ok=True)
     with open(args.json_out, 'w') as f:
         json.dump(res, f, indent=2)
+    print(f'cairn: {cairn}')
     print(f'logs per run: {args.logs:,}, median of {args.repeat}')
     print(f'(a) cairn, bundled base        {ma:6.3f} us/log')
     print(f'(b) real library, no-op host   {mb:6.3f} us/log')

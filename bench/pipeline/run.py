@@ -6,15 +6,46 @@ RSS for zstd and gzip, next to a same-run reference: the same check with `--disc
 (the raw hand-off rate). Then the cursor cost: check-run period with 1 and 10,000 cursor
 updates per run.
 
-Usage: python3 bench/pipeline/run.py [--secs 20]   (from the repo root; builds first)
-"""
-import json, os, shutil, signal, statistics, subprocess, sys, tempfile, time
+With --callgrind it also counts instructions per delivered log: `cairn run` under
+`valgrind --tool=callgrind` (all threads: hand-off, buffer, sender, compression) with a check
+that sends --callgrind-logs seed-shaped logs in one run and then nothing, zstd, durable buffer,
+into the counting sink; stopped (SIGTERM) once the sink side has them all (`logs_sent`). The
+same with a 0-log check is subtracted, so start-up and shutdown cancel out. Instructions that
+depend on wall time (timers, idle threads) do not cancel exactly; they are small next to
+200,000 logs (the script prints the 0-log run's total).
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TARGET = os.environ.get('CARGO_TARGET_DIR', os.path.join(ROOT, 'target'))
-SECS = float(sys.argv[sys.argv.index('--secs') + 1]) if '--secs' in sys.argv else 20.0
+Usage: python3 bench/pipeline/run.py [--secs 20] [--root DIR | --target DIR] [--no-build]
+                                     [--only throughput,cursor,callgrind] [--callgrind]
+                                     [--callgrind-logs 200000] [--callgrind-out DIR]
+                                     [--callgrind-zero-wait 1.5]
+                                     [--json-out FILE]
+  --root DIR     the tree to build and measure (default: this repository); its target dir is
+                 DIR/target unless --target or CARGO_TARGET_DIR says otherwise
+  --target DIR   cargo target dir whose release/cairn and release/examples/count_sink run
+  --no-build     do not run cargo, use the binaries as they are
+"""
+import argparse, json, os, re, shutil, signal, statistics, subprocess, sys, tempfile, time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ap = argparse.ArgumentParser(usage=__doc__.split('Usage: ')[1])
+ap.add_argument('--secs', type=float, default=20.0)
+ap.add_argument('--root', default=os.path.dirname(os.path.dirname(HERE)))
+ap.add_argument('--target')
+ap.add_argument('--no-build', action='store_true')
+ap.add_argument('--only', default='throughput,cursor')
+ap.add_argument('--callgrind', action='store_true')
+ap.add_argument('--callgrind-logs', type=int, default=200_000)
+ap.add_argument('--callgrind-out')
+ap.add_argument('--callgrind-zero-wait', type=float, default=1.5,
+                help='seconds the 0-log run idles after its check ran (to measure idle cost)')
+ap.add_argument('--json-out')
+ARGS = ap.parse_args()
+ROOT = os.path.abspath(ARGS.root)
+TARGET = os.path.abspath(ARGS.target or os.environ.get('CARGO_TARGET_DIR') or os.path.join(ROOT, 'target'))
+SECS = ARGS.secs
 WARMUP = 4.0
 PORT = 18600 + os.getpid() % 1000
+RESULTS = {'root': ROOT, 'target': TARGET, 'secs': SECS}
 
 STRUCTURED = '''
 from datadog_checks.base import AgentCheck
@@ -52,7 +83,104 @@ class CursorCheck(AgentCheck):
 '''
 
 
+CALLGRIND_CHECK = '''
+from datadog_checks.base import AgentCheck
+import time
+
+class FixedCheck(AgentCheck):
+    def check(self, instance):
+        if getattr(self, 'done', False):
+            return
+        self.done = True
+        send = self.send_log
+        for _ in range(int(instance['logs'])):
+            send({
+                'message': 'Database query completed',
+                'timestamp': time.time(),
+                'status': 'info',
+                'service': 'my-custom-integration',
+                'source': 'custom_check',
+                'query_duration_ms': 145,
+                'rows_returned': 1024
+            })
+        open(instance['done_file'], 'w').close()
+'''
+
+
+def callgrind_run(logs, out_file):
+    # One `cairn run` under callgrind with a check that sends `logs` logs once. Returns
+    # (instructions, logs_sent, wall seconds).
+    tmp = tempfile.mkdtemp(prefix='cairn-bench-cg-')
+    try:
+        done = os.path.join(tmp, 'done')
+        config(tmp, 'fixed', CALLGRIND_CHECK,
+               "    logs: %d\n    done_file: '%s'" % (logs, done), '  compression_kind: zstd\n')
+        # One run only: the check's interval is a day (it would do nothing on later runs anyway).
+        conf = os.path.join(tmp, 'conf.d', 'fixed.d', 'conf.yaml')
+        with open(conf) as f:
+            text = f.read().replace('min_collection_interval: 0.001', 'min_collection_interval: 86400')
+        with open(conf, 'w') as f:
+            f.write(text)
+        cfile = os.path.join(tmp, 'counters.json')
+        vlog = os.path.join(tmp, 'valgrind.log')
+        cmd = ['valgrind', '--tool=callgrind', '--log-file=' + vlog, '--callgrind-out-file=' + out_file,
+               os.path.join(TARGET, 'release', 'cairn'), '-c', tmp, 'run', '--counters-file', cfile]
+        t0 = time.time()
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(os.path.join(tmp, 'agent.log'), 'w'),
+                             env=dict(os.environ, CAIRN_LOG='warn'))
+        deadline = t0 + 900
+        while time.time() < deadline:
+            time.sleep(0.5)
+            if p.poll() is not None:
+                sys.exit('cairn under callgrind exited early: %s' % open(os.path.join(tmp, 'agent.log')).read()[-2000:])
+            if os.path.exists(done) and counters(cfile).get('logs_sent', 0) >= logs:
+                break
+        else:
+            p.kill()
+            sys.exit('callgrind run did not deliver %d logs in 900 s' % logs)
+        if logs == 0:
+            time.sleep(ARGS.callgrind_zero_wait)  # a counters write or two, as in the N-log run
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=300)
+        wall = time.time() - t0
+        sent = counters(cfile).get('logs_sent', 0)
+        with open(vlog) as f:
+            m = re.search(r'Collected : (\d+)', f.read())
+        if not m:
+            sys.exit('no callgrind total in %s' % vlog)
+        return int(m.group(1)), sent, wall
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def callgrind_mode():
+    n = ARGS.callgrind_logs
+    out_dir = ARGS.callgrind_out or tempfile.mkdtemp(prefix='cairn-bench-cgout-')
+    os.makedirs(out_dir, exist_ok=True)
+    sink = subprocess.Popen([os.path.join(TARGET, 'release', 'examples', 'count_sink'), '127.0.0.1:%d' % PORT],
+                            stdout=subprocess.DEVNULL)
+    time.sleep(0.5)
+    try:
+        i0, s0, w0 = callgrind_run(0, os.path.join(out_dir, 'pipeline-0.out'))
+        i1, s1, w1 = callgrind_run(n, os.path.join(out_dir, 'pipeline-%d.out' % n))
+    finally:
+        sink.terminate()
+    if s1 != n:
+        print('warning: %d logs delivered, expected %d' % (s1, n))
+    ipl = (i1 - i0) / s1
+    RESULTS['callgrind'] = {'logs': n, 'delivered': s1, 'instructions': i1, 'instructions_0_logs': i0,
+                            'wall_s': w1, 'wall_s_0_logs': w0, 'instructions_per_log': ipl,
+                            'profiles': out_dir}
+    print('\n## Instructions per delivered log (callgrind, zstd, durable buffer, all threads)\n')
+    print('| logs | delivered | instructions | 0-log run | instructions/log | wall under valgrind |')
+    print('|---|---|---|---|---|---|')
+    print('| %d | %d | %d | %d | %.0f | %.0f s (+ %.0f s) |' % (n, s1, i1, i0, ipl, w1, w0))
+    print('profiles kept in %s' % out_dir)
+
+
 def build():
+    if ARGS.no_build:
+        return
     env = dict(os.environ, CARGO_TARGET_DIR=TARGET)
     subprocess.run(['cargo', 'build', '--release', '-q', '-p', 'cairn'], cwd=ROOT, env=env, check=True)
     subprocess.run(['cargo', 'build', '--release', '-q', '-p', 'cairn-logs', '--example', 'count_sink'],
@@ -140,6 +268,7 @@ def throughput():
     finally:
         sink.terminate()
     ref = rows[0][1]['logs_per_s']
+    RESULTS['throughput'] = {label: r for label, r in rows}
     print('\n## End-to-end throughput (%.0f s after %.0f s warm-up, seed structured log)\n' % (SECS, WARMUP))
     print('| path | logs/s | MB/s (uncompressed) | MB/s on the wire | CPU-s per million logs | CPU cores busy | peak RSS MiB | vs hand-off | backlog at end |')
     print('|---|---|---|---|---|---|---|---|---|')
@@ -153,6 +282,7 @@ def cursor_cost():
     print('\n## Cursor cost (check-run period: run start to next run start, commit included)\n')
     print('| run | median ms | p90 ms |')
     print('|---|---|---|')
+    RESULTS['cursor'] = {}
     sink = subprocess.Popen([os.path.join(TARGET, 'release', 'examples', 'count_sink'), '127.0.0.1:%d' % PORT],
                             stdout=subprocess.DEVNULL)
     time.sleep(0.5)
@@ -173,7 +303,9 @@ def cursor_cost():
                 with open(times) as f:
                     ts = [float(x) for x in f.read().split()]
                 periods = sorted((b - a) * 1000 for a, b in zip(ts[2:], ts[3:]))
-                print('| %s | %.2f | %.2f |' % (label, statistics.median(periods), periods[int(len(periods) * 0.9)]))
+                med, p90 = statistics.median(periods), periods[int(len(periods) * 0.9)]
+                RESULTS['cursor'][label] = {'median_ms': med, 'p90_ms': p90}
+                print('| %s | %.2f | %.2f |' % (label, med, p90))
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
     finally:
@@ -182,6 +314,20 @@ def cursor_cost():
 
 if __name__ == '__main__':
     build()
-    print('machine: %d cores; %s' % (os.cpu_count(), open('/proc/cpuinfo').read().split('model name')[1].split('\n')[0].strip(': ')))
-    throughput()
-    cursor_cost()
+    print('machine: %d cores; %s; load %s' % (
+        os.cpu_count(), open('/proc/cpuinfo').read().split('model name')[1].split('\n')[0].strip(' \t:'),
+        ' '.join(open('/proc/loadavg').read().split()[:3])))
+    print('cairn: %s' % os.path.join(TARGET, 'release', 'cairn'))
+    parts = set(ARGS.only.split(','))
+    if ARGS.callgrind:
+        parts.add('callgrind')
+    if 'throughput' in parts:
+        throughput()
+    if 'cursor' in parts:
+        cursor_cost()
+    if 'callgrind' in parts:
+        callgrind_mode()
+    if ARGS.json_out:
+        os.makedirs(os.path.dirname(os.path.abspath(ARGS.json_out)), exist_ok=True)
+        with open(ARGS.json_out, 'w') as f:
+            json.dump(RESULTS, f, indent=2)

@@ -111,4 +111,13 @@ fn drop_oldest_keeps_the_check_running_and_counts_the_drops() {
         numbers.len()
     );
     assert!(numbers.len() as u64 + dropped <= processed + 4 * 1000);
+    // Per check, by reason, the drops add up to the pipeline's total.
+    let c = agent.counters();
+    let per_check: u64 = c["checks"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v["logs_dropped"]["buffer_full"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(per_check, dropped, "{c}");
 }

@@ -57,12 +57,13 @@ fn an_outage_of_500s_then_refused_connections_loses_nothing() {
 #[test]
 fn a_429_retry_after_is_honoured() {
     let intake = Intake::start();
+    let mut agent = Agent::new(&intake, "", "    per_run: 5\n    total: 5");
     // Retry-After is capped at sender_backoff_max: raise the cap above the 2 s asked for.
-    let mut agent = Agent::new(
-        &intake,
-        "  sender_backoff_max: 5\n",
-        "    per_run: 5\n    total: 5",
-    );
+    let yaml = agent.path().join("datadog.yaml");
+    let text = std::fs::read_to_string(&yaml)
+        .unwrap()
+        .replace("sender_backoff_max: 0.5", "sender_backoff_max: 5");
+    std::fs::write(&yaml, text).unwrap();
     intake.set_mode(Mode::TooManyRequests {
         retry_after_secs: 2,
     });

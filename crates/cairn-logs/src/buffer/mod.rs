@@ -1098,9 +1098,15 @@ impl Buffer {
                 Ok(Some(inner))
             }
             WhenFull::DropOldest => {
-                let had_undelivered = inner.head < inner.tail;
-                if had_undelivered {
-                    self.drop_oldest_segment(&mut inner, LossReason::DiskFull)?;
+                let mut had_undelivered = inner.head < inner.tail;
+                // Dropping what sits in the active segment needs a new one; on a disk too full
+                // even for an empty file, this append is the one dropped (below).
+                if had_undelivered
+                    && self
+                        .drop_oldest_segment(&mut inner, LossReason::DiskFull)
+                        .is_err()
+                {
+                    had_undelivered = false;
                 }
                 drop(inner);
                 let _ = self.sync_once();

@@ -187,6 +187,8 @@ pub(super) fn recover(dir: &Path, counters: &Counters) -> Result<Recovered, Sink
     // End of the readable data of the newest segment, and its average log size.
     let mut data_end = 0u64;
     let mut last_avg = DEFAULT_RECORD_BYTES;
+    // Log sizes over the whole buffer, for segments that hold no readable log of their own.
+    let (mut all_log_bytes, mut all_logs) = (0u64, 0u64);
     let found = list_segments(dir)?;
     let last_index = found.len().saturating_sub(1);
 
@@ -272,7 +274,12 @@ pub(super) fn recover(dir: &Path, counters: &Counters) -> Result<Recovered, Sink
             }
         })
         .map_err(io_err(path))?;
-        if let Some(avg) = log_bytes.checked_div(log_count) {
+        all_log_bytes += log_bytes;
+        all_logs += log_count;
+        if let Some(avg) = log_bytes
+            .checked_div(log_count)
+            .or_else(|| all_log_bytes.checked_div(all_logs))
+        {
             seg.avg = avg;
         }
 
@@ -400,7 +407,7 @@ pub(super) fn recover(dir: &Path, counters: &Counters) -> Result<Recovered, Sink
             missing_from = tail,
             missing_to = durable_hint,
             bytes,
-            "buffer: the newest segment is missing; the undelivered logs it held are lost"
+            "buffer: the newest segment is missing or cut short; the undelivered logs it held are lost"
         );
         tail = durable_hint;
     }
