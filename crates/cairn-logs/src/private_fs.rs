@@ -33,9 +33,13 @@ fn euid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
-/// Writable by someone other than its owner.
-fn others_can_write(mode: u32) -> bool {
-    mode & 0o022 != 0
+/// Writable by someone other than its owner: by everyone, or by a group other than the
+/// agent's own primary group (with user private groups, as Ubuntu's umask 002 makes them, a
+/// group-writable home directory is writable by its owner alone).
+fn others_can_write(mode: u32, gid: u32) -> bool {
+    // SAFETY: getegid has no preconditions and cannot fail.
+    let own_group = gid == unsafe { libc::getegid() };
+    mode & 0o002 != 0 || (mode & 0o020 != 0 && !own_group)
 }
 
 /// Checks that a directory on the way to `run_path` cannot be used by another user to swap
@@ -43,7 +47,7 @@ fn others_can_write(mode: u32) -> bool {
 /// is sticky (others then cannot rename or delete what the agent made, as in `/tmp`).
 fn check_ancestor(path: &Path) -> Result<(), PrivateFsError> {
     let meta = fs::metadata(path).map_err(io_at(path))?;
-    let (uid, mode) = (meta.uid(), meta.mode());
+    let (uid, mode, gid) = (meta.uid(), meta.mode(), meta.gid());
     if uid != euid() && uid != 0 {
         return Err(PrivateFsError::Unsafe {
             path: path.to_path_buf(),
@@ -53,7 +57,7 @@ fn check_ancestor(path: &Path) -> Result<(), PrivateFsError> {
             ),
         });
     }
-    if others_can_write(mode) && mode & libc::S_ISVTX == 0 {
+    if others_can_write(mode, gid) && mode & libc::S_ISVTX == 0 {
         return Err(PrivateFsError::Unsafe {
             path: path.to_path_buf(),
             problem: format!(
