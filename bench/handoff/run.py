@@ -15,10 +15,13 @@ noisy machine where wall-clock ratios wander.
 
 Usage: python3 bench/handoff/run.py [--logs 1000000] [--repeat 3] [--callgrind]
                                     [--cairn PATH] [--venv DIR] [--callgrind-out DIR]
+                                    [--callgrind-only]
 
 --cairn runs a given cairn binary (e.g. another worktree's release build) instead of building
 this tree's; --venv puts the real-library venv elsewhere; --callgrind-out keeps the callgrind
-profiles of the N-log runs (a.out, b.out, c.out) for callgrind_annotate.
+profiles of the N-log runs (a.out, b.out, c.out) for callgrind_annotate; --callgrind-only skips
+the wall-clock runs. Callgrind runs use PYTHONHASHSEED=0 (unless set): str hashes decide dict
+probing, and a random seed moves the Python-heavy counts by up to ~4 % between runs.
 """
 import argparse
 import json
@@ -58,7 +61,10 @@ def read_result(path):
 
 def callgrind(cmd, out_file='/dev/null'):
     """Instructions executed by `cmd` (valgrind's callgrind, no cache simulation)."""
-    p = subprocess.run(['valgrind', '--tool=callgrind', f'--callgrind-out-file={out_file}', *cmd], capture_output=True, text=True)
+    # A fixed str hash seed: with a random one, dict probing differs run to run and moves the
+    # count of the Python-heavy paths by a few percent.
+    env = dict(os.environ, PYTHONHASHSEED=os.environ.get('PYTHONHASHSEED', '0'))
+    p = subprocess.run(['valgrind', '--tool=callgrind', f'--callgrind-out-file={out_file}', *cmd], capture_output=True, text=True, env=env)
     if p.returncode != 0:
         sys.exit(f'valgrind failed: {p.stderr[-2000:]}')
     return int(re.search(r'Collected : (\d+)', p.stderr).group(1))
@@ -124,6 +130,7 @@ def main():
     ap.add_argument('--cairn', help='cairn binary to measure (default: build this tree and use its release binary)')
     ap.add_argument('--venv', help='where the real-library venv lives (default: target/bench-venv)')
     ap.add_argument('--callgrind-out', help='directory to keep the callgrind profiles of the N-log runs in')
+    ap.add_argument('--callgrind-only', action='store_true', help='skip the wall-clock runs (implies --callgrind)')
     args = ap.parse_args()
     global VENV
     if args.venv:
@@ -132,6 +139,8 @@ def main():
     cairn = os.path.abspath(args.cairn) if args.cairn else ensure_cairn()
     if args.callgrind_out:
         os.makedirs(args.callgrind_out, exist_ok=True)
+    if args.callgrind_only:
+        args.callgrind, args.repeat = True, 0
     a, b, c, rss = [], [], [], []
     with tempfile.TemporaryDirectory() as work:
         for _ in range(args.repeat):
@@ -145,6 +154,8 @@ def main():
             subprocess.run([PY, os.path.join(HERE, 'floor.py'), str(args.logs), out], check=True)
             c.append(read_result(out))
         ipl = instructions_per_log(cairn, venv_py, work, out_dir=args.callgrind_out) if args.callgrind else None
+    if args.callgrind_only:
+        a, b, c, rss = [float('nan')], [float('nan')], [float('nan')], [float('nan')]
     ma, mb, mc = statistics.median(a), statistics.median(b), statistics.median(c)
     res = {
         'cairn': cairn,

@@ -12,12 +12,13 @@ that sends --callgrind-logs seed-shaped logs in one run and then nothing, zstd, 
 into the counting sink; stopped (SIGTERM) once the sink side has them all (`logs_sent`). The
 same with a 0-log check is subtracted, so start-up and shutdown cancel out. Instructions that
 depend on wall time (timers, idle threads) do not cancel exactly; they are small next to
-200,000 logs (the script prints the 0-log run's total).
+200,000 logs (the script prints the 0-log run's total). PYTHONHASHSEED is fixed (0 unless
+set) under callgrind: a random str hash seed moves the count by ~1.5 % between runs.
 
 Usage: python3 bench/pipeline/run.py [--secs 20] [--root DIR | --target DIR] [--no-build]
                                      [--only throughput,cursor,callgrind] [--callgrind]
                                      [--callgrind-logs 200000] [--callgrind-out DIR]
-                                     [--callgrind-zero-wait 1.5]
+                                     [--callgrind-zero-wait 1.5] [--callgrind-runs N]
                                      [--json-out FILE]
   --root DIR     the tree to build and measure (default: this repository); its target dir is
                  DIR/target unless --target or CARGO_TARGET_DIR says otherwise
@@ -36,6 +37,8 @@ ap.add_argument('--only', default='throughput,cursor')
 ap.add_argument('--callgrind', action='store_true')
 ap.add_argument('--callgrind-logs', type=int, default=200_000)
 ap.add_argument('--callgrind-out')
+ap.add_argument('--callgrind-runs', type=int, default=0,
+                help='also count instructions per check run: a 0-log check run this many times')
 ap.add_argument('--callgrind-zero-wait', type=float, default=1.5,
                 help='seconds the 0-log run idles after its check ran (to measure idle cost)')
 ap.add_argument('--json-out')
@@ -89,9 +92,11 @@ import time
 
 class FixedCheck(AgentCheck):
     def check(self, instance):
-        if getattr(self, 'done', False):
+        self.runs = getattr(self, 'runs', 0) + 1
+        if self.runs >= int(instance['runs']):
+            open(instance['done_file'], 'w').close()
+        if self.runs > 1:
             return
-        self.done = True
         send = self.send_log
         for _ in range(int(instance['logs'])):
             send({
@@ -103,31 +108,35 @@ class FixedCheck(AgentCheck):
                 'query_duration_ms': 145,
                 'rows_returned': 1024
             })
-        open(instance['done_file'], 'w').close()
 '''
 
 
-def callgrind_run(logs, out_file):
-    # One `cairn run` under callgrind with a check that sends `logs` logs once. Returns
-    # (instructions, logs_sent, wall seconds).
+def callgrind_run(logs, out_file, runs=1):
+    # One `cairn run` under callgrind with a check that sends `logs` logs in its first run and
+    # is stopped after `runs` runs (every 1 ms; a day apart when runs == 1). Returns
+    # (instructions, logs_sent, wall seconds). `done_file` appears once the last run started:
+    # the check writes it before its logs, so logs_sent is waited for too.
     tmp = tempfile.mkdtemp(prefix='cairn-bench-cg-')
     try:
         done = os.path.join(tmp, 'done')
         config(tmp, 'fixed', CALLGRIND_CHECK,
-               "    logs: %d\n    done_file: '%s'" % (logs, done), '  compression_kind: zstd\n')
-        # One run only: the check's interval is a day (it would do nothing on later runs anyway).
-        conf = os.path.join(tmp, 'conf.d', 'fixed.d', 'conf.yaml')
-        with open(conf) as f:
-            text = f.read().replace('min_collection_interval: 0.001', 'min_collection_interval: 86400')
-        with open(conf, 'w') as f:
-            f.write(text)
+               "    logs: %d\n    runs: %d\n    done_file: '%s'" % (logs, runs, done), '  compression_kind: zstd\n')
+        if runs == 1:
+            # One run only: the check's interval is a day.
+            conf = os.path.join(tmp, 'conf.d', 'fixed.d', 'conf.yaml')
+            with open(conf) as f:
+                text = f.read().replace('min_collection_interval: 0.001', 'min_collection_interval: 86400')
+            with open(conf, 'w') as f:
+                f.write(text)
         cfile = os.path.join(tmp, 'counters.json')
         vlog = os.path.join(tmp, 'valgrind.log')
         cmd = ['valgrind', '--tool=callgrind', '--log-file=' + vlog, '--callgrind-out-file=' + out_file,
                os.path.join(TARGET, 'release', 'cairn'), '-c', tmp, 'run', '--counters-file', cfile]
         t0 = time.time()
+        # A fixed str hash seed, so that dict probing (and so the count) repeats run to run.
+        env = dict(os.environ, CAIRN_LOG='warn', PYTHONHASHSEED=os.environ.get('PYTHONHASHSEED', '0'))
         p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(os.path.join(tmp, 'agent.log'), 'w'),
-                             env=dict(os.environ, CAIRN_LOG='warn'))
+                             env=env)
         deadline = t0 + 900
         while time.time() < deadline:
             time.sleep(0.5)
@@ -138,7 +147,7 @@ def callgrind_run(logs, out_file):
         else:
             p.kill()
             sys.exit('callgrind run did not deliver %d logs in 900 s' % logs)
-        if logs == 0:
+        if logs == 0 and runs == 1:
             time.sleep(ARGS.callgrind_zero_wait)  # a counters write or two, as in the N-log run
         p.send_signal(signal.SIGTERM)
         p.wait(timeout=300)
@@ -175,6 +184,19 @@ def callgrind_mode():
     print('| logs | delivered | instructions | 0-log run | instructions/log | wall under valgrind |')
     print('|---|---|---|---|---|---|')
     print('| %d | %d | %d | %d | %.0f | %.0f s (+ %.0f s) |' % (n, s1, i1, i0, ipl, w1, w0))
+    if ARGS.callgrind_runs:
+        r = ARGS.callgrind_runs
+        sink = subprocess.Popen([os.path.join(TARGET, 'release', 'examples', 'count_sink'), '127.0.0.1:%d' % PORT],
+                                stdout=subprocess.DEVNULL)
+        time.sleep(0.5)
+        try:
+            ir, _, wr = callgrind_run(0, os.path.join(out_dir, 'pipeline-runs-%d.out' % r), runs=r)
+        finally:
+            sink.terminate()
+        ipr = (ir - i0) / (r - 1)
+        RESULTS['callgrind']['runs'] = {'runs': r, 'instructions': ir, 'wall_s': wr, 'instructions_per_extra_run': ipr}
+        print('\nper check run (0 logs, %d runs 1 ms apart, minus the 1-run 0-log run): %.0f instructions/run '
+              '(%.0f s under valgrind; includes the idle threads over that time)' % (r, ipr, wr))
     print('profiles kept in %s' % out_dir)
 
 

@@ -37,4 +37,4 @@ done
 
 mkdir -p "$root/artifacts"
 INTAKE_URL="$url" CHROMIUM="$chromium" PROFILE_DIR="$work/profile" ARTIFACTS="$root/artifacts" \
-  node --test --test-reporter=spec "$here/explorer.test.mjs"
+  node --test --test-reporter=spec "$here"/*.test.mjs
