@@ -99,9 +99,21 @@ fn make_bodies(total: usize, now_ms: i64) -> (Vec<Vec<u8>>, usize) {
     (bodies, plain)
 }
 
+/// Every request carries the token, as the agent's sender does, so its check is measured.
+fn authed_client(intake: &RunningIntake) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(t) = intake.token() {
+        headers.insert("DD-API-KEY", t.parse().expect("a token is a header value"));
+    }
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("client")
+}
+
 async fn post_all(intake: &RunningIntake, bodies: &[Vec<u8>]) -> Duration {
     let url = format!("{}/api/v2/logs", intake.url());
-    let client = reqwest::Client::new();
+    let client = authed_client(intake);
     let next = std::sync::atomic::AtomicUsize::new(0);
     let started = Instant::now();
     let sender = || async {
@@ -264,7 +276,7 @@ fn main() {
         cfg.max_size_bytes = u64::MAX;
         cfg.retention = Duration::from_secs(30 * 86_400);
         let intake = cairn_intake::start(cfg).await.expect("intake starts");
-        let client = reqwest::Client::new();
+        let client = authed_client(&intake);
 
         let (rtt, _) = time_requests(&client, &format!("{}/api/v1/validate", intake.url()), None, 200).await;
         println!("reference  trivial HTTP round trip (GET /api/v1/validate): p50 {}", ms(rtt.p50));

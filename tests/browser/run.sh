@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Drives the Log Explorer in headless Chromium: builds and starts a local intake on a free
-# port, runs explorer.test.mjs against it, stops it. Exits non-zero on any failure.
+# Drives the Log Explorer in headless Chromium: builds and starts ONE local intake on a free
+# port, runs every *.test.mjs against it (one file at a time), stops it. Exits non-zero on any
+# failure. Each test gets INTAKE_URL (the intake's base URL) and INTAKE_TOKEN (its token: send
+# it as `Authorization: Bearer $INTAKE_TOKEN` or DD-API-KEY, and open the Explorer as
+# `$INTAKE_URL/?token=$INTAKE_TOKEN`, which sets the cookie and redirects to `/`).
 # Needs: apt-get install -y chromium nodejs npm   (the browser is never downloaded)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -29,12 +32,14 @@ server_pid=$!
 url=""
 for _ in $(seq 1 100); do
   url=$(sed -n 's/^listening on //p' "$work/serve.out")
+  token=$(sed -n 's/^token //p' "$work/serve.out")
   [ -n "$url" ] && break
   kill -0 "$server_pid" 2>/dev/null || { cat "$work/serve.err" >&2; exit 1; }
   sleep 0.1
 done
 [ -n "$url" ] || { echo "run.sh: intake did not start" >&2; cat "$work/serve.err" >&2; exit 1; }
+[ -n "$token" ] || { echo "run.sh: the intake printed no token" >&2; exit 1; }
 
 mkdir -p "$root/artifacts"
-INTAKE_URL="$url" CHROMIUM="$chromium" PROFILE_DIR="$work/profile" ARTIFACTS="$root/artifacts" \
-  node --test --test-reporter=spec "$here"/*.test.mjs
+INTAKE_URL="$url" INTAKE_TOKEN="$token" CHROMIUM="$chromium" PROFILE_DIR="$work/profile" ARTIFACTS="$root/artifacts" \
+  node --test --test-concurrency=1 --test-reporter=spec "$here"/*.test.mjs

@@ -104,6 +104,12 @@ pub struct LogsConfig {
     pub buffer: BufferConfig,
     /// Cairn's `logs_config.intake.listen`: where the embedded local intake listens.
     pub intake_listen: String,
+    /// Cairn's `logs_config.intake.token`: the embedded intake's token. `None`: generated
+    /// into `<run_path>/auth_token` and reused across restarts.
+    pub intake_token: Option<Secret>,
+    /// Cairn's `logs_config.intake.auth` (default true); false lets anyone who can connect
+    /// read and write the embedded intake (warned about loudly; refused beyond loopback).
+    pub intake_auth: bool,
 }
 
 impl fmt::Debug for LogsConfig {
@@ -127,6 +133,8 @@ impl fmt::Debug for LogsConfig {
             http_timeout_secs,
             buffer,
             intake_listen,
+            intake_token,
+            intake_auth,
         } = self;
         f.debug_struct("LogsConfig")
             .field("logs_dd_url", &logs_dd_url.as_deref().map(redact_url))
@@ -146,6 +154,8 @@ impl fmt::Debug for LogsConfig {
             .field("http_timeout_secs", http_timeout_secs)
             .field("buffer", buffer)
             .field("intake_listen", intake_listen)
+            .field("intake_token", intake_token)
+            .field("intake_auth", intake_auth)
             .finish()
     }
 }
@@ -173,6 +183,8 @@ impl Default for LogsConfig {
                 when_full: WhenFull::Block,
             },
             intake_listen: "127.0.0.1:10518".to_string(),
+            intake_token: None,
+            intake_auth: true,
         }
     }
 }
@@ -312,6 +324,8 @@ const KEYS: &[(&str, Kind)] = &[
         Kind::Enum(&["block", "drop_oldest"]),
     ),
     ("logs_config.intake.listen", Kind::Str),
+    ("logs_config.intake.token", Kind::Str),
+    ("logs_config.intake.auth", Kind::Bool),
 ];
 
 const RULES_KEY: &str = "logs_config.processing_rules";
@@ -415,6 +429,8 @@ fn is_known(path: &str) -> bool {
 /// Keys whose values must never be handed out by [`AgentConfig::get`] or kept in the raw tree.
 fn is_secret_key(segment: &str) -> bool {
     segment == "api_key"
+        || segment == "token"
+        || segment.ends_with("_token")
         || segment == "app_key"
         || segment.ends_with("_api_key")
         || segment.ends_with("_app_key")
@@ -671,6 +687,8 @@ impl AgentConfig {
                 }
             }
             "logs_config.intake.listen" => logs.intake_listen = as_string(&v),
+            "logs_config.intake.token" => logs.intake_token = Secret::new(as_string(&v)),
+            "logs_config.intake.auth" => logs.intake_auth = v.as_bool().unwrap_or(true),
             _ => {}
         }
     }
@@ -726,6 +744,7 @@ impl AgentConfig {
             "logs_config.buffer.max_size_bytes" => Value::from(logs.buffer.max_size_bytes),
             "logs_config.buffer.when_full" => Value::from(logs.buffer.when_full.as_str()),
             "logs_config.intake.listen" => Value::from(logs.intake_listen.as_str()),
+            "logs_config.intake.auth" => Value::from(logs.intake_auth),
             RULES_KEY => json_lookup(&self.raw.0, key)
                 .cloned()
                 .unwrap_or(Value::Array(Vec::new())),

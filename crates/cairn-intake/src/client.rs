@@ -15,6 +15,8 @@ const TAIL_BACKLOG: u32 = 10;
 pub struct ClientConfig {
     pub url: String,
     pub api_key: Option<String>,
+    /// The intake's session token, sent as `Authorization: Bearer`.
+    pub token: Option<String>,
     pub timeout: Duration,
 }
 
@@ -23,6 +25,7 @@ impl Default for ClientConfig {
         ClientConfig {
             url: DEFAULT_URL.into(),
             api_key: None,
+            token: None,
             timeout: Duration::from_secs(30),
         }
     }
@@ -87,6 +90,10 @@ impl Client {
     ) -> Result<SearchResponse, IntakeError> {
         let req = match &self.cfg.api_key {
             Some(k) => req.header(wire::API_KEY_HEADER, k),
+            None => req,
+        };
+        let req = match &self.cfg.token {
+            Some(t) => req.bearer_auth(t),
             None => req,
         };
         let fail = |reason: String| IntakeError::Client {
@@ -174,6 +181,15 @@ pub fn format_line(ev: &LogEvent) -> String {
     )
 }
 
+/// Characters that reorder the text around them (embeddings, overrides, isolates, marks):
+/// `"\u{202E}0001$"` would display as `$1000`. Shown as `<U+202E>`, never applied.
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(
+        c,
+        '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}'
+    )
+}
+
 fn printable(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -181,16 +197,37 @@ fn printable(s: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\t' => out.push_str("\\t"),
             c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c if is_bidi_control(c) => out.push_str(&format!("<U+{:04X}>", c as u32)),
             c => out.push(c),
         }
     }
     out
 }
 
+/// One JSON object per line, with direction controls written as `\u202e` escapes: the value
+/// a JSON reader gets is unchanged, but a terminal shows the escape instead of obeying it.
+/// (In JSON text such characters can only occur inside strings, so replacing them there is
+/// the same as replacing them everywhere.)
+pub fn json_line(ev: &LogEvent) -> Result<String, serde_json::Error> {
+    let text = serde_json::to_string(ev)?;
+    if !text.chars().any(is_bidi_control) {
+        return Ok(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if is_bidi_control(c) {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    Ok(out)
+}
+
 fn write_event(out: &mut dyn Write, ev: &LogEvent, json: bool) -> std::io::Result<()> {
     if json {
-        serde_json::to_writer(&mut *out, ev)?;
-        writeln!(out)
+        let line = json_line(ev).map_err(std::io::Error::other)?;
+        writeln!(out, "{line}")
     } else {
         writeln!(out, "{}", format_line(ev))
     }
@@ -249,4 +286,44 @@ pub fn run_tail(
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::EventAttributes;
+
+    fn event(message: &str, host: &str) -> LogEvent {
+        LogEvent {
+            id: "1".into(),
+            kind: "log".into(),
+            attributes: EventAttributes {
+                timestamp: "2024-01-01T00:00:00.000Z".into(),
+                status: "info".into(),
+                service: "web".into(),
+                host: host.into(),
+                message: message.into(),
+                tags: vec!["rlo:\u{202E}nimda".into()],
+                attributes: serde_json::Map::new(),
+            },
+        }
+    }
+
+    #[test]
+    fn direction_controls_are_shown_not_obeyed() {
+        let ev = event(
+            "amount: \u{202E}0001$ \u{202D}ok",
+            "h\u{2067}x\u{200F}\u{061C}",
+        );
+        let line = format_line(&ev);
+        assert!(line.contains("amount: <U+202E>0001$ <U+202D>ok"), "{line}");
+        assert!(line.contains("h<U+2067>x<U+200F><U+061C>"), "{line}");
+        assert!(!line.chars().any(is_bidi_control));
+        let json = json_line(&ev).unwrap();
+        assert!(!json.chars().any(is_bidi_control), "{json}");
+        assert!(json.contains(r"\u202e0001$"), "{json}");
+        // The value read back is the stored one.
+        let back: LogEvent = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.attributes, ev.attributes);
+    }
 }

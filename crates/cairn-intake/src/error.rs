@@ -28,6 +28,19 @@ pub enum IntakeError {
     BadRequest(String),
     #[error("cannot start the runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("token file {path}: {source}")]
+    TokenFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("bad token: {0}")]
+    BadToken(String),
+    #[error(
+        "refusing to listen on {addr} without a token or an API key: anyone who can reach it \
+         could read and forge every log; keep the token on (the default), set one, or give \
+         API keys, or listen on 127.0.0.1"
+    )]
+    OpenBeyondLoopback { addr: std::net::SocketAddr },
     #[error("{url}: {reason}")]
     Client { url: String, reason: String },
 }

@@ -1,11 +1,10 @@
 //! The HTTP face: intake endpoints, search endpoints, the Explorer's static files.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Query, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -14,6 +13,7 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 
 use crate::api;
+use crate::auth::same_secret;
 use crate::ingest::{self, Encoding, Reject};
 use crate::store::Store;
 use crate::timefmt::now_ms;
@@ -31,33 +31,52 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
 
 pub struct AppState {
     pub store: Arc<Store>,
-    pub api_keys: Vec<String>,
+    access: Access,
     ingest_permits: Semaphore,
-    /// `Host` values accepted when bound to loopback, so a web page that rebinds its DNS name
-    /// to 127.0.0.1 cannot read the Explorer's answers.
-    allowed_hosts: Option<Vec<String>>,
 }
 
-pub fn router(store: Arc<Store>, api_keys: Vec<String>, local: std::net::SocketAddr) -> Router {
-    let allowed_hosts = local.ip().is_loopback().then(|| {
-        let port = local.port();
-        vec![
-            format!("127.0.0.1:{port}"),
-            format!("localhost:{port}"),
-            format!("[::1]:{port}"),
-            local.to_string(),
-        ]
-    });
+/// Who may use the intake, and under which names.
+pub struct Access {
+    /// The session token; `None` when disabled.
+    pub token: Option<String>,
+    /// Accepted besides the token (SPEC §6).
+    pub api_keys: Vec<String>,
+    /// `Host` values answered to (see `auth::allowed_hosts`): a web page that rebinds its
+    /// DNS name to this machine sends its own name and is refused.
+    pub allowed_hosts: Vec<String>,
+    /// Name of the cookie the Explorer gets for the token.
+    pub cookie: String,
+}
+
+impl Access {
+    fn open(&self) -> bool {
+        self.token.is_none() && self.api_keys.is_empty()
+    }
+
+    fn accepts(&self, given: &str) -> bool {
+        let given = given.trim().as_bytes();
+        // Every secret is compared, so timing does not tell which one (or whether any) matched.
+        let mut ok = false;
+        if let Some(t) = &self.token {
+            ok |= same_secret(t.as_bytes(), given);
+        }
+        for k in &self.api_keys {
+            ok |= same_secret(k.as_bytes(), given);
+        }
+        ok
+    }
+}
+
+pub fn router(store: Arc<Store>, access: Access) -> Router {
     let state = Arc::new(AppState {
         store,
-        api_keys,
+        access,
         ingest_permits: Semaphore::new(MAX_INGEST_IN_FLIGHT),
-        allowed_hosts,
     });
     Router::new()
         .route("/api/v2/logs", post(ingest_handler))
         .route("/v1/input", post(ingest_handler))
-        .route("/v1/input/{key}", post(ingest_with_path_key))
+        .route("/v1/input/{key}", post(ingest_handler))
         .route("/api/v2/logs/events/search", post(search_handler))
         .route("/api/v2/logs/events/tail", get(tail_handler))
         .route("/api/v2/logs/analytics/aggregate", post(aggregate_handler))
@@ -86,8 +105,25 @@ pub fn router(store: Arc<Store>, api_keys: Vec<String>, local: std::net::SocketA
         )
         .layer(DefaultBodyLimit::max(MAX_RAW_BODY_BYTES))
         .layer(middleware::from_fn_with_state(state.clone(), guard))
+        // Outermost, so that every answer carries the security headers: the guard's 400, 401,
+        // 403 and 421, the body limit's 413, and whatever other layers answer themselves.
+        .layer(middleware::from_fn(security_headers))
         .with_state(state)
 }
+
+/// The routes, for tests that must cover every one of them.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("POST", "/api/v2/logs"),
+    ("POST", "/v1/input"),
+    ("POST", "/v1/input/{key}"),
+    ("POST", "/api/v2/logs/events/search"),
+    ("GET", "/api/v2/logs/events/tail"),
+    ("POST", "/api/v2/logs/analytics/aggregate"),
+    ("GET", "/api/v1/validate"),
+    ("GET", "/"),
+    ("GET", "/app.js"),
+    ("GET", "/app.css"),
+];
 
 async fn static_file(content_type: &'static str, body: &'static str) -> Response {
     (
@@ -100,37 +136,7 @@ async fn static_file(content_type: &'static str, body: &'static str) -> Response
         .into_response()
 }
 
-/// Every response carries the security headers; requests with a foreign `Host` are refused.
-async fn guard(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    if let (Some(allowed), Some(host)) = (&st.allowed_hosts, req.headers().get(header::HOST)) {
-        let host = host.to_str().unwrap_or("");
-        if !allowed.iter().any(|a| a.eq_ignore_ascii_case(host)) {
-            return error(
-                StatusCode::MISDIRECTED_REQUEST,
-                format!("this intake answers to 127.0.0.1, not {host:?}"),
-            );
-        }
-    }
-    // Browsers send `Origin` on cross-site POSTs (even "simple" text/plain ones that skip the
-    // CORS preflight): refuse any origin but the Explorer's own, so another web page cannot
-    // inject logs into, or query, this intake. Agents and the CLI send no Origin.
-    if let Some(origin) = req.headers().get(header::ORIGIN) {
-        let origin = origin.to_str().unwrap_or("");
-        let host = req
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("");
-        let same_origin = origin
-            .strip_prefix("http://")
-            .is_some_and(|o| !host.is_empty() && o.eq_ignore_ascii_case(host));
-        if !same_origin {
-            return error(
-                StatusCode::FORBIDDEN,
-                format!("requests from origin {origin:?} are refused"),
-            );
-        }
-    }
+async fn security_headers(req: Request, next: Next) -> Response {
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
     h.insert(
@@ -146,7 +152,194 @@ async fn guard(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Res
         HeaderValue::from_static("no-referrer"),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::HeaderName::from_static("cross-origin-resource-policy"),
+        HeaderValue::from_static("same-origin"),
+    );
     resp
+}
+
+/// Refuses, before any body is read: a missing or foreign `Host` (DNS rebinding), requests a
+/// browser marks as coming from another site, a foreign `Origin`, and requests without the
+/// token or a key. Trades `/?token=` for a cookie.
+async fn guard(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let access = &st.access;
+    let headers = req.headers();
+    // HTTP/1.1 requires Host; without one the check below could not tell a rebinding page
+    // from a local client, so it is refused rather than skipped.
+    let Some(host) = headers.get(header::HOST) else {
+        return error(StatusCode::BAD_REQUEST, "a Host header is required".into());
+    };
+    let host = host.to_str().unwrap_or("");
+    if !access
+        .allowed_hosts
+        .iter()
+        .any(|a| a.eq_ignore_ascii_case(host))
+    {
+        return error(
+            StatusCode::MISDIRECTED_REQUEST,
+            format!("this intake does not answer to the name {host:?}"),
+        );
+    }
+    // Browsers label every request with where it comes from. A no-cors `<img>` or a form
+    // carries no Origin but does carry this, so it is what stops another page's GETs.
+    if let Some(site) = headers.get("sec-fetch-site") {
+        let site = site.as_bytes();
+        if site.eq_ignore_ascii_case(b"cross-site") || site.eq_ignore_ascii_case(b"same-site") {
+            return error(
+                StatusCode::FORBIDDEN,
+                "requests from other web sites are refused; open the Explorer URL directly".into(),
+            );
+        }
+    }
+    // Browsers send `Origin` on cross-origin fetches and POSTs (even "simple" text/plain ones
+    // that skip the CORS preflight); only the Explorer's own origin may be named.
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or("");
+        let same_origin = origin
+            .strip_prefix("http://")
+            .is_some_and(|o| o.eq_ignore_ascii_case(host));
+        if !same_origin {
+            return error(
+                StatusCode::FORBIDDEN,
+                format!("requests from origin {origin:?} are refused"),
+            );
+        }
+    }
+    if access.open() {
+        return next.run(req).await;
+    }
+    let path = req.uri().path();
+    let query = req.uri().query().unwrap_or("");
+    if path == "/" && req.method() == Method::GET {
+        if let Some(t) = query_param(query, "token") {
+            return exchange_token(access, &t);
+        }
+    }
+    let mut presented = false;
+    let mut ok = false;
+    let mut check = |given: &str| {
+        presented = true;
+        ok |= access.accepts(given);
+    };
+    if let Some(k) = headers
+        .get(wire::API_KEY_HEADER)
+        .and_then(|v| v.to_str().ok())
+    {
+        check(k);
+    }
+    if let Some(b) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+    {
+        check(b);
+    }
+    for cookies in headers.get_all(header::COOKIE) {
+        let Ok(cookies) = cookies.to_str() else {
+            continue;
+        };
+        for c in cookies.split(';') {
+            if let Some((name, value)) = c.trim().split_once('=') {
+                if name == access.cookie {
+                    check(value);
+                }
+            }
+        }
+    }
+    // Datadog's intake takes the key in the URL too; kept for its senders, on ingest only.
+    // The URL is never logged, so the key does not end up in the intake's logs.
+    if req.method() == Method::POST && (path == "/api/v2/logs" || path.starts_with("/v1/input")) {
+        if let Some(k) = query_param(query, wire::API_KEY_PARAM) {
+            check(&k);
+        }
+        if let Some(k) = path.strip_prefix("/v1/input/").filter(|k| !k.is_empty()) {
+            check(&percent_decode(k));
+        }
+    }
+    if ok {
+        next.run(req).await
+    } else if presented {
+        error(StatusCode::FORBIDDEN, "unknown token or API key".into())
+    } else {
+        let mut resp = error(
+            StatusCode::UNAUTHORIZED,
+            "a token is required: open the Explorer URL that cairn printed (it ends in \
+             ?token=...), or send Authorization: Bearer <token> or DD-API-KEY"
+                .into(),
+        );
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"cairn-intake\""),
+        );
+        resp
+    }
+}
+
+/// `GET /?token=T`: a right token becomes an HttpOnly, SameSite=Strict cookie and the browser
+/// is sent to `/`, so the token leaves the address bar and the history entry.
+fn exchange_token(access: &Access, given: &str) -> Response {
+    let right = access
+        .token
+        .as_deref()
+        .is_some_and(|t| same_secret(t.as_bytes(), given.trim().as_bytes()));
+    if !right {
+        return error(StatusCode::FORBIDDEN, "unknown token".into());
+    }
+    let token = access.token.as_deref().unwrap_or_default();
+    let cookie = format!(
+        "{}={token}; HttpOnly; SameSite=Strict; Path=/",
+        access.cookie
+    );
+    let Ok(cookie) = HeaderValue::from_str(&cookie) else {
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the token cannot be set as a cookie".into(),
+        );
+    };
+    let mut resp = (StatusCode::SEE_OTHER, [(header::LOCATION, "/")]).into_response();
+    resp.headers_mut().insert(header::SET_COOKIE, cookie);
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// The value of `name` in a query string, percent-decoded; borrowed when nothing is encoded.
+fn query_param<'a>(query: &'a str, name: &str) -> Option<std::borrow::Cow<'a, str>> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then(|| percent_decode(v))
+    })
+}
+
+fn percent_decode(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.contains(['%', '+']) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(v) => {
+                        out.push(v);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    std::borrow::Cow::Owned(String::from_utf8_lossy(&out).into_owned())
 }
 
 #[derive(Serialize)]
@@ -192,61 +385,12 @@ fn store_error(e: IntakeError) -> Response {
     }
 }
 
-/// Compares without an early exit so that response time does not reveal how much of a key
-/// was right.
-fn same_secret(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
-}
-
-fn authorised(st: &AppState, headers: &HeaderMap, query_key: Option<&str>) -> bool {
-    if st.api_keys.is_empty() {
-        return true;
-    }
-    let given = headers
-        .get(wire::API_KEY_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .or(query_key);
-    given.is_some_and(|g| st.api_keys.iter().any(|k| same_secret(k, g.trim())))
-}
-
-fn forbidden() -> Response {
-    error(
-        StatusCode::FORBIDDEN,
-        "missing or unknown DD-API-KEY".into(),
-    )
-}
-
-async fn ingest_with_path_key(
-    State(st): State<Arc<AppState>>,
-    axum::extract::Path(key): axum::extract::Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    ingest(st, headers, Some(key), body).await
-}
-
+/// The token or key was checked by `guard`, before the body was read.
 async fn ingest_handler(
     State(st): State<Arc<AppState>>,
-    Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    ingest(st, headers, q.get(wire::API_KEY_PARAM).cloned(), body).await
-}
-
-async fn ingest(
-    st: Arc<AppState>,
-    headers: HeaderMap,
-    query_key: Option<String>,
-    body: Bytes,
-) -> Response {
-    if !authorised(&st, &headers, query_key.as_deref()) {
-        return forbidden();
-    }
     let encoding = match Encoding::from_header(
         headers
             .get(header::CONTENT_ENCODING)
@@ -290,10 +434,7 @@ async fn ingest(
         .into_response()
 }
 
-async fn validate_handler(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    if !authorised(&st, &headers, None) {
-        return forbidden();
-    }
+async fn validate_handler() -> Response {
     axum::Json(serde_json::json!({"valid": true})).into_response()
 }
 
@@ -305,10 +446,9 @@ fn json_body<T: serde::de::DeserializeOwned + Default>(body: &Bytes) -> Result<T
         .map_err(|e| Box::new(error(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}"))))
 }
 
-/// The POST read endpoints: key check, JSON body, a query on a read connection, JSON answer.
+/// The POST read endpoints (the token was checked by `guard`): JSON body, a query on a read connection, JSON answer.
 async fn read_json<Req, Resp>(
     st: &AppState,
-    headers: &HeaderMap,
     body: &Bytes,
     run: fn(&rusqlite::Connection, &Req, i64) -> Result<Resp, IntakeError>,
 ) -> Response
@@ -316,9 +456,6 @@ where
     Req: serde::de::DeserializeOwned + Default + Send + 'static,
     Resp: Serialize + Send + 'static,
 {
-    if !authorised(st, headers, None) {
-        return forbidden();
-    }
     let req: Req = match json_body(body) {
         Ok(r) => r,
         Err(resp) => return *resp,
@@ -330,32 +467,20 @@ where
     }
 }
 
-async fn search_handler(
-    State(st): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    read_json(&st, &headers, &body, api::search).await
+async fn search_handler(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
+    read_json(&st, &body, api::search).await
 }
 
 async fn tail_handler(
     State(st): State<Arc<AppState>>,
-    headers: HeaderMap,
     Query(req): Query<api::TailRequest>,
 ) -> Response {
-    if !authorised(&st, &headers, None) {
-        return forbidden();
-    }
     match st.store.read(move |c| api::tail(c, &req)).await {
         Ok(r) => axum::Json(r).into_response(),
         Err(e) => store_error(e),
     }
 }
 
-async fn aggregate_handler(
-    State(st): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    read_json(&st, &headers, &body, api::aggregate).await
+async fn aggregate_handler(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
+    read_json(&st, &body, api::aggregate).await
 }

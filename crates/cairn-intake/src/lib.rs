@@ -10,6 +10,7 @@
 //! from a query into SQL other than as a bound parameter; render log data as HTML.
 
 pub mod api;
+mod auth;
 pub mod client;
 mod error;
 mod http;
@@ -25,8 +26,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use auth::{cookie_name, MIN_TOKEN_LEN};
 pub use error::IntakeError;
-pub use http::CONTENT_SECURITY_POLICY;
+pub use http::{CONTENT_SECURITY_POLICY, ROUTES};
 pub use store::MaintenanceReport;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:10518";
@@ -41,8 +43,15 @@ pub struct IntakeConfig {
     pub listen: SocketAddr,
     /// Holds the SQLite store; created 0700 if missing.
     pub data_dir: PathBuf,
-    /// When not empty, every request must carry one of these in `DD-API-KEY` (403 otherwise).
+    /// Keys accepted besides the token, in `DD-API-KEY`, `Authorization: Bearer`,
+    /// `?dd-api-key=` or `/v1/input/<key>` (SPEC §6).
     pub api_keys: Vec<String>,
+    /// The session token every request must carry (as a cookie, `DD-API-KEY` or
+    /// `Authorization: Bearer`) unless it is disabled.
+    pub auth: IntakeAuth,
+    /// Host names (or `name:port`) accepted in `Host` besides loopback names and the literal
+    /// listen address(es), e.g. the machine's DNS name when listening beyond loopback.
+    pub host_names: Vec<String>,
     /// Logs whose timestamp is older than this are deleted.
     pub retention: Duration,
     /// The oldest logs are deleted while the store uses more than this.
@@ -54,12 +63,16 @@ pub struct IntakeConfig {
 impl IntakeConfig {
     /// The defaults of SPEC §6: 127.0.0.1:10518, no keys, 7 days, 2 GiB.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        let data_dir: PathBuf = data_dir.into();
+        let token_file = auth::default_token_file(&data_dir);
         IntakeConfig {
             listen: DEFAULT_LISTEN
                 .parse()
                 .expect("the default address is valid"),
-            data_dir: data_dir.into(),
+            data_dir,
             api_keys: Vec::new(),
+            auth: IntakeAuth::TokenFile(token_file),
+            host_names: Vec::new(),
             retention: DEFAULT_RETENTION,
             max_size_bytes: DEFAULT_MAX_SIZE_BYTES,
             max_connections: limit::DEFAULT_MAX_CONNECTIONS,
@@ -67,9 +80,33 @@ impl IntakeConfig {
     }
 }
 
+/// Where the session token comes from.
+#[derive(Clone)]
+pub enum IntakeAuth {
+    /// Read from this file, or generated into it (32 random bytes as hex, 0600) when missing,
+    /// so it survives restarts.
+    TokenFile(PathBuf),
+    /// This token (configured); nothing is written.
+    Token(String),
+    /// No token: anyone who can connect may read and write, unless `api_keys` are set.
+    /// Refused beyond loopback without keys.
+    Disabled,
+}
+
+impl std::fmt::Debug for IntakeAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            IntakeAuth::TokenFile(p) => f.debug_tuple("TokenFile").field(p).finish(),
+            IntakeAuth::Token(_) => f.write_str("Token(********)"),
+            IntakeAuth::Disabled => f.write_str("Disabled"),
+        }
+    }
+}
+
 /// An intake serving in the background of the current tokio runtime.
 pub struct RunningIntake {
     local_addr: SocketAddr,
+    token: Option<String>,
     store: Arc<store::Store>,
     stop: tokio::sync::oneshot::Sender<()>,
     server: tokio::task::JoinHandle<()>,
@@ -80,14 +117,36 @@ impl RunningIntake {
         self.local_addr
     }
 
-    /// The base URL that senders ship to (`<url>/api/v2/logs`).
+    /// The base URL that senders on this machine ship to (`<url>/api/v2/logs`): the listen
+    /// address, or loopback when listening on every interface.
     pub fn url(&self) -> String {
-        format!("http://{}", self.local_addr)
+        let addr = match self.local_addr.ip() {
+            std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+                SocketAddr::from(([127, 0, 0, 1], self.local_addr.port()))
+            }
+            std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+                SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, self.local_addr.port()))
+            }
+            _ => self.local_addr,
+        };
+        format!("http://{addr}")
     }
 
-    /// Where a person opens the Log Explorer.
+    /// The session token requests must carry, `None` when auth is disabled. A secret: never
+    /// log it.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    /// Where a person opens the Log Explorer: an address they can reach (not `0.0.0.0`), with
+    /// `?token=` when there is a token; the page trades it for a cookie and drops it from the
+    /// address bar. Contains the token: print it for the user, never log it.
     pub fn explorer_url(&self) -> String {
-        format!("http://{}/", self.local_addr)
+        let host = auth::reachable_host(self.local_addr);
+        match &self.token {
+            Some(t) => format!("http://{host}/?token={t}"),
+            None => format!("http://{host}/"),
+        }
     }
 
     pub fn counters(&self) -> &store::StoreCounters {
@@ -111,6 +170,7 @@ impl RunningIntake {
 
 /// Opens the store and starts serving. Must be called inside a multi-threaded tokio runtime.
 pub async fn start(cfg: IntakeConfig) -> Result<RunningIntake, IntakeError> {
+    let token = resolve_token(&cfg).await?;
     let store_cfg = store::StoreConfig {
         data_dir: cfg.data_dir.clone(),
         retention: cfg.retention,
@@ -130,10 +190,14 @@ pub async fn start(cfg: IntakeConfig) -> Result<RunningIntake, IntakeError> {
         addr: cfg.listen,
         source,
     })?;
-    if !local_addr.ip().is_loopback() {
-        tracing::warn!(%local_addr, "local intake listens beyond loopback; anyone who can reach it can read the logs unless api keys are set");
-    }
-    let app = http::router(store.clone(), cfg.api_keys.clone(), local_addr);
+    let access = http::Access {
+        token,
+        api_keys: cfg.api_keys.clone(),
+        allowed_hosts: auth::allowed_hosts(local_addr, &cfg.host_names),
+        cookie: auth::cookie_name(local_addr.port()),
+    };
+    let token = access.token.clone();
+    let app = http::router(store.clone(), access);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let max_connections = cfg.max_connections;
     let server = tokio::spawn(async move {
@@ -148,10 +212,41 @@ pub async fn start(cfg: IntakeConfig) -> Result<RunningIntake, IntakeError> {
     tracing::info!(%local_addr, data_dir = %cfg.data_dir.display(), "local intake started");
     Ok(RunningIntake {
         local_addr,
+        token,
         store,
         stop,
         server,
     })
+}
+
+/// The token of `cfg.auth`, checked before anything binds: listening beyond loopback with no
+/// token and no key is refused.
+async fn resolve_token(cfg: &IntakeConfig) -> Result<Option<String>, IntakeError> {
+    let token = match &cfg.auth {
+        IntakeAuth::Disabled => None,
+        IntakeAuth::Token(t) => {
+            let t = t.trim();
+            auth::check_token(t).map_err(IntakeError::BadToken)?;
+            Some(t.to_owned())
+        }
+        IntakeAuth::TokenFile(path) => {
+            let path = path.clone();
+            let t = tokio::task::spawn_blocking(move || auth::load_or_create_token(&path))
+                .await
+                .map_err(|e| IntakeError::BadToken(format!("reading the token panicked: {e}")))??;
+            Some(t)
+        }
+    };
+    let keys = cfg.api_keys.iter().any(|k| !k.trim().is_empty());
+    if token.is_none() && !keys {
+        if !cfg.listen.ip().is_loopback() {
+            return Err(IntakeError::OpenBeyondLoopback { addr: cfg.listen });
+        }
+        tracing::warn!(listen = %cfg.listen, "LOCAL INTAKE AUTH IS DISABLED: every local user and any process on this machine can read and forge these logs");
+    } else if !cfg.listen.ip().is_loopback() {
+        tracing::warn!(listen = %cfg.listen, "local intake listens beyond loopback: whoever has the token or a key can read and write these logs over plain http");
+    }
+    Ok(token)
 }
 
 /// Runs an intake on its own runtime until Ctrl-C or SIGTERM; `on_ready` sees it once it

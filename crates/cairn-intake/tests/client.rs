@@ -36,6 +36,7 @@ fn search_prints_one_line_per_log_newest_first_and_pages_past_one_request() {
     rt.block_on(h.ingest(&serde_json::Value::Array(logs[1000..].to_vec())));
     let cfg = ClientConfig {
         url: h.intake.url(),
+        token: h.intake.token().map(str::to_owned),
         ..ClientConfig::default()
     };
 
@@ -85,6 +86,7 @@ fn tail_prints_the_backlog_then_new_logs() {
     ));
     let cfg = ClientConfig {
         url: h.intake.url(),
+        token: h.intake.token().map(str::to_owned),
         ..ClientConfig::default()
     };
     let opts = TailOptions {

@@ -87,7 +87,12 @@ async fn bad_json_is_400_with_the_reason() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn api_keys_are_checked_when_configured() {
-    let h = Harness::start_with(|c| c.api_keys = vec!["k-one".into(), "k-two".into()]).await;
+    // Keys only, no token: what the keys alone let through.
+    let h = Harness::start_with(|c| {
+        c.api_keys = vec!["k-one".into(), "k-two".into()];
+        c.auth = cairn_intake::IntakeAuth::Disabled;
+    })
+    .await;
     let url = h.url("/api/v2/logs");
     let post = |key: Option<&'static str>| {
         let mut req = h.http.post(&url).body(body(1));
@@ -96,7 +101,8 @@ async fn api_keys_are_checked_when_configured() {
         }
         async move { req.send().await.unwrap().status().as_u16() }
     };
-    assert_eq!(post(None).await, 403);
+    // No credential at all is 401 (issue 8), a wrong one 403.
+    assert_eq!(post(None).await, 401);
     assert_eq!(post(Some("wrong")).await, 403);
     assert_eq!(post(Some("k-on")).await, 403);
     assert_eq!(post(Some("k-one")).await, 202);
@@ -119,7 +125,7 @@ async fn api_keys_are_checked_when_configured() {
     assert_eq!(in_path.status().as_u16(), 202);
     // Searching needs the key too, or the logs would be readable by anyone who can connect.
     let (status, _) = h.api_status("/api/v2/logs/events/search", json!({})).await;
-    assert_eq!(status, 403);
+    assert_eq!(status, 401);
     let ok = h
         .http
         .post(h.url("/api/v2/logs/events/search"))
@@ -281,7 +287,7 @@ async fn shutdown_keeps_every_acknowledged_log() {
     let mut cfg = cairn_intake::IntakeConfig::new(dir.path());
     cfg.listen = "127.0.0.1:0".parse().unwrap();
     let intake = cairn_intake::start(cfg.clone()).await.unwrap();
-    let client = reqwest::Client::new();
+    let client = common::client_for(&intake);
     for _ in 0..5 {
         let r = client
             .post(format!("{}/api/v2/logs", intake.url()))

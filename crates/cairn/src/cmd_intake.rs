@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use cairn_intake::timefmt::{parse_duration, parse_size};
-use cairn_intake::IntakeConfig;
+use cairn_intake::{IntakeAuth, IntakeConfig};
 
 #[derive(Debug, clap::Args)]
 pub struct IntakeArgs {
@@ -25,6 +25,18 @@ pub struct IntakeArgs {
         hide_env_values = true
     )]
     pub api_keys: Vec<String>,
+    /// The session token every request must carry (cookie, DD-API-KEY or Authorization:
+    /// Bearer). Default: generated into <data-dir>/auth_token (0600) and reused.
+    #[arg(long, env = "CAIRN_INTAKE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// No token: anyone who can connect may read and write (only with --api-key beyond
+    /// loopback).
+    #[arg(long, conflicts_with = "token")]
+    pub no_auth: bool,
+    /// Also answer to this Host name (e.g. the machine's DNS name when listening on a LAN
+    /// address); loopback names and the listen address are always accepted. Repeatable.
+    #[arg(long = "host-name")]
+    pub host_names: Vec<String>,
     /// Delete logs older than this (s, m, h, d, w).
     #[arg(long, default_value = "7d", value_parser = parse_duration)]
     pub retention: Duration,
@@ -34,17 +46,27 @@ pub struct IntakeArgs {
 }
 
 pub fn run(args: IntakeArgs) -> anyhow::Result<()> {
+    let auth = if args.no_auth {
+        IntakeAuth::Disabled
+    } else if let Some(t) = args.token {
+        IntakeAuth::Token(t)
+    } else {
+        IntakeAuth::TokenFile(args.data_dir.join(crate::cmd_run::AUTH_TOKEN_FILE))
+    };
     let cfg = IntakeConfig {
         listen: args.listen,
         data_dir: args.data_dir,
         api_keys: args.api_keys,
+        auth,
+        host_names: args.host_names,
         retention: args.retention,
         max_size_bytes: args.max_size,
         ..IntakeConfig::new(PathBuf::new())
     };
     let data_dir = cfg.data_dir.clone();
     cairn_intake::serve_until_signal(cfg, |running| {
-        println!("cairn intake listening on {}", running.url());
+        println!("cairn intake listening on {}", running.local_addr());
+        // With the token in it, for the person who started the intake (as Jupyter does).
         println!("Log Explorer: {}", running.explorer_url());
     })
     .with_context(|| format!("local intake with data in {}", data_dir.display()))

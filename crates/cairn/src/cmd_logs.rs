@@ -1,5 +1,6 @@
 //! `cairn logs search` and `cairn logs tail`: read logs from a running intake.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -27,6 +28,13 @@ pub struct Target {
     /// Sent as DD-API-KEY when the intake checks keys.
     #[arg(long, env = "CAIRN_INTAKE_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+    /// The intake's token. Default: `logs_config.intake.token`, else the file
+    /// <run_path>/auth_token of the agent in --config-dir.
+    #[arg(long, env = "CAIRN_INTAKE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Read the token from this file (e.g. <data-dir>/auth_token of `cairn intake`).
+    #[arg(long, conflicts_with = "token")]
+    pub token_file: Option<PathBuf>,
     /// One JSON object per line instead of one text line per log.
     #[arg(long)]
     pub json: bool,
@@ -61,15 +69,56 @@ pub struct TailArgs {
     pub target: Target,
 }
 
-fn client_config(t: &Target) -> ClientConfig {
-    ClientConfig {
+fn client_config(config_dir: &Path, t: &Target) -> anyhow::Result<ClientConfig> {
+    Ok(ClientConfig {
         url: t.url.clone(),
         api_key: t.api_key.clone(),
+        token: token(config_dir, t)?,
         ..ClientConfig::default()
+    })
+}
+
+/// `--token`, `--token-file`, else the agent's: `logs_config.intake.token` or the token file
+/// in its run_path. No token found is not an error here: an intake without auth needs none,
+/// and one with auth answers 401 with what to do.
+fn token(config_dir: &Path, t: &Target) -> anyhow::Result<Option<String>> {
+    if let Some(tok) = &t.token {
+        return Ok(Some(tok.trim().to_owned()));
+    }
+    if let Some(path) = &t.token_file {
+        return read_token_file(path).map(Some);
+    }
+    // The config is read quietly: its warnings belong to `cairn run`, not to a search.
+    let run_path = match cairn_config::load_from_process_env(config_dir) {
+        Ok(loaded) => {
+            if let Some(tok) = &loaded.agent.logs.intake_token {
+                return Ok(Some(tok.expose().to_owned()));
+            }
+            loaded.agent.run_path
+        }
+        Err(_) => config_dir.join("run"),
+    };
+    let path = run_path.join(crate::cmd_run::AUTH_TOKEN_FILE);
+    match std::fs::symlink_metadata(&path) {
+        Ok(_) => read_token_file(&path).map(Some),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(anyhow::Error::new(e).context(format!("token file {}", path.display()))),
     }
 }
 
-pub fn run(args: LogsArgs) -> anyhow::Result<()> {
+fn read_token_file(path: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "reading the intake's token from {} (pass --token if it is not yours)",
+            path.display()
+        )
+    })?;
+    let tok = text.trim();
+    anyhow::ensure!(!tok.is_empty(), "token file {} is empty", path.display());
+    Ok(tok.to_owned())
+}
+
+pub fn run(config_dir: &Path, args: LogsArgs) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     match args.command {
         LogsCommand::Search(a) => {
@@ -80,7 +129,7 @@ pub fn run(args: LogsArgs) -> anyhow::Result<()> {
                 limit: a.limit,
                 json: a.target.json,
             };
-            client::run_search(client_config(&a.target), &opts, &mut out)
+            client::run_search(client_config(config_dir, &a.target)?, &opts, &mut out)
                 .with_context(|| format!("searching {}", a.target.url))?;
         }
         LogsCommand::Tail(a) => {
@@ -90,7 +139,7 @@ pub fn run(args: LogsArgs) -> anyhow::Result<()> {
                 poll_every: Duration::from_secs_f64(a.every.max(0.1)),
                 stop_after: None,
             };
-            client::run_tail(client_config(&a.target), &opts, &mut out)
+            client::run_tail(client_config(config_dir, &a.target)?, &opts, &mut out)
                 .with_context(|| format!("tailing {}", a.target.url))?;
         }
     }

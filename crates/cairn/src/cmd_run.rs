@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use cairn_config::AgentConfig;
+use cairn_config::{AgentConfig, Secret};
 use cairn_logs::{
     CacheState, Counters, CountersSnapshot, Pipeline, PipelineConfig, RecordSink, SinkError,
     Staging,
@@ -54,6 +54,9 @@ impl Drop for CleanExit {
     }
 }
 
+/// The embedded intake's token file under run_path (see `cairn logs`).
+pub const AUTH_TOKEN_FILE: &str = "auth_token";
+
 /// The embedded local intake, with the runtime that serves it. Started when neither an
 /// api_key nor `logs_config.logs_dd_url` is set: logs then go to it over real HTTP on
 /// 127.0.0.1, through the same sender as to Datadog.
@@ -72,6 +75,14 @@ impl LocalIntake {
         })?;
         let mut cfg = cairn_intake::IntakeConfig::new(agent.run_path.join("intake"));
         cfg.listen = listen;
+        cfg.auth = if !agent.logs.intake_auth {
+            cairn_intake::IntakeAuth::Disabled
+        } else if let Some(t) = &agent.logs.intake_token {
+            cairn_intake::IntakeAuth::Token(t.expose().to_owned())
+        } else {
+            // Beside the buffer, so that `cairn logs` (and issue 10's local API) find it.
+            cairn_intake::IntakeAuth::TokenFile(agent.run_path.join(AUTH_TOKEN_FILE))
+        };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("local-intake")
@@ -113,18 +124,23 @@ pub fn run(config_dir: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
             None => {
                 let intake = LocalIntake::start(agent)?;
                 let url = intake.running.url();
+                // stdout, for the person who started the agent; the URL holds the token, so
+                // the log line below names the address only.
                 println!("Log Explorer: {}", intake.running.explorer_url());
-                tracing::info!(explorer = %intake.running.explorer_url(), "no api_key and no logs_dd_url: logs go to the embedded local intake");
+                tracing::info!(url = %url, "no api_key and no logs_dd_url: logs go to the embedded local intake");
                 local_intake = Some(intake);
                 url
             }
         };
-        let pipeline = Pipeline::start(PipelineConfig::from_agent(
-            agent,
-            base_url,
-            cairn_checks::VERSION,
-        ))
-        .with_context(|| format!("starting the logs pipeline in {}", agent.run_path.display()))?;
+        let mut pipeline_cfg = PipelineConfig::from_agent(agent, base_url, cairn_checks::VERSION);
+        if let Some(token) = local_intake.as_ref().and_then(|i| i.running.token()) {
+            // The agent's own sender authenticates to its embedded intake like any other
+            // client: the token is its DD-API-KEY.
+            pipeline_cfg.api_key = Secret::new(token);
+        }
+        let pipeline = Pipeline::start(pipeline_cfg).with_context(|| {
+            format!("starting the logs pipeline in {}", agent.run_path.display())
+        })?;
         let (sink, counters) = (pipeline.sink(), pipeline.counters_handle());
         (Some(pipeline), sink, counters)
     };

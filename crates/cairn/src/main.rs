@@ -56,7 +56,7 @@ fn main() -> ExitCode {
         Command::Check(args) => cmd_check::run(&cli.config_dir, args),
         Command::Configcheck(args) => cmd_configcheck::run(&cli.config_dir, args),
         Command::Intake(args) => cmd_intake::run(args).map(|()| ExitCode::SUCCESS),
-        Command::Logs(args) => cmd_logs::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Logs(args) => cmd_logs::run(&cli.config_dir, args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

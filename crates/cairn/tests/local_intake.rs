@@ -113,16 +113,11 @@ fn start_agent(dir: &Path) -> Agent {
     }
 }
 
-fn search(url: &str, query: &str) -> Vec<Value> {
-    let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .args([
-            "logs",
-            "search",
-            query,
-            "--json",
-            "--url",
-            url.trim_end_matches('/'),
-        ])
+/// `cairn logs search` against the agent of `dir`: the token comes from its run_path.
+fn search(dir: &Path, explorer: &str, query: &str) -> Vec<Value> {
+    let base = explorer.split("/?").next().unwrap().trim_end_matches('/');
+    let out = cairn(dir)
+        .args(["logs", "search", query, "--json", "--url", base])
         .output()
         .unwrap();
     assert!(
@@ -153,7 +148,7 @@ fn the_bundled_example_is_searchable_in_the_local_intake_within_batch_wait_plus_
         "source:basic_log",
     ] {
         let found = loop {
-            let logs = search(&agent.explorer, query);
+            let logs = search(dir.path(), &agent.explorer, query);
             if !logs.is_empty() {
                 break logs;
             }
@@ -175,8 +170,11 @@ fn the_bundled_example_is_searchable_in_the_local_intake_within_batch_wait_plus_
             "mask_sequences applied before shipping: {text}"
         );
     }
-    // The Explorer page itself is served.
-    let page = Command::new("curl").args(["-sf", &agent.explorer]).output();
+    // The Explorer page itself is served: the printed URL trades its token for a cookie and
+    // redirects to the page (curl's cookie engine, `-b ""`, carries the cookie across).
+    let page = Command::new("curl")
+        .args(["-sfL", "-b", "", &agent.explorer])
+        .output();
     if let Ok(page) = page {
         assert!(
             String::from_utf8_lossy(&page.stdout).contains("<html"),
@@ -191,7 +189,7 @@ fn cairn_check_reads_the_cursors_cairn_run_made_durable_and_persist_waits_for_th
     let agent = start_agent(dir.path());
     // The first run of cursor_log ships rows 1..3 and commits cursor 3 before it is reported.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while search(&agent.explorer, "source:cursor_log").len() < 3 {
+    while search(dir.path(), &agent.explorer, "source:cursor_log").len() < 3 {
         assert!(Instant::now() < deadline, "cursor_log logs never arrived");
         std::thread::sleep(Duration::from_millis(100));
     }

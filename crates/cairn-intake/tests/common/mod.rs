@@ -22,11 +22,8 @@ impl Harness {
         cfg.listen = "127.0.0.1:0".parse().unwrap();
         tweak(&mut cfg);
         let intake = cairn_intake::start(cfg).await.unwrap();
-        Harness {
-            intake,
-            dir,
-            http: reqwest::Client::new(),
-        }
+        let http = client_for(&intake);
+        Harness { intake, dir, http }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -94,6 +91,21 @@ impl Harness {
             .await;
         r["data"].as_array().unwrap().clone()
     }
+}
+
+/// A client that sends the intake's token (if it has one) with every request.
+pub fn client_for(intake: &RunningIntake) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(t) = intake.token() {
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {t}").parse().unwrap(),
+        );
+    }
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
 }
 
 pub fn gzip(data: &[u8]) -> Vec<u8> {
