@@ -2,16 +2,34 @@ use super::ast::{CmpOp, Field, Node, Piece, Span, Value};
 use super::lex::{tokenise, Tok, Token};
 use super::QueryError;
 
+/// Longest query accepted, in characters. Any web page can make the browser send a query (an
+/// `<img>` or a link), so the parser's work must be bounded before it starts.
+pub const MAX_QUERY_CHARS: usize = 16_384;
+/// Deepest nesting of parentheses and `NOT`/`-` accepted: the parser, the SQL translation and
+/// SQLite all recurse per level.
+pub const MAX_NESTING: usize = 64;
+/// Most terms (values, phrases, ranges) in one query: SQLite refuses an expression tree deeper
+/// than 1,000, and a list of N terms is N deep.
+pub const MAX_TERMS: usize = 500;
+
 /// Parses a query in Datadog's log search syntax. An empty query matches everything.
 ///
 /// Precedence, loosest first: `OR`, then `AND` (written or implied by juxtaposition), then
 /// `NOT` / `-`. Only upper-case `AND`, `OR`, `NOT` are operators.
 pub fn parse(query: &str) -> Result<Node, QueryError> {
+    if query.chars().nth(MAX_QUERY_CHARS).is_some() {
+        return Err(Parser::column_error(
+            MAX_QUERY_CHARS + 1,
+            format!("query longer than {MAX_QUERY_CHARS} characters"),
+        ));
+    }
     let mut p = Parser {
         toks: tokenise(query)?,
         pos: 0,
         len_chars: query.chars().count(),
         open_groups: Vec::new(),
+        depth: 0,
+        terms: 0,
     };
     if p.peek().tok == Tok::Eof {
         return Ok(Node::All);
@@ -31,6 +49,10 @@ struct Parser {
     len_chars: usize,
     /// Columns of the '(' still open, innermost last, for messages about the missing ')'.
     open_groups: Vec<usize>,
+    /// Current nesting of groups and negations.
+    depth: usize,
+    /// Terms seen so far.
+    terms: usize,
 }
 
 fn describe(tok: &Tok) -> String {
@@ -137,6 +159,18 @@ impl Parser {
         })
     }
 
+    /// Enters one level of nesting at `t`, refusing past [`MAX_NESTING`].
+    fn deeper(&mut self, t: &Token) -> Result<(), QueryError> {
+        self.depth += 1;
+        if self.depth > MAX_NESTING {
+            return Err(self.error_at(
+                t,
+                format!("nesting deeper than {MAX_NESTING} levels of parentheses and NOT"),
+            ));
+        }
+        Ok(())
+    }
+
     fn unary(&mut self, ctx: Option<&Field>) -> Result<Node, QueryError> {
         match self.peek().tok {
             Tok::Not | Tok::Minus => {
@@ -144,9 +178,23 @@ impl Parser {
                 if !Self::starts_operand(&self.peek().tok) {
                     return Err(self.missing_operand(&describe(&op.tok)));
                 }
-                Ok(Node::Not(Box::new(self.unary(ctx)?)))
+                self.deeper(&op)?;
+                let inner = self.unary(ctx)?;
+                self.depth -= 1;
+                Ok(Node::Not(Box::new(inner)))
             }
-            _ => self.primary(ctx),
+            _ => {
+                let t = self.peek().clone();
+                if matches!(t.tok, Tok::Word(_) | Tok::Phrase(_)) {
+                    self.terms += 1;
+                    if self.terms > MAX_TERMS {
+                        return Err(
+                            self.error_at(&t, format!("more than {MAX_TERMS} terms in one query"))
+                        );
+                    }
+                }
+                self.primary(ctx)
+            }
         }
     }
 
@@ -179,6 +227,7 @@ impl Parser {
     }
 
     fn group(&mut self, open: &Token, ctx: Option<&Field>) -> Result<Node, QueryError> {
+        self.deeper(open)?;
         self.open_groups.push(open.span.start + 1);
         if self.peek().tok == Tok::RParen {
             let t = self.peek().clone();
@@ -197,6 +246,7 @@ impl Parser {
             ));
         }
         self.open_groups.pop();
+        self.depth -= 1;
         Ok(inner)
     }
 
