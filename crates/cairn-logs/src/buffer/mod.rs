@@ -154,6 +154,21 @@ struct Inner {
     roll_failed_at: Option<Instant>,
 }
 
+impl Inner {
+    /// A cache write that became durable joins the durable state.
+    fn apply_durable(&mut self, check: &str, key: String, value: String) {
+        match self.durable_state.get_mut(check) {
+            Some(s) => {
+                s.insert(key, value);
+            }
+            None => {
+                self.durable_state
+                    .insert(check.to_string(), CacheState::from([(key, value)]));
+            }
+        }
+    }
+}
+
 pub struct Buffer {
     opts: BufferOptions,
     inner: Mutex<Inner>,
@@ -730,17 +745,8 @@ impl Buffer {
         inner.durable = inner.tail;
         // Everything copied is fsynced: the pending cache writes are durable now, and the new
         // snapshot holds them.
-        for (_, check, key, value) in inner.pending_cache.drain(..) {
-            match inner.durable_state.get_mut(&*check) {
-                Some(s) => {
-                    s.insert(key, value);
-                }
-                None => {
-                    inner
-                        .durable_state
-                        .insert(check.to_string(), CacheState::from([(key, value)]));
-                }
-            }
+        while let Some((_, check, key, value)) = inner.pending_cache.pop_front() {
+            inner.apply_durable(&check, key, value);
         }
         let snap = Snapshot {
             offset: inner.durable,
@@ -845,16 +851,7 @@ impl Buffer {
                 let (_, check, key, value) =
                     inner.pending_cache.pop_front().expect("front checked");
                 inner.state_dirty = true;
-                match inner.durable_state.get_mut(&*check) {
-                    Some(s) => {
-                        s.insert(key, value);
-                    }
-                    None => {
-                        inner
-                            .durable_state
-                            .insert(check.to_string(), CacheState::from([(key, value)]));
-                    }
-                }
+                inner.apply_durable(&check, key, value);
             }
         }
         drop(inner);
