@@ -190,6 +190,21 @@ fn parse_cursor(s: &str) -> Result<(i64, i64), IntakeError> {
         })
 }
 
+/// A query the parser accepted can still pass one of SQLite's own limits (expression depth,
+/// parameters, parser stack): that is the query's fault, a 400 naming the limit, not a 500.
+fn sql_error(e: rusqlite::Error) -> IntakeError {
+    if let rusqlite::Error::SqliteFailure(f, Some(msg)) = &e {
+        let limit = f.code == rusqlite::ErrorCode::Unknown
+            && ["too large", "too many", "stack overflow", "too big"]
+                .iter()
+                .any(|m| msg.contains(m));
+        if limit || f.code == rusqlite::ErrorCode::TooBig {
+            return IntakeError::BadRequest(format!("query is too complex for the store: {msg}"));
+        }
+    }
+    IntakeError::Query(e)
+}
+
 fn is_interrupt(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::OperationInterrupted)
 }
@@ -254,11 +269,11 @@ pub fn search(
         let first = run(&build(TextMode::Correlated));
         conn.progress_handler(0, None::<fn() -> bool>);
         match first {
-            Err(e) if is_interrupt(&e) => run(&build(TextMode::Materialized))?,
-            other => other?,
+            Err(e) if is_interrupt(&e) => run(&build(TextMode::Materialized)).map_err(sql_error)?,
+            other => other.map_err(sql_error)?,
         }
     } else {
-        run(&build(TextMode::Correlated))?
+        run(&build(TextMode::Correlated)).map_err(sql_error)?
     };
 
     let after = if rows.len() == limit as usize {
@@ -305,7 +320,7 @@ pub fn tail(conn: &Connection, req: &TailRequest) -> Result<SearchResponse, Inta
             sql.push(" ORDER BY id DESC LIMIT ").bind(i64::from(limit));
         }
     }
-    let mut stmt = conn.prepare_cached(&sql.text)?;
+    let mut stmt = conn.prepare_cached(&sql.text).map_err(sql_error)?;
     let mut rows = stmt
         .query_map(rusqlite::params_from_iter(sql.params.iter()), row_to_event)?
         .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -669,7 +684,7 @@ fn count_into(
         .push(" AND ");
     query::to_sql(node, TextMode::Materialized, &mut sql);
     sql.push(" GROUP BY g, b");
-    let mut stmt = conn.prepare_cached(&sql.text)?;
+    let mut stmt = conn.prepare_cached(&sql.text).map_err(sql_error)?;
     let mut rows = stmt.query(rusqlite::params_from_iter(sql.params.iter()))?;
     while let Some(r) = rows.next()? {
         let g: SqlValue = r.get(0)?;
