@@ -2,6 +2,13 @@
 
 use std::sync::Arc;
 
+use crate::api;
+use crate::auth::same_secret;
+use crate::ingest::{self, Encoding, Reject};
+use crate::limit::{self, BodyBudget, IntakeLimits};
+use crate::store::Store;
+use crate::timefmt::now_ms;
+use crate::{wire, IntakeError};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
@@ -10,21 +17,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use serde::Serialize;
-use tokio::sync::Semaphore;
-
-use crate::api;
-use crate::auth::same_secret;
-use crate::ingest::{self, Encoding, Reject};
-use crate::store::Store;
-use crate::timefmt::now_ms;
-use crate::{wire, IntakeError};
-
-/// Compressed bodies are smaller than what they expand to, so the raw body never needs to be
-/// much over the decompressed limit; the slack covers incompressible data's framing.
-const MAX_RAW_BODY_BYTES: usize = wire::MAX_PAYLOAD_BYTES + 1_000_000;
-/// Requests decoded or waiting for the writer at once; more wait their turn, which bounds
-/// memory at about this many payloads.
-const MAX_INGEST_IN_FLIGHT: usize = 16;
 
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
      img-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
@@ -32,7 +24,6 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
 pub struct AppState {
     pub store: Arc<Store>,
     access: Access,
-    ingest_permits: Semaphore,
 }
 
 /// Who may use the intake, and under which names.
@@ -67,12 +58,9 @@ impl Access {
     }
 }
 
-pub fn router(store: Arc<Store>, access: Access) -> Router {
-    let state = Arc::new(AppState {
-        store,
-        access,
-        ingest_permits: Semaphore::new(MAX_INGEST_IN_FLIGHT),
-    });
+pub fn router(store: Arc<Store>, access: Access, limits: &IntakeLimits) -> Router {
+    let state = Arc::new(AppState { store, access });
+    let budget = Arc::new(BodyBudget::new(limits));
     Router::new()
         .route("/api/v2/logs", post(ingest_handler))
         .route("/v1/input", post(ingest_handler))
@@ -103,10 +91,13 @@ pub fn router(store: Arc<Store>, access: Access) -> Router {
             "/app.css",
             get(|| static_file("text/css; charset=utf-8", include_str!("explorer/app.css"))),
         )
-        .layer(DefaultBodyLimit::max(MAX_RAW_BODY_BYTES))
+        // `bound_body` has already received the whole body within its limits.
+        .layer(DefaultBodyLimit::disable())
+        // Inside the guard: no byte of a body is read before the token is checked.
+        .layer(middleware::from_fn_with_state(budget, limit::bound_body))
         .layer(middleware::from_fn_with_state(state.clone(), guard))
         // Outermost, so that every answer carries the security headers: the guard's 400, 401,
-        // 403 and 421, the body limit's 413, and whatever other layers answer themselves.
+        // 403 and 421, the body limits' 408, 413 and 503, and whatever other layers answer themselves.
         .layer(middleware::from_fn(security_headers))
         .with_state(state)
 }
@@ -354,7 +345,7 @@ struct ErrorItem {
     detail: String,
 }
 
-fn error(status: StatusCode, detail: String) -> Response {
+pub(crate) fn error(status: StatusCode, detail: String) -> Response {
     let body = ErrorBody {
         errors: vec![ErrorItem {
             status: status.as_u16().to_string(),
@@ -398,12 +389,6 @@ async fn ingest_handler(
     ) {
         Ok(e) => e,
         Err(r) => return reject(r),
-    };
-    let Ok(_permit) = st.ingest_permits.acquire().await else {
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "intake is shutting down".into(),
-        );
     };
     let now = now_ms();
     let parsed = tokio::task::spawn_blocking(move || {

@@ -29,12 +29,16 @@ use std::time::Duration;
 pub use auth::{cookie_name, MIN_TOKEN_LEN};
 pub use error::IntakeError;
 pub use http::{CONTENT_SECURITY_POLICY, ROUTES};
+pub use limit::IntakeLimits;
 pub use store::MaintenanceReport;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:10518";
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 86_400);
 pub const DEFAULT_MAX_SIZE_BYTES: u64 = 2 << 30;
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(60);
+/// Requests in flight at shutdown get this long to finish; a stalled client cannot hold the
+/// agent's exit.
+const SHUTDOWN_DRAIN: Duration = Duration::from_secs(5);
 
 /// How to run one intake.
 #[derive(Debug, Clone)]
@@ -56,8 +60,8 @@ pub struct IntakeConfig {
     pub retention: Duration,
     /// The oldest logs are deleted while the store uses more than this.
     pub max_size_bytes: u64,
-    /// Connections served at once; more wait in the kernel's backlog.
-    pub max_connections: usize,
+    /// Connections, timeouts and memory for request bodies.
+    pub limits: IntakeLimits,
 }
 
 impl IntakeConfig {
@@ -75,7 +79,7 @@ impl IntakeConfig {
             host_names: Vec::new(),
             retention: DEFAULT_RETENTION,
             max_size_bytes: DEFAULT_MAX_SIZE_BYTES,
-            max_connections: limit::DEFAULT_MAX_CONNECTIONS,
+            limits: IntakeLimits::default(),
         }
     }
 }
@@ -197,17 +201,14 @@ pub async fn start(cfg: IntakeConfig) -> Result<RunningIntake, IntakeError> {
         cookie: auth::cookie_name(local_addr.port()),
     };
     let token = access.token.clone();
-    let app = http::router(store.clone(), access);
+    let app = http::router(store.clone(), access, &cfg.limits);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let max_connections = cfg.max_connections;
+    let limits = cfg.limits.clone();
     let server = tokio::spawn(async move {
-        let listener = limit::LimitedListener::new(listener, max_connections);
-        let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+        let stopped = async {
             let _ = stopped.await;
-        });
-        if let Err(e) = serve.await {
-            tracing::error!(error = %e, "local intake server failed");
-        }
+        };
+        limit::serve(listener, app, &limits, stopped, SHUTDOWN_DRAIN).await;
     });
     tracing::info!(%local_addr, data_dir = %cfg.data_dir.display(), "local intake started");
     Ok(RunningIntake {

@@ -204,7 +204,9 @@ impl Sender {
             .user_agent(format!("cairn/{}", cfg.version))
             .timeout(cfg.http_timeout)
             .connect_timeout(cfg.http_timeout)
-            .pool_idle_timeout(Duration::from_secs(30))
+            // Under the local intake's 10 s idle timeout, so a pooled connection is dropped here
+            // before the server closes it and a send never races the close.
+            .pool_idle_timeout(Duration::from_secs(5))
             .build()
             .map_err(|e| SenderError::Client(e.to_string()))?;
         Ok(Sender {

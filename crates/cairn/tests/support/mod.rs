@@ -202,13 +202,14 @@ impl Cairn {
             .cmd
             .spawn()
             .unwrap_or_else(|e| panic!("starting {}: {e}", self.description));
-        let (stdout, _) = reader(child.stdout.take().expect("stdout is piped"));
+        let (stdout, stdout_seen) = reader(child.stdout.take().expect("stdout is piped"));
         let (stderr, stderr_seen) = reader(child.stderr.take().expect("stderr is piped"));
         Running {
             child: Some(child),
             stdout: Some(stdout),
             stderr: Some(stderr),
             stderr_seen,
+            stdout_seen,
             started: Instant::now(),
             timeout: self.timeout,
             description: self.description,
@@ -243,6 +244,7 @@ pub struct Running {
     stdout: Option<JoinHandle<String>>,
     stderr: Option<JoinHandle<String>>,
     stderr_seen: Arc<Mutex<Vec<u8>>>,
+    stdout_seen: Arc<Mutex<Vec<u8>>>,
     started: Instant,
     timeout: Duration,
     description: String,
@@ -252,6 +254,30 @@ impl Running {
     /// What the process wrote to stderr so far.
     pub fn stderr_so_far(&self) -> String {
         String::from_utf8_lossy(&self.stderr_seen.lock().expect("reader lock")).into_owned()
+    }
+
+    /// What the process wrote to stdout so far.
+    pub fn stdout_so_far(&self) -> String {
+        String::from_utf8_lossy(&self.stdout_seen.lock().expect("reader lock")).into_owned()
+    }
+
+    /// The Log Explorer URL the process printed (with its `?token=`), waiting for it.
+    #[track_caller]
+    pub fn explorer_url(&self, within: Duration) -> String {
+        let find = || {
+            self.stdout_so_far().lines().find_map(|l| {
+                l.strip_prefix("Log Explorer: ")
+                    .map(|u| u.trim().to_owned())
+            })
+        };
+        if !wait_for(within, || find().is_some()) {
+            panic!(
+                "{}: no Explorer URL printed\n--- stderr ---\n{}",
+                self.description,
+                self.stderr_so_far()
+            );
+        }
+        find().expect("found above")
     }
 
     /// Waits until stderr contains `needle` (e.g. `cairn started`, logged once signal handlers
