@@ -1,5 +1,5 @@
-// Cairn Log Explorer. Every piece of log data reaches the page through textContent or
-// createTextNode, never as markup; the server's Content-Security-Policy forbids inline script.
+// Cairn Log Explorer. Every piece of log data reaches the page through appendText, as text
+// nodes, never as markup; the server's Content-Security-Policy forbids inline script.
 "use strict";
 
 const PAGE = 100;
@@ -19,10 +19,58 @@ const $ = (id) => document.getElementById(id);
 const state = { query: "", range: "15m", from: null, to: null, cursor: null, loading: false,
   live: false, liveAfter: null, liveTimer: null, generation: 0, selected: null };
 
+// Unicode direction controls, the set `cairn logs` marks too. Obeyed, they make stored text
+// read as something else ("\u202E0001$" shows as "$1000"), so the page never lets the browser
+// apply one: each is replaced on screen by a visible marker, and the stored value is kept for
+// filters and the API.
+const BIDI_CONTROLS = /[\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]/g;
+const BIDI_NAMES = {
+  0x061c: "ARABIC LETTER MARK", 0x200e: "LEFT-TO-RIGHT MARK", 0x200f: "RIGHT-TO-LEFT MARK",
+  0x202a: "LEFT-TO-RIGHT EMBEDDING", 0x202b: "RIGHT-TO-LEFT EMBEDDING",
+  0x202c: "POP DIRECTIONAL FORMATTING", 0x202d: "LEFT-TO-RIGHT OVERRIDE",
+  0x202e: "RIGHT-TO-LEFT OVERRIDE", 0x2066: "LEFT-TO-RIGHT ISOLATE",
+  0x2067: "RIGHT-TO-LEFT ISOLATE", 0x2068: "FIRST STRONG ISOLATE", 0x2069: "POP DIRECTIONAL ISOLATE",
+};
+function bidiMarker(c) {
+  return "<U+" + c.codePointAt(0).toString(16).toUpperCase().padStart(4, "0") + ">";
+}
+
+// The one way text reaches the page: appended as text nodes, each direction control as a
+// marker element that says which control it is.
+function appendText(node, text) {
+  const s = String(text);
+  let last = 0;
+  for (const m of s.matchAll(BIDI_CONTROLS)) {
+    if (m.index > last) node.appendChild(document.createTextNode(s.slice(last, m.index)));
+    const mark = document.createElement("span");
+    mark.className = "bidi";
+    mark.textContent = bidiMarker(m[0]);
+    mark.title = "Invisible " + BIDI_NAMES[m[0].codePointAt(0)] + ", shown here instead of applied";
+    node.appendChild(mark);
+    last = m.index + m[0].length;
+  }
+  if (last < s.length) node.appendChild(document.createTextNode(s.slice(last)));
+  return node;
+}
+
+// For attributes such as title, which cannot hold elements: the markers as text, and the
+// value wrapped in an isolate so that its own strong right-to-left text stays inside it.
+function plainText(text) {
+  return "\u2068" + String(text).replace(BIDI_CONTROLS, bidiMarker) + "\u2069";
+}
+
 function el(tag, cls, text) {
   const e = document.createElement(tag);
   if (cls) e.className = cls;
-  if (text !== undefined && text !== null) e.textContent = String(text);
+  if (text !== undefined && text !== null) appendText(e, text);
+  return e;
+}
+
+// An element showing a value from the data: isolated (app.css), so that right-to-left text in
+// one value cannot reorder the labels and values around it.
+function dataEl(tag, cls, value) {
+  const e = el(tag, cls, value);
+  e.classList.add("data");
   return e;
 }
 
@@ -64,8 +112,21 @@ function statusClass(s) { return "st-" + (STATUSES.includes(s) ? s : "other"); }
 
 function showError(msg) {
   const box = $("query-error");
-  box.textContent = msg || "";
+  clear(box);
+  // The server's message can quote the query, which can come from a shared link.
+  if (msg) appendText(box, msg);
   box.hidden = !msg;
+}
+
+// The query box is a plain input and cannot show markers, yet a shared link or a clicked tag
+// can put direction controls in it; then the query is repeated below it with them marked.
+function showQueryNote(query) {
+  const box = $("query-note");
+  clear(box);
+  box.hidden = query.search(BIDI_CONTROLS) < 0;
+  if (box.hidden) return;
+  box.appendChild(document.createTextNode("This query holds invisible direction controls: "));
+  box.appendChild(dataEl("code", null, query));
 }
 
 // ---- URL state: the query and range live in the fragment so a view can be reloaded or shared.
@@ -123,7 +184,7 @@ async function loadFacets(gen, filter) {
       const li = el("li");
       li.title = "Click to filter, Alt-click to exclude";
       li.dataset.value = value;
-      li.appendChild(el("span", "v", value));
+      li.appendChild(dataEl("span", "v", value));
       li.appendChild(el("span", "n", Number(b.computes.c0).toLocaleString()));
       li.addEventListener("click", (ev) =>
         addFilter(f.field ? fieldFilter(f.field, value) : tagFilter(value), ev.altKey));
@@ -189,13 +250,13 @@ function logRow(log, fresh) {
   const row = el("div", "row" + (fresh ? " fresh" : ""));
   row.setAttribute("role", "listitem");
   row.dataset.id = log.id;
-  row.appendChild(el("span", "c-time", fmtTime(a.timestamp)));
+  row.appendChild(dataEl("span", "c-time", fmtTime(a.timestamp)));
   const st = el("span", "c-status");
-  st.appendChild(el("span", "status " + statusClass(a.status), a.status));
+  st.appendChild(dataEl("span", "status " + statusClass(a.status), a.status));
   row.appendChild(st);
-  row.appendChild(el("span", "c-service", a.service));
-  row.appendChild(el("span", "c-host", a.host));
-  row.appendChild(el("span", "c-msg", a.message));
+  row.appendChild(dataEl("span", "c-service", a.service));
+  row.appendChild(dataEl("span", "c-host", a.host));
+  row.appendChild(dataEl("span", "c-msg", a.message));
   row.addEventListener("click", () => showDetail(log, row));
   return row;
 }
@@ -229,10 +290,10 @@ function maybeLoadMore() {
 
 // ---- Detail pane.
 function valueNode(v) {
-  if (v === null) return el("span", "lit", "null");
-  if (typeof v === "string") return el("span", "str", JSON.stringify(v));
-  if (typeof v === "number") return el("span", "num", String(v));
-  return el("span", "lit", String(v));
+  if (v === null) return dataEl("span", "lit", "null");
+  if (typeof v === "string") return dataEl("span", "str", JSON.stringify(v));
+  if (typeof v === "number") return dataEl("span", "num", String(v));
+  return dataEl("span", "lit", String(v));
 }
 function tree(obj, path) {
   const ul = el("ul", path ? null : "tree");
@@ -240,7 +301,7 @@ function tree(obj, path) {
   for (const [k, v] of entries) {
     const li = el("li");
     const p = path ? path + "." + k : k;
-    li.appendChild(el("span", "key", k));
+    li.appendChild(dataEl("span", "key", k));
     li.appendChild(document.createTextNode(": "));
     if (v !== null && typeof v === "object") {
       li.appendChild(document.createTextNode(Array.isArray(v) ? "[" + v.length + "]" : "{}"));
@@ -249,7 +310,7 @@ function tree(obj, path) {
       li.appendChild(valueNode(v));
       if (!Array.isArray(obj)) {
         li.classList.add("leaf");
-        li.title = "Click to filter on @" + p;
+        li.title = "Click to filter on @" + plainText(p);
         li.addEventListener("click", (ev) => { ev.stopPropagation(); addFilter("@" + p + ":" + quoteValue(String(v)), ev.altKey); });
       }
     }
@@ -269,15 +330,15 @@ function showDetail(log, row) {
   for (const [k, v] of [["Date", fmtTime(a.timestamp)], ["Status", a.status], ["Service", a.service],
     ["Source", source], ["Host", a.host], ["ID", log.id]]) {
     kv.appendChild(el("span", "k", k));
-    kv.appendChild(el("span", "v", v || "—"));
+    kv.appendChild(dataEl("span", "v", v || "—"));
   }
   body.appendChild(kv);
   body.appendChild(el("h4", null, "Message"));
-  body.appendChild(el("pre", "message", a.message));
+  body.appendChild(dataEl("pre", "message", a.message));
   body.appendChild(el("h4", null, "Tags"));
   const chips = el("div", "chips");
   for (const t of a.tags) {
-    const c = el("span", "chip", t);
+    const c = dataEl("span", "chip", t);
     c.title = "Click to filter";
     c.addEventListener("click", () => addFilter(tagFilter(t)));
     chips.appendChild(c);
@@ -333,6 +394,7 @@ async function runSearch() {
   clear($("list"));
   $("detail").hidden = true;
   showError("");
+  showQueryNote(state.query);
   try {
     await Promise.all([loadPage(gen, filter), loadChart(gen, filter, range), loadFacets(gen, filter)]);
     if (state.live && gen === state.generation) {
