@@ -302,6 +302,7 @@ const ERRORS: &[(&str, usize, &str)] = &[
     ("OR a", 1, "expected a value, found 'OR'"),
     ("NOT", 3, "expected a value after 'NOT'"),
     ("@duration_ms:>abc", 15, "expected a number after '>'"),
+    ("@duration_ms:>=", 15, "expected a number after '>='"),
     ("service:>5", 9, "comparisons apply to @attributes"),
     ("@d:[1 TO", 8, "expected a number or '*' in the range"),
     ("@d:[1 2]", 7, "expected 'TO' in the range"),

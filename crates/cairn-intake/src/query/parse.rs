@@ -436,10 +436,13 @@ fn value_of(w: &[(char, bool)], field: &Field, start: usize) -> Result<Value, Qu
             ));
         }
         let number: String = text.chars().skip(skip).collect();
+        // With nothing after the operator, the operator itself: a column past the end of the
+        // query points at nothing.
+        let column = start + skip + usize::from(!number.is_empty());
         return match parse_number(&number) {
             Some(n) => Ok(Value::Compare(op, n)),
             None => Err(Parser::column_error(
-                start + skip + 1,
+                column,
                 format!(
                     "expected a number after '{}', found '{number}'",
                     &text[..skip]
