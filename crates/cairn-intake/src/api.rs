@@ -32,8 +32,10 @@ pub enum TimeArg {
 impl TimeArg {
     fn resolve(&self, now_ms: i64) -> Result<i64, IntakeError> {
         match self {
-            TimeArg::Ms(ms) => Ok(*ms),
-            TimeArg::Text(s) => parse_time(s, now_ms).map_err(IntakeError::BadRequest),
+            TimeArg::Ms(ms) => Ok(crate::timefmt::clamp_ms(*ms)),
+            TimeArg::Text(s) => parse_time(s, now_ms)
+                .map(crate::timefmt::clamp_ms)
+                .map_err(IntakeError::BadRequest),
         }
     }
 }

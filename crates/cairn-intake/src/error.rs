@@ -20,6 +20,8 @@ pub enum IntakeError {
     },
     #[error("store query failed: {0}")]
     Query(#[from] rusqlite::Error),
+    #[error("the query failed inside the intake (a bug, please report it): {0}")]
+    QueryPanicked(String),
     #[error("store writer has stopped")]
     WriterGone,
     #[error("{0}")]

@@ -227,7 +227,7 @@ impl Store {
             out
         })
         .await
-        .map_err(|e| IntakeError::BadRequest(format!("query task failed: {e}")))?
+        .map_err(|e| IntakeError::QueryPanicked(e.to_string()))?
     }
 
     fn take_reader(&self) -> Result<Connection, IntakeError> {
@@ -503,8 +503,9 @@ fn insert_group(
         let mut insert_fts =
             tx.prepare_cached("INSERT INTO logs_fts (rowid, message) VALUES (?1, ?2)")?;
         for log in groups.iter().flat_map(|(logs, _)| logs) {
+            let timestamp_ms = crate::timefmt::clamp_ms(log.timestamp_ms);
             let id = insert_log.insert(params![
-                log.timestamp_ms,
+                timestamp_ms,
                 log.status,
                 log.host,
                 log.service,
@@ -515,7 +516,7 @@ fn insert_group(
             ])?;
             insert_fts.execute(params![id, log.message])?;
             let key = (
-                log.timestamp_ms.div_euclid(BUCKET_MS) * BUCKET_MS,
+                timestamp_ms.div_euclid(BUCKET_MS) * BUCKET_MS,
                 log.service.as_str(),
                 log.source.as_str(),
                 log.status.as_str(),

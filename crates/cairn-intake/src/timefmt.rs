@@ -9,6 +9,16 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999Z: the times RFC 3339 can write. Every
+/// stored timestamp and every query bound is kept inside, so bucket arithmetic near
+/// `i64::MIN`/`MAX` cannot overflow and every time can be printed.
+pub const MIN_MS: i64 = -62_135_596_800_000;
+pub const MAX_MS: i64 = 253_402_300_799_999;
+
+pub fn clamp_ms(ms: i64) -> i64 {
+    ms.clamp(MIN_MS, MAX_MS)
+}
+
 /// Parses `15m`, `2h`, `7d`, `1w`, `30s`, `500ms`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
