@@ -72,15 +72,20 @@ impl CheckBase {
     }
 }
 
-/// A reserved key's value: a str, or None meaning "not given".
-fn opt_str<'a>(key: &str, v: &'a Bound<'_, PyAny>) -> PyResult<Option<&'a str>> {
+/// A reserved key's value: a str (lone surrogates as U+FFFD, as in attributes), or None
+/// meaning "not given".
+fn opt_str<'a>(
+    key: &str,
+    v: &'a Bound<'_, PyAny>,
+    changes: &mut pyjson::Changes,
+) -> PyResult<Option<std::borrow::Cow<'a, str>>> {
     if v.is_none() {
         return Ok(None);
     }
     match v.cast::<PyString>() {
-        Ok(s) => Ok(Some(pyjson::utf8_arg(s, || {
-            format!("send_log: data['{key}']")
-        })?)),
+        Ok(s) => Ok(Some(
+            pyjson::log_str(s, changes).map_err(|e| e.at_key(key).into_pyerr("data", ""))?,
+        )),
         Err(_) => Err(PyTypeError::new_err(format!(
             "send_log: data['{key}'] must be a str, got {}",
             pyjson::type_name(v)
@@ -288,6 +293,8 @@ fn stage(
     // Keys written as literals in a check are interned by Python's compiler, so the reserved
     // ones are usually recognised by pointer, without reading their text.
     let reserved = reserved_keys(dict.py());
+    let mut changes = pyjson::Changes::default();
+    let mut marker: Option<Vec<u8>> = None;
     // Strong references per item (PyO3's iterator): a value's text is read after the walk.
     for (k, v) in dict.iter() {
         if let Some(slot) = reserved.iter().position(|&p| p == k.as_ptr() as usize) {
@@ -305,10 +312,23 @@ fn stage(
             wire::DDSOURCE => DDSOURCE,
             wire::DDTAGS => DDTAGS,
             _ => {
-                attrs.push(b',');
-                wire::write_key(attrs, key);
-                pyjson::write_value(attrs, &v, 1)
-                    .map_err(|e| e.at_key(key).into_pyerr("data", ""))?;
+                // The check's own `_cairn` is written last, merged with the marker if any.
+                let into = if key == pyjson::MARKER_KEY {
+                    marker = Some(Vec::new());
+                    marker.as_mut().expect("set just above")
+                } else {
+                    attrs.push(b',');
+                    wire::write_key(attrs, key);
+                    &mut *attrs
+                };
+                pyjson::write_value_as(
+                    into,
+                    &v,
+                    1,
+                    &mut pyjson::Mode::Log(&mut changes),
+                    &mut pyjson::Path::default(),
+                )
+                .map_err(|e| e.at_key(key).into_pyerr("data", ""))?;
                 continue;
             }
         };
@@ -320,7 +340,8 @@ fn stage(
         ));
     };
     let message = match message.cast::<PyString>() {
-        Ok(s) => pyjson::utf8_arg(s, || "send_log: data['message']".to_string())?,
+        Ok(s) => pyjson::log_str(s, &mut changes)
+            .map_err(|e| e.at_key(wire::MESSAGE).into_pyerr("data", ""))?,
         Err(_) => {
             return Err(PyTypeError::new_err(format!(
                 "send_log: data['message'] must be a str, got {}",
@@ -328,24 +349,36 @@ fn stage(
             )))
         }
     };
-    let text = |slot: usize, key: &str| match &special[slot] {
-        Some(v) => opt_str(key, v),
+    let mut text = |slot: usize, key: &str| match &special[slot] {
+        Some(v) => opt_str(key, v, &mut changes),
         None => Ok(None),
     };
+    let status = text(STATUS, wire::STATUS)?;
+    let hostname = text(HOSTNAME, wire::HOSTNAME)?;
+    let service = text(SERVICE, wire::SERVICE)?;
+    let source = match text(SOURCE, wire::SOURCE)? {
+        Some(s) => Some(s),
+        None => text(DDSOURCE, wire::DDSOURCE)?,
+    };
+    let ddtags = text(DDTAGS, wire::DDTAGS)?;
+    if changes.any() {
+        changes.write_marker(attrs, marker.as_deref());
+    } else if let Some(m) = &marker {
+        attrs.push(b',');
+        wire::write_key(attrs, pyjson::MARKER_KEY);
+        attrs.extend_from_slice(m);
+    }
     let f = LogFields {
-        message,
-        status: text(STATUS, wire::STATUS)?,
+        message: &message,
+        status: status.as_deref(),
         timestamp_ms: match &special[TIMESTAMP] {
             Some(v) => timestamp_ms(v, 1000.0)?,
             None => wire::now_ms(),
         },
-        hostname: text(HOSTNAME, wire::HOSTNAME)?,
-        service: text(SERVICE, wire::SERVICE)?,
-        source: match text(SOURCE, wire::SOURCE)? {
-            Some(s) => Some(s),
-            None => text(DDSOURCE, wire::DDSOURCE)?,
-        },
-        ddtags: text(DDTAGS, wire::DDTAGS)?,
+        hostname: hostname.as_deref(),
+        service: service.as_deref(),
+        source: source.as_deref(),
+        ddtags: ddtags.as_deref(),
     };
     let cursor_json = match cursor {
         Some(c) if !c.is_none() => {

@@ -10,8 +10,20 @@ use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
 use cairn_logs::wire;
 
-/// Deeper than this is almost surely a reference cycle.
-const MAX_DEPTH: usize = 64;
+/// Levels of dicts/lists kept in a value: a cursor or an event deeper than this is refused;
+/// in a log's attribute (whose own value is level 1) the part below is sent as its JSON text,
+/// the rule the intake applies (`cairn-intake/src/normalize.rs`), so the intake stores what
+/// the agent sent.
+pub const MAX_DEPTH: usize = 64;
+
+/// Levels walked at all, even to make text of a log's deep part: the walk recurses, and a
+/// check runs on a 2 MiB thread shared with Python's own frames (400 levels overflowed it in a
+/// debug build). serde_json, on the library's `send_log` path, refuses deeper than 128 too.
+pub const MAX_WALK_DEPTH: usize = 128;
+
+/// The top-level attribute marking a log the agent changed, and its member listing what.
+pub const MARKER_KEY: &str = "_cairn";
+pub const MARKER_FIELD: &str = "normalized";
 
 /// Characters of a key shown in a message; a longer key is cut (it may be megabytes).
 const MAX_SHOWN_CHARS: usize = 100;
@@ -35,7 +47,9 @@ pub enum WalkErrorKind {
     KeyNotUtf8(String),
     /// A str value with no UTF-8 form: where its first lone surrogate is.
     NotUtf8(Unencodable),
-    TooDeep,
+    TooDeep(usize),
+    /// A dict or list that holds itself.
+    Cycle,
     Python(PyErr),
 }
 
@@ -76,8 +90,11 @@ impl WalkError {
             WalkErrorKind::NotUtf8(u) => PyValueError::new_err(format!(
                 "send_log: {place} is a str that cannot be encoded as UTF-8 ({u}){suffix}"
             )),
-            WalkErrorKind::TooDeep => PyValueError::new_err(format!(
-                "send_log: {place} is nested more than {MAX_DEPTH} levels deep (a reference cycle?){suffix}"
+            WalkErrorKind::TooDeep(limit) => PyValueError::new_err(format!(
+                "send_log: {place} is nested more than {limit} levels deep{suffix}"
+            )),
+            WalkErrorKind::Cycle => PyValueError::new_err(format!(
+                "send_log: {place} refers back to a dict or list that holds it (a reference cycle), which JSON cannot carry{suffix}"
             )),
             WalkErrorKind::Python(e) => e,
         }
@@ -335,10 +352,93 @@ pub fn type_name(v: &Bound<'_, PyAny>) -> String {
         .unwrap_or_else(|_| "?".into())
 }
 
-/// Appends `v` as JSON.
+/// What a log's walk changed so that the intake can store it (see [`MAX_DEPTH`]).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Changes {
+    pub depth: bool,
+    pub number: bool,
+    pub surrogate: bool,
+}
+
+impl Changes {
+    pub fn any(&self) -> bool {
+        self.depth || self.number || self.surrogate
+    }
+
+    /// `,"_cairn":{"normalized":[…]}`, the names in the intake's order; `existing` is the
+    /// JSON the check itself gave for `_cairn`, merged into when it is an object.
+    pub fn write_marker(&self, out: &mut Vec<u8>, existing: Option<&[u8]>) {
+        use serde_json::{Map, Value};
+        let mut obj = match existing.and_then(|t| serde_json::from_slice::<Value>(t).ok()) {
+            Some(Value::Object(m)) => m,
+            _ => Map::new(),
+        };
+        let mut names: Vec<Value> = match obj.remove(MARKER_FIELD) {
+            Some(Value::Array(a)) => a.into_iter().filter(Value::is_string).collect(),
+            _ => Vec::new(),
+        };
+        for (on, n) in [
+            (self.depth, "depth"),
+            (self.number, "number"),
+            (self.surrogate, "surrogate"),
+        ] {
+            if on && !names.iter().any(|v| v == n) {
+                names.push(Value::from(n));
+            }
+        }
+        obj.insert(MARKER_FIELD.to_owned(), Value::Array(names));
+        out.push(b',');
+        wire::write_key(out, MARKER_KEY);
+        serde_json::to_writer(&mut *out, &Value::Object(obj)).expect("a Value always serializes");
+    }
+}
+
+/// How a walk treats what JSON readers cannot carry.
+pub enum Mode<'a> {
+    /// A cursor or an event: refused, as it must round-trip exactly.
+    Strict,
+    /// A log's attribute: normalised the intake's way, and recorded.
+    Log(&'a mut Changes),
+    /// Inside a log's too-deep part, which becomes text: only lone surrogates are replaced.
+    Text(&'a mut Changes),
+}
+
+impl Mode<'_> {
+    fn reborrow(&mut self) -> Mode<'_> {
+        match self {
+            Mode::Strict => Mode::Strict,
+            Mode::Log(c) => Mode::Log(c),
+            Mode::Text(c) => Mode::Text(c),
+        }
+    }
+
+    fn changes(&mut self) -> Option<&mut Changes> {
+        match self {
+            Mode::Strict => None,
+            Mode::Log(c) | Mode::Text(c) => Some(c),
+        }
+    }
+}
+
+/// The containers being walked, by address: a value met again among them is a cycle.
+#[derive(Default)]
+pub struct Path(Vec<usize>);
+
+/// Appends `v` as JSON; `depth` is the level `v` sits at (1 for an attribute's value).
 pub fn write_value(out: &mut Vec<u8>, v: &Bound<'_, PyAny>, depth: usize) -> Result<(), WalkError> {
+    write_value_as(out, v, depth, &mut Mode::Strict, &mut Path::default())
+}
+
+/// [`write_value`] under `mode`.
+pub fn write_value_as(
+    out: &mut Vec<u8>,
+    v: &Bound<'_, PyAny>,
+    depth: usize,
+    mode: &mut Mode<'_>,
+    path: &mut Path,
+) -> Result<(), WalkError> {
     if let Ok(s) = v.cast_exact::<PyString>() {
-        wire::write_str(out, utf8(s)?);
+        write_py_str(out, s, mode)?;
     } else if v.is_none() {
         out.extend_from_slice(b"null");
     } else if let Ok(b) = v.cast_exact::<PyBool>() {
@@ -349,6 +449,11 @@ pub fn write_value(out: &mut Vec<u8>, v: &Bound<'_, PyAny>, depth: usize) -> Res
         } else if !v.is_exact_instance_of::<PyInt>() {
             // A subclass's str() could run Python code mid-walk; JSON needs a plain int.
             return Err(WalkError::new(WalkErrorKind::NotSerializable(type_name(v))));
+        } else if let Mode::Log(c) = mode {
+            // SQLite reads an integer beyond 64 bits as an approximate real (or infinity),
+            // serde_json beyond `f64` not at all: the intake stores its digits as a string.
+            c.number = true;
+            wire::write_str(out, i.str()?.to_str()?);
         } else {
             // Beyond 64 bits: Python's own decimal form is valid JSON.
             out.extend_from_slice(i.str()?.to_str()?.as_bytes());
@@ -356,17 +461,123 @@ pub fn write_value(out: &mut Vec<u8>, v: &Bound<'_, PyAny>, depth: usize) -> Res
     } else if let Ok(f) = v.cast::<PyFloat>() {
         write_f64(out, f.value())?;
     } else if let Ok(d) = v.cast::<PyDict>() {
-        write_dict(out, d, depth)?;
+        container(out, v, depth, mode, path, |out, mode, path| {
+            write_dict(out, d, depth, mode, path)
+        })?;
     } else if let Ok(l) = v.cast::<PyList>() {
-        write_seq(out, l.iter(), depth)?;
+        container(out, v, depth, mode, path, |out, mode, path| {
+            write_seq(out, l.iter(), depth, mode, path)
+        })?;
     } else if let Ok(t) = v.cast::<PyTuple>() {
-        write_seq(out, t.iter(), depth)?;
+        container(out, v, depth, mode, path, |out, mode, path| {
+            write_seq(out, t.iter(), depth, mode, path)
+        })?;
     } else if let Ok(s) = v.cast::<PyString>() {
-        wire::write_str(out, utf8(s)?);
+        write_py_str(out, s, mode)?;
     } else {
         return Err(WalkError::new(WalkErrorKind::NotSerializable(type_name(v))));
     }
     Ok(())
+}
+
+/// Writes a dict or sequence at `depth` with `body`, or, in a log past [`MAX_DEPTH`], its
+/// JSON text as a string.
+fn container(
+    out: &mut Vec<u8>,
+    v: &Bound<'_, PyAny>,
+    depth: usize,
+    mode: &mut Mode<'_>,
+    path: &mut Path,
+    body: impl FnOnce(&mut Vec<u8>, &mut Mode<'_>, &mut Path) -> Result<(), WalkError>,
+) -> Result<(), WalkError> {
+    let addr = v.as_ptr() as usize;
+    if path.0.contains(&addr) {
+        return Err(WalkError::new(WalkErrorKind::Cycle));
+    }
+    let too_deep = match mode {
+        Mode::Strict => depth >= MAX_DEPTH,
+        Mode::Log(_) | Mode::Text(_) => depth > MAX_WALK_DEPTH,
+    };
+    if too_deep {
+        let limit = match mode {
+            Mode::Strict => MAX_DEPTH,
+            _ => MAX_WALK_DEPTH,
+        };
+        return Err(WalkError::new(WalkErrorKind::TooDeep(limit)));
+    }
+    path.0.push(addr);
+    let done = match mode {
+        Mode::Log(c) if depth > MAX_DEPTH => {
+            c.depth = true;
+            let mut text = Vec::new();
+            body(&mut text, &mut Mode::Text(c), path).map(|()| {
+                wire::write_str(
+                    out,
+                    std::str::from_utf8(&text).expect("the walk writes UTF-8"),
+                )
+            })
+        }
+        _ => body(out, mode, path),
+    };
+    path.0.pop();
+    done
+}
+
+/// `s` as UTF-8; in a log, with lone surrogates as U+FFFD (recorded in `changes`).
+pub fn log_str<'a>(
+    s: &'a Bound<'_, PyString>,
+    changes: &mut Changes,
+) -> Result<std::borrow::Cow<'a, str>, WalkError> {
+    match utf8(s) {
+        Ok(text) => Ok(std::borrow::Cow::Borrowed(text)),
+        Err(WalkError {
+            kind: WalkErrorKind::NotUtf8(_),
+            ..
+        }) => {
+            changes.surrogate = true;
+            Ok(std::borrow::Cow::Owned(lossy(s)?))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// A str as JSON; in a log, lone surrogates become U+FFFD, the intake's rule for `"\ud800"`.
+fn write_py_str(
+    out: &mut Vec<u8>,
+    s: &Bound<'_, PyString>,
+    mode: &mut Mode<'_>,
+) -> Result<(), WalkError> {
+    match (utf8(s), mode.changes()) {
+        (Ok(text), _) => wire::write_str(out, text),
+        (
+            Err(WalkError {
+                kind: WalkErrorKind::NotUtf8(_),
+                ..
+            }),
+            Some(c),
+        ) => {
+            c.surrogate = true;
+            wire::write_str(out, &lossy(s)?);
+        }
+        (Err(e), _) => return Err(e),
+    }
+    Ok(())
+}
+
+/// `s` with each lone surrogate as U+FFFD (one each, as `String::from_utf16_lossy` counts).
+pub fn lossy(s: &Bound<'_, PyString>) -> PyResult<String> {
+    let py = s.py();
+    // `str`'s own method, never a subclass's: no check code runs mid-walk.
+    let units =
+        py.get_type::<PyString>()
+            .getattr("encode")?
+            .call1((s, "utf-16-le", "surrogatepass"))?;
+    let bytes: &[u8] = units.cast::<pyo3::types::PyBytes>()?.as_bytes();
+    let units: Vec<u16> = bytes
+        .chunks_exact(2)
+        .map(|b| u16::from_le_bytes([b[0], b[1]]))
+        .collect();
+    Ok(String::from_utf16_lossy(&units))
 }
 
 pub fn write_f64(out: &mut Vec<u8>, f: f64) -> Result<(), WalkError> {
@@ -377,10 +588,13 @@ pub fn write_f64(out: &mut Vec<u8>, f: f64) -> Result<(), WalkError> {
     Ok(())
 }
 
-fn write_dict(out: &mut Vec<u8>, d: &Bound<'_, PyDict>, depth: usize) -> Result<(), WalkError> {
-    if depth >= MAX_DEPTH {
-        return Err(WalkError::new(WalkErrorKind::TooDeep));
-    }
+fn write_dict(
+    out: &mut Vec<u8>,
+    d: &Bound<'_, PyDict>,
+    depth: usize,
+    mode: &mut Mode<'_>,
+    path: &mut Path,
+) -> Result<(), WalkError> {
     out.push(b'{');
     let mut first = true;
     for (k, v) in d.iter() {
@@ -390,7 +604,8 @@ fn write_dict(out: &mut Vec<u8>, d: &Bound<'_, PyDict>, depth: usize) -> Result<
         }
         first = false;
         wire::write_key(out, key);
-        write_value(out, &v, depth + 1).map_err(|e| e.at(Segment::Key(key.to_string())))?;
+        write_value_as(out, &v, depth + 1, &mut mode.reborrow(), path)
+            .map_err(|e| e.at(Segment::Key(key.to_string())))?;
     }
     out.push(b'}');
     Ok(())
@@ -400,16 +615,16 @@ fn write_seq<'py>(
     out: &mut Vec<u8>,
     items: impl Iterator<Item = Bound<'py, PyAny>>,
     depth: usize,
+    mode: &mut Mode<'_>,
+    path: &mut Path,
 ) -> Result<(), WalkError> {
-    if depth >= MAX_DEPTH {
-        return Err(WalkError::new(WalkErrorKind::TooDeep));
-    }
     out.push(b'[');
     for (i, v) in items.enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        write_value(out, &v, depth + 1).map_err(|e| e.at(Segment::Index(i)))?;
+        write_value_as(out, &v, depth + 1, &mut mode.reborrow(), path)
+            .map_err(|e| e.at(Segment::Index(i)))?;
     }
     out.push(b']');
     Ok(())

@@ -10,7 +10,7 @@ use std::io::Read;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
-use crate::wire;
+use crate::{normalize, wire};
 
 /// Why a request body is refused; each maps to one HTTP status.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -197,17 +197,20 @@ impl<'de> Visitor<'de> for LogSeed {
         let mut source = None;
         let mut tags = String::from(",");
         let mut attributes = String::new();
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+        let mut changes = normalize::Changes::default();
+        // The sender's own marker object, held back so that ours can be merged into it.
+        let mut marker: Option<String> = None;
+        // Keys are read raw: a lone surrogate in a key is normalised, not a refused batch.
+        while let Some(raw_key) = map.next_key::<&'de RawValue>()? {
+            let Some(key) = normalize::string(raw_key.get(), &mut changes) else {
+                return Err(de::Error::custom("an object key must be a string"));
+            };
             let raw: &'de RawValue = map.next_value()?;
             let text = raw.get();
             // Only a JSON string fills a reserved field; anything else under a reserved name is
             // kept as an attribute so that nothing a sender wrote is lost.
-            let as_str = || -> Option<String> {
-                text.starts_with('"')
-                    .then(|| serde_json::from_str::<String>(text).ok())
-                    .flatten()
-            };
-            let reserved = match key.as_ref() {
+            let mut as_str = || normalize::string(text, &mut changes);
+            let reserved = match key.as_str() {
                 wire::MESSAGE => as_str().map(|s| message = Some(s)),
                 wire::STATUS => as_str().map(|s| status = Some(normalise_status(&s))),
                 wire::HOSTNAME | wire::HOST => as_str().map(|s| host = Some(s)),
@@ -217,14 +220,22 @@ impl<'de> Visitor<'de> for LogSeed {
                 wire::TIMESTAMP => parse_timestamp(text).map(|t| timestamp_ms = Some(t)),
                 _ => None,
             };
-            if reserved.is_none() {
-                attributes.push(if attributes.is_empty() { '{' } else { ',' });
-                attributes.push_str(
-                    &serde_json::to_string(key.as_ref()).expect("a str always serialises"),
-                );
-                attributes.push(':');
-                attributes.push_str(text);
+            if reserved.is_some() {
+                continue;
             }
+            let mut value = String::with_capacity(text.len());
+            normalize::value(text, &mut value, &mut changes);
+            if key == normalize::MARKER_KEY {
+                marker = Some(value);
+                continue;
+            }
+            push_attribute(&mut attributes, &key, &value);
+        }
+        if changes.any() {
+            let m = normalize::marker(marker.as_deref(), &changes);
+            push_attribute(&mut attributes, normalize::MARKER_KEY, &m);
+        } else if let Some(m) = marker {
+            push_attribute(&mut attributes, normalize::MARKER_KEY, &m);
         }
         let (message, truncated) = truncate_message(message.unwrap_or_default());
         Ok(NewLog {
@@ -239,6 +250,13 @@ impl<'de> Visitor<'de> for LogSeed {
             truncated,
         })
     }
+}
+
+fn push_attribute(attributes: &mut String, key: &str, value: &str) {
+    attributes.push(if attributes.is_empty() { '{' } else { ',' });
+    attributes.push_str(&serde_json::to_string(key).expect("a str always serialises"));
+    attributes.push(':');
+    attributes.push_str(value);
 }
 
 fn append_tags(out: &mut String, ddtags: &str) {
@@ -370,6 +388,64 @@ mod tests {
         assert!(cut);
         assert!(m.ends_with(wire::TRUNCATED_MARKER));
         assert!(m.len() <= wire::MAX_MESSAGE_BYTES + wire::TRUNCATED_MARKER.len());
+    }
+
+    #[test]
+    fn poisoned_values_are_stored_normalised_with_the_marker() {
+        let deep = format!("{}1{}", "[".repeat(1001), "]".repeat(1001));
+        let body = format!(
+            r#"[{{"message":"m\ud800","service":"s\udc00","deep":{deep},"inf":1e999,
+                "big":1{zeros},"\ud800k":"v\udbff","ok":[1,"x"]}}]"#,
+            zeros = "0".repeat(400)
+        );
+        let logs = parse_logs(body.as_bytes(), 0).unwrap();
+        let l = &logs[0];
+        assert_eq!(
+            (l.message.as_str(), l.service.as_str()),
+            ("m\u{fffd}", "s\u{fffd}")
+        );
+        let attrs: serde_json::Value =
+            serde_json::from_str(l.attributes.as_deref().unwrap()).unwrap();
+        assert_eq!(attrs["inf"], "1e999");
+        assert_eq!(attrs["big"], format!("1{}", "0".repeat(400)));
+        assert_eq!(attrs["\u{fffd}k"], "v\u{fffd}");
+        assert_eq!(attrs["ok"], serde_json::json!([1, "x"]));
+        assert_eq!(
+            attrs["_cairn"],
+            serde_json::json!({"normalized": ["depth", "number", "surrogate"]})
+        );
+        let mut d = &attrs["deep"];
+        for _ in 0..normalize::MAX_DEPTH {
+            d = &d[0];
+        }
+        let tail = 1001 - normalize::MAX_DEPTH;
+        assert_eq!(
+            d,
+            &serde_json::json!(format!("{}1{}", "[".repeat(tail), "]".repeat(tail)))
+        );
+    }
+
+    #[test]
+    fn a_clean_log_keeps_the_senders_marker_and_a_changed_one_merges_into_it() {
+        let logs = parse_logs(
+            br#"[{"message":"a","_cairn":{"normalized":["depth"]},"n":1},
+                 {"message":"b","_cairn":{"normalized":["depth"],"by":"x"},"n":1e999}]"#,
+            0,
+        )
+        .unwrap();
+        let attrs = |i: usize| -> serde_json::Value {
+            serde_json::from_str(logs[i].attributes.as_deref().unwrap()).unwrap()
+        };
+        assert_eq!(
+            attrs(0),
+            serde_json::json!({"n": 1, "_cairn": {"normalized": ["depth"]}})
+        );
+        assert_eq!(
+            attrs(1),
+            serde_json::json!({"n": "1e999", "_cairn": {"normalized": ["depth", "number"], "by": "x"}})
+        );
+        let plain = parse_logs(br#"{"message":"c","n":2}"#, 0).unwrap();
+        assert_eq!(plain[0].attributes.as_deref(), Some(r#"{"n":2}"#));
     }
 
     #[test]

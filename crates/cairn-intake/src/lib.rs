@@ -16,6 +16,7 @@ mod error;
 mod http;
 pub mod ingest;
 mod limit;
+mod normalize;
 pub mod query;
 pub mod store;
 pub mod timefmt;

@@ -774,7 +774,13 @@ const SEND_LOG_CASES: &[SendLogCase] = &[
         name: "reference cycle",
         call: "cyc = {}; cyc['self'] = cyc; self.send_log({'message': 'x', 'a': cyc})",
         exception: "ValueError",
-        message: Expect::Regex(r#"send_log: data\['a'\](\['self'\]){63} is nested more than 64 levels deep \(a reference cycle\?\)"#),
+        message: Expect::Exact("send_log: data['a']['self'] refers back to a dict or list that holds it (a reference cycle), which JSON cannot carry"),
+    },
+    SendLogCase {
+        name: "more than 128 levels",
+        call: "v = [1]; [v := [v] for _ in range(128)]; self.send_log({'message': 'x', 'a': v})",
+        exception: "ValueError",
+        message: Expect::Regex(r#"send_log: data\['a'\](\[0\]){128} is nested more than 128 levels deep"#),
     },
     SendLogCase {
         name: "NaN attribute",

@@ -5,7 +5,9 @@
 //!   cursor or persistent-cache entry over 1 MiB, raise a `ValueError` naming the size and the
 //!   limit; nothing of that call is recorded (a refused cursor takes its log with it), and the
 //!   rest of the run is kept.
-//! - A key (or value) holding a lone surrogate raises a `ValueError` naming the key.
+//! - A key holding a lone surrogate raises a `ValueError` naming the key; so does a cursor or
+//!   persistent-cache value. A log's str value is sent with U+FFFD in its place (the intake's
+//!   rule, docs/intake.md).
 //! - Under `cairn run`, a check that tries all of that leaves the buffer readable: after a
 //!   restart every log of another check is still there and delivered, nothing counted corrupt.
 
@@ -140,7 +142,8 @@ fn oversized_logs_cursors_and_cache_values_raise_value_error_and_the_rest_of_the
     );
 }
 
-/// Each call raises; `'\udcff'` is what `surrogateescape` decoding leaves for a byte 0xff.
+/// Each call and the messages it leaves: its exception, or (one per line) the log it recorded
+/// and `accepted`. `'\udcff'` is what `surrogateescape` decoding leaves for a byte 0xff.
 const SURROGATE_CALLS: &[(&str, &str)] = &[
     (
         r"self.send_log({'message': 'x', '\udcff': 1})",
@@ -152,15 +155,15 @@ const SURROGATE_CALLS: &[(&str, &str)] = &[
     ),
     (
         r"self.send_log({'message': 'x', 'a': {'b': 'va\udcff'}})",
-        r"ValueError: send_log: data['a']['b'] is a str that cannot be encoded as UTF-8 (lone surrogate '\udcff' at index 2)",
+        "x\naccepted",
     ),
     (
         r"self.send_log({'message': 'm\udcff'})",
-        r"ValueError: send_log: data['message'] is a str that cannot be encoded as UTF-8 (lone surrogate '\udcff' at index 1)",
+        "m\u{fffd}\naccepted",
     ),
     (
         r"self.send_log({'message': 'x', 'service': '\udcff'})",
-        r"ValueError: send_log: data['service'] is a str that cannot be encoded as UTF-8 (lone surrogate '\udcff' at index 0)",
+        "x\naccepted",
     ),
     (
         r"self.send_log({'message': 'x'}, cursor={'pos': 1, '\udcff': 2})",
@@ -185,7 +188,7 @@ const SURROGATE_CALLS: &[(&str, &str)] = &[
 ];
 
 #[test]
-fn a_key_or_value_with_a_lone_surrogate_raises_value_error_naming_the_key() {
+fn a_key_with_a_lone_surrogate_raises_value_error_naming_the_key_and_a_log_value_is_replaced() {
     let calls: String = SURROGATE_CALLS
         .iter()
         .map(|(call, _)| format!("            lambda: {call},\n"))
@@ -218,7 +221,8 @@ class SurrogateCheck(AgentCheck):
         .chain(
             SURROGATE_CALLS
                 .iter()
-                .map(|(_, m)| m.replace("{check_id}", check_id)),
+                .flat_map(|(_, m)| m.split('\n'))
+                .map(|m| m.replace("{check_id}", check_id)),
         )
         .collect();
     assert_eq!(got, want, "{}", out.dump());

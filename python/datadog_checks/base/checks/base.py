@@ -38,9 +38,12 @@ class AgentCheck(CheckBase):
     Limits, each a ``ValueError`` naming the size and the limit, with nothing of that call
     recorded (a refused cursor takes its log with it): a log whose JSON does not fit in one
     payload (``logs_config.batch_max_content_size``, 5,000,000 bytes by default), since it could
-    never be sent; a cursor or cache entry over 1 MiB, key and value together. A key or str value
-    holding a lone surrogate (``'\\udcff'``, as ``surrogateescape`` decoding leaves them) has no
-    UTF-8 form: a ``ValueError`` naming the key.
+    never be sent; a cursor or cache entry over 1 MiB, key and value together. A key holding a
+    lone surrogate (``'\\udcff'``, as ``surrogateescape`` decoding leaves them) has no UTF-8
+    form: a ``ValueError`` naming the key; so has a cursor or cache value. In a log, a str value
+    has each lone surrogate replaced by U+FFFD, an int outside 64 bits is sent as its decimal
+    string, and a part nested more than 64 levels inside an attribute as its JSON text; the log
+    then carries ``_cairn: {"normalized": [...]}`` (docs/pipeline.md, "What send_log sends").
     """
 
     OK, WARNING, CRITICAL, UNKNOWN = (0, 1, 2, 3)
