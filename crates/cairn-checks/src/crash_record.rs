@@ -333,6 +333,51 @@ pub fn mark_clean() {
 pub fn set_thread_slot(slot: usize) {
     let slot = i32::try_from(slot).unwrap_or(-1);
     SLOT.with(|s| s.set(slot));
+    ensure_signal_stack();
+}
+
+/// Size of the alternate signal stack each thread that runs checks gets.
+const SIGNAL_STACK_BYTES: usize = 256 * 1024;
+
+/// Gives this thread an alternate signal stack big enough for a crash's whole handling. The
+/// handlers run on it (`SA_ONSTACK`), nested: faulthandler dumps every thread's traceback, then
+/// re-raises into ours while its own frame is still there, each frame with the CPU's saved
+/// state (several KiB with AVX-512). The stack Rust gives its threads (`SIGSTKSZ`) or the one
+/// faulthandler gives the main thread is too small for that in a debug build, and the
+/// handler then dies on the guard page before saying which check crashed. Mapped lazily, so
+/// untouched pages cost nothing; kept for the life of the thread (checks run on long-lived
+/// threads), since a thread's alternate stack cannot safely be unmapped while it may be used.
+pub fn ensure_signal_stack() {
+    // SAFETY: sigaltstack reads this thread's setting into a zeroed stack_t; then a fresh
+    // private anonymous mapping is handed to sigaltstack for this thread only, never unmapped.
+    unsafe {
+        let mut current: libc::stack_t = std::mem::zeroed();
+        if libc::sigaltstack(std::ptr::null(), &mut current) == 0
+            && current.ss_flags & libc::SS_DISABLE == 0
+            && current.ss_size >= SIGNAL_STACK_BYTES
+        {
+            return;
+        }
+        let mem = libc::mmap(
+            std::ptr::null_mut(),
+            SIGNAL_STACK_BYTES,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+            -1,
+            0,
+        );
+        if mem == libc::MAP_FAILED {
+            return;
+        }
+        let stack = libc::stack_t {
+            ss_sp: mem,
+            ss_flags: 0,
+            ss_size: SIGNAL_STACK_BYTES,
+        };
+        if libc::sigaltstack(&stack, std::ptr::null_mut()) != 0 {
+            libc::munmap(mem, SIGNAL_STACK_BYTES);
+        }
+    }
 }
 
 /// Records that this thread started running (`loading == false`) or loading `check_id`.

@@ -54,6 +54,9 @@ fn setup(py: Python<'_>, checks_d: &Path, site: Option<&Path>) -> PyResult<()> {
     kwargs.set_item("all_threads", true)?;
     py.import("faulthandler")?
         .call_method("enable", (), Some(&kwargs))?;
+    // faulthandler just gave this thread a small alternate signal stack of its own; a crash
+    // while loading a check is handled here, so give it room again.
+    crate::crash_record::ensure_signal_stack();
     // `os._exit` skips every Rust and Python handler: say who called it while we can. Both
     // names, since `os._exit is posix._exit`.
     let exit = pyo3::wrap_pyfunction!(os_exit, py)?;
