@@ -88,8 +88,11 @@ pub const DEFAULT_STATEFUL_TIMEOUT_SECS: f64 = 25.0 * 3600.0;
 
 impl Default for AggregatorConfig {
     fn default() -> Self {
-        AggregatorConfig::new(&DEFAULT_HISTOGRAM_AGGREGATES, &DEFAULT_HISTOGRAM_PERCENTILES)
-            .expect("the defaults are valid")
+        AggregatorConfig::new(
+            &DEFAULT_HISTOGRAM_AGGREGATES,
+            &DEFAULT_HISTOGRAM_PERCENTILES,
+        )
+        .expect("the defaults are valid")
     }
 }
 

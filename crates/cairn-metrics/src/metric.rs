@@ -34,6 +34,10 @@ pub(crate) enum Metric {
     /// `histogram.go`: the run's samples, every sample weighing 1 (checks have no sample rate).
     Histogram(Hist),
     /// `historate.go`: the rate between consecutive samples goes into a histogram.
+    /// Unlike the Agent, which forgets the previous sample at every flush that had a rate (so
+    /// a check sending one sample per run gets a value only every other run), the previous
+    /// sample is kept across commits: every run after the first feeds its rate (the issue's
+    /// "per-run rates"). Negative rates are kept, as in the Agent.
     Historate {
         hist: Hist,
         previous: Option<(f64, f64)>,

@@ -382,7 +382,14 @@ fn pack(
     for (i, item) in items.iter().enumerate() {
         let alone = fixed + item.range.len();
         if alone > limits.max_uncompressed_bytes || item.points > limits.max_points {
-            emit_group(buf, &items[start..i], framing, compression, limits, &mut out)?;
+            emit_group(
+                buf,
+                &items[start..i],
+                framing,
+                compression,
+                limits,
+                &mut out,
+            )?;
             out.dropped += 1;
             start = i + 1;
             size = 0;
@@ -394,7 +401,14 @@ fn pack(
             && (fixed + size + added > limits.max_uncompressed_bytes
                 || points + item.points > limits.max_points)
         {
-            emit_group(buf, &items[start..i], framing, compression, limits, &mut out)?;
+            emit_group(
+                buf,
+                &items[start..i],
+                framing,
+                compression,
+                limits,
+                &mut out,
+            )?;
             start = i;
             size = item.range.len();
             points = item.points;

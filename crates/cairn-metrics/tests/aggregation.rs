@@ -63,7 +63,12 @@ fn play(cfg: AggregatorConfig, case: &Case<'_>) -> Vec<Vec<(String, SeriesKind, 
 
 fn check(cfg: impl Fn() -> AggregatorConfig, cases: &[Case<'_>]) {
     for case in cases {
-        assert_eq!(case.runs.len(), case.expect.len(), "{}: table shape", case.name);
+        assert_eq!(
+            case.runs.len(),
+            case.expect.len(),
+            "{}: table shape",
+            case.name
+        );
         let got = play(cfg(), case);
         for (i, (g, e)) in got.iter().zip(case.expect).enumerate() {
             let mut e: Vec<_> = e
@@ -257,7 +262,11 @@ fn custom_histogram_aggregates_and_percentiles() {
 #[test]
 fn bad_histogram_settings_are_refused_naming_the_value() {
     let cases: &[(&[&str], &[f64], ConfigError)] = &[
-        (&["max", "p75"], &[0.95], ConfigError::UnknownAggregate("p75".into())),
+        (
+            &["max", "p75"],
+            &[0.95],
+            ConfigError::UnknownAggregate("p75".into()),
+        ),
         (&["max"], &[1.5], ConfigError::PercentileOutOfRange(1.5)),
         (&["max"], &[95.0], ConfigError::PercentileOutOfRange(95.0)),
         (&["max"], &[-0.1], ConfigError::PercentileOutOfRange(-0.1)),
@@ -266,10 +275,20 @@ fn bad_histogram_settings_are_refused_naming_the_value() {
         let err = AggregatorConfig::new(aggs, pcts).unwrap_err();
         assert_eq!(&err, want);
     }
-    let msg = AggregatorConfig::new(&["p75"], &[]).unwrap_err().to_string();
-    assert!(msg.contains("histogram_aggregates") && msg.contains("p75"), "{msg}");
-    let msg = AggregatorConfig::new(&["max"], &[f64::NAN]).unwrap_err().to_string();
-    assert!(msg.contains("histogram_percentiles") && msg.contains("NaN"), "{msg}");
+    let msg = AggregatorConfig::new(&["p75"], &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("histogram_aggregates") && msg.contains("p75"),
+        "{msg}"
+    );
+    let msg = AggregatorConfig::new(&["max"], &[f64::NAN])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("histogram_percentiles") && msg.contains("NaN"),
+        "{msg}"
+    );
 }
 
 fn sampler() -> CheckSampler {
@@ -302,7 +321,11 @@ fn a_context_unseen_for_two_commits_expires() {
     cs.commit(47.0);
     assert_eq!(cs.contexts(), 0);
     assert_eq!(cs.retained_stateful(), 0, "gauges keep no state");
-    assert_eq!(cs.flush().len(), 3, "a, b, then b again: expiry loses no series");
+    assert_eq!(
+        cs.flush().len(),
+        3,
+        "a, b, then b again: expiry loses no series"
+    );
 }
 
 #[test]
@@ -323,7 +346,11 @@ fn rate_state_outlives_its_context_for_the_stateful_timeout() {
         cs.add(&s, 160.0).unwrap();
         cs.commit(161.0);
         let got: Vec<_> = cs.flush().iter().map(|s| s.points[0].1).collect();
-        assert_eq!(got, want_rate.into_iter().collect::<Vec<_>>(), "timeout {timeout}");
+        assert_eq!(
+            got,
+            want_rate.into_iter().collect::<Vec<_>>(),
+            "timeout {timeout}"
+        );
         assert_eq!(cs.contexts(), 1);
     }
 }
@@ -358,8 +385,11 @@ fn device_name_becomes_a_device_tag() {
     s.device = Some("sda1");
     cs.add(&s, 1.0).unwrap();
     // The same context, spelled with the tag.
-    cs.add(&gauge("disk.used", &tags(&["device:sda1", "a:1", "z:1"])), 1.0)
-        .unwrap();
+    cs.add(
+        &gauge("disk.used", &tags(&["device:sda1", "a:1", "z:1"])),
+        1.0,
+    )
+    .unwrap();
     assert_eq!(cs.contexts(), 1);
     cs.commit(2.0);
     assert_eq!(cs.flush()[0].tags, tags(&["a:1", "device:sda1", "z:1"]));
@@ -383,8 +413,18 @@ fn nan_and_infinity_are_refused_naming_the_metric_and_nothing_else_is_lost() {
     let mut cs = sampler();
     cs.add(&gauge("ok.before", &[]), 1.0).unwrap();
     for v in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
-        for kind in [K::Gauge, K::Count, K::Rate, K::MonotonicCount, K::Counter, K::Histogram, K::Historate] {
-            let err = cs.add(&Sample::new("bad.metric", kind, v), 1.0).unwrap_err();
+        for kind in [
+            K::Gauge,
+            K::Count,
+            K::Rate,
+            K::MonotonicCount,
+            K::Counter,
+            K::Histogram,
+            K::Historate,
+        ] {
+            let err = cs
+                .add(&Sample::new("bad.metric", kind, v), 1.0)
+                .unwrap_err();
             let SampleError::NotFinite { metric, .. } = &err;
             assert_eq!(metric, "bad.metric");
             assert!(err.to_string().contains("bad.metric"), "{err}");
@@ -413,7 +453,8 @@ fn the_first_sample_fixes_a_contexts_type() {
 fn series_of_several_commits_wait_for_the_flush() {
     let mut cs = sampler();
     for i in 0..3 {
-        cs.add(&Sample::new("m", K::Gauge, i as f64), 5.0 * i as f64).unwrap();
+        cs.add(&Sample::new("m", K::Gauge, i as f64), 5.0 * i as f64)
+            .unwrap();
         cs.commit(5.0 * i as f64 + 1.0);
     }
     let points: Vec<_> = cs.flush().iter().map(|s| s.points[0]).collect();
