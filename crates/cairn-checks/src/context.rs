@@ -3,9 +3,12 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use cairn_logs::CheckLogs;
+
+use crate::metrics::CheckMetrics;
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 
@@ -28,7 +31,8 @@ pub struct ServiceCheck {
     pub message: String,
 }
 
-/// What one run submitted besides logs.
+/// What one run submitted besides logs, as submitted: kept only for `cairn check`
+/// ([`keep_raw_submissions`]); `cairn run` aggregates and forgets.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct Submissions {
     pub metrics: Vec<Metric>,
@@ -42,12 +46,31 @@ pub struct CheckContext {
     pub check_id: String,
     pub logs: CheckLogs,
     pub submissions: Mutex<Submissions>,
+    /// Aggregated metrics, service checks and events waiting for the next flush.
+    pub metrics: Mutex<CheckMetrics>,
 }
 
 impl CheckContext {
     pub fn take_submissions(&self) -> Submissions {
         std::mem::take(&mut self.submissions.lock())
     }
+}
+
+static KEEP_RAW: AtomicBool = AtomicBool::new(false);
+
+/// Whether runs also keep every submission as made, for `cairn check` to show. Off in
+/// `cairn run`, where a check may submit a million samples a run.
+pub fn keep_raw_submissions(on: bool) {
+    KEEP_RAW.store(on, Ordering::Relaxed);
+}
+
+pub fn keeps_raw_submissions() -> bool {
+    KEEP_RAW.load(Ordering::Relaxed)
+}
+
+/// Every registered check instance, for the flusher.
+pub fn all() -> Vec<Arc<CheckContext>> {
+    registry().read().values().cloned().collect()
 }
 
 fn registry() -> &'static RwLock<HashMap<String, Arc<CheckContext>>> {

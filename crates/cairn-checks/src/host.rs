@@ -10,6 +10,9 @@ use pyo3::types::{PyDict, PyString};
 use cairn_config::AgentConfig;
 use cairn_logs::{wire, LogFields};
 
+use cairn_metrics::wire::ServiceCheck as WireServiceCheck;
+use cairn_metrics::{MetricKind, Unsupported};
+
 use crate::context::{self, Metric, ServiceCheck};
 use crate::native::refused;
 use crate::pyjson;
@@ -331,7 +334,7 @@ fn host_or_default(hostname: Option<&str>) -> String {
 }
 
 #[pyfunction]
-#[pyo3(signature = (_check, check_id, mtype, name, value, tags=None, hostname=None, _flush_first_value=false))]
+#[pyo3(signature = (_check, check_id, mtype, name, value, tags=None, hostname=None, flush_first_value=false))]
 #[allow(clippy::too_many_arguments)]
 fn submit_metric(
     _check: &Bound<'_, PyAny>,
@@ -341,21 +344,29 @@ fn submit_metric(
     value: f64,
     tags: Option<&Bound<'_, PyAny>>,
     hostname: Option<&str>,
-    _flush_first_value: bool,
+    flush_first_value: bool,
 ) -> PyResult<()> {
     let kind = *METRIC_TYPES.get(mtype).ok_or_else(|| {
         PyValueError::new_err(format!("submit_metric: unknown metric type {mtype}"))
     })?;
-    // Tags are read (which may run Python code) before the lock is taken.
+    let metric_kind = MetricKind::from_aggregator_code(mtype as i64)
+        .expect("METRIC_TYPES and the aggregator codes agree");
+    // Tags are read (which may run Python code) before any lock is taken.
     let tags = tag_list(tags)?;
     if let Some(ctx) = context::resolve(check_id) {
-        ctx.submissions.lock().metrics.push(Metric {
-            name: name.to_string(),
-            kind,
-            value,
-            tags,
-            hostname: host_or_default(hostname),
-        });
+        let host = host_or_default(hostname);
+        ctx.metrics
+            .lock()
+            .add(name, metric_kind, value, &tags, &host, flush_first_value);
+        if context::keeps_raw_submissions() {
+            ctx.submissions.lock().metrics.push(Metric {
+                name: name.to_string(),
+                kind,
+                value,
+                tags,
+                hostname: host,
+            });
+        }
     }
     Ok(())
 }
@@ -372,15 +383,33 @@ fn submit_service_check(
     hostname: Option<&str>,
     message: Option<&str>,
 ) -> PyResult<()> {
+    // The bundled base refuses other statuses; the real library passes them on, and the
+    // intake knows only these four, so anything else is reported as UNKNOWN.
+    let wire_status = u8::try_from(status).ok().filter(|s| *s <= 3).unwrap_or(3);
     let tags = tag_list(tags)?;
     if let Some(ctx) = context::resolve(check_id) {
-        ctx.submissions.lock().service_checks.push(ServiceCheck {
-            name: name.to_string(),
-            status,
-            tags,
-            hostname: host_or_default(hostname),
-            message: message.unwrap_or_default().to_string(),
+        let host = host_or_default(hostname);
+        let message = message.unwrap_or_default().to_string();
+        let mut sorted = tags.clone();
+        sorted.sort();
+        sorted.dedup();
+        ctx.metrics.lock().service_check(WireServiceCheck {
+            check: name.to_string(),
+            host_name: host.clone(),
+            timestamp: crate::metrics::now_secs() as i64,
+            status: wire_status,
+            message: message.clone(),
+            tags: sorted,
         });
+        if context::keeps_raw_submissions() {
+            ctx.submissions.lock().service_checks.push(ServiceCheck {
+                name: name.to_string(),
+                status,
+                tags,
+                hostname: host,
+                message,
+            });
+        }
     }
     Ok(())
 }
@@ -395,7 +424,10 @@ fn submit_event(
     pyjson::write_value(&mut buf, event, 0).map_err(|e| e.into_pyerr("event", ""))?;
     let v: serde_json::Value = serde_json::from_slice(&buf).unwrap_or(serde_json::Value::Null);
     if let Some(ctx) = context::resolve(check_id) {
-        ctx.submissions.lock().events.push(v);
+        if context::keeps_raw_submissions() {
+            ctx.submissions.lock().events.push(v.clone());
+        }
+        ctx.metrics.lock().event(v);
     }
     Ok(())
 }
@@ -416,20 +448,23 @@ fn submit_histogram_bucket(
     _flush_first_value: bool,
 ) -> PyResult<()> {
     if let Some(ctx) = context::resolve(check_id) {
-        let mut t = tag_list(tags)?;
-        t.push(format!("lower_bound:{lower}"));
-        t.push(format!("upper_bound:{upper}"));
-        ctx.submissions.lock().metrics.push(Metric {
-            name: name.to_string(),
-            kind: if monotonic {
-                "monotonic_count"
-            } else {
-                "count"
-            },
-            value,
-            tags: t,
-            hostname: host_or_default(hostname),
-        });
+        ctx.metrics.lock().unsupported(Unsupported::HistogramBucket);
+        if context::keeps_raw_submissions() {
+            let mut t = tag_list(tags)?;
+            t.push(format!("lower_bound:{lower}"));
+            t.push(format!("upper_bound:{upper}"));
+            ctx.submissions.lock().metrics.push(Metric {
+                name: name.to_string(),
+                kind: if monotonic {
+                    "monotonic_count"
+                } else {
+                    "count"
+                },
+                value,
+                tags: t,
+                hostname: host_or_default(hostname),
+            });
+        }
     }
     Ok(())
 }
@@ -437,10 +472,15 @@ fn submit_histogram_bucket(
 #[pyfunction]
 fn submit_event_platform_event(
     _check: &Bound<'_, PyAny>,
-    _check_id: &str,
+    check_id: &str,
     _raw: &Bound<'_, PyAny>,
     _track: &str,
 ) {
+    if let Some(ctx) = context::resolve(check_id) {
+        ctx.metrics
+            .lock()
+            .unsupported(Unsupported::EventPlatformEvent);
+    }
 }
 
 #[pymodule(name = "aggregator")]

@@ -11,6 +11,7 @@ pub mod crash_record;
 mod error;
 mod host;
 pub mod loader;
+pub mod metrics;
 mod native;
 mod pyjson;
 pub mod run;
@@ -22,6 +23,7 @@ pub use context::{Metric, ServiceCheck, Submissions};
 pub use error::CheckError;
 pub use host::VERSION;
 pub use loader::{check_id, LoadedCheck};
+pub use metrics::{Flushed, MetricCounters};
 pub use run::{run_once, RunError, RunReport};
 pub use scheduler::{CheckStatus, Scheduler};
 pub use watchdog::WatchdogConfig;
@@ -31,6 +33,16 @@ use std::sync::Arc;
 use cairn_config::{AgentConfig, IntegrationConfig};
 use cairn_logs::RecordSink;
 
+/// Takes what every check committed since the last flush, and the time of the flush.
+pub fn flush_metrics() -> Flushed {
+    let mut out = Flushed::default();
+    for ctx in context::all() {
+        let flushed = ctx.metrics.lock().flush();
+        out.append(flushed);
+    }
+    out
+}
+
 /// Loads every integration's check; a check that fails to load is reported and skipped, the
 /// others load. Starts the interpreter if needed. Each integration is marked in the crash
 /// record while it loads (importing and constructing run the check's own code).
@@ -39,6 +51,14 @@ pub fn load_all(
     integrations: &[IntegrationConfig],
     sink: &Arc<dyn RecordSink>,
 ) -> Result<(Vec<LoadedCheck>, Vec<CheckError>), CheckError> {
+    match cairn_metrics::AggregatorConfig::new(
+        &agent.histogram_aggregates,
+        &agent.histogram_percentiles,
+    ) {
+        Ok(cfg) => metrics::set_aggregator_config(cfg),
+        // The config loader checked both lists already.
+        Err(e) => tracing::error!(error = %e, "histogram settings refused; using the defaults"),
+    }
     runtime::start(agent)?;
     Ok(pyo3::Python::attach(|py| {
         let mut loaded = Vec::new();

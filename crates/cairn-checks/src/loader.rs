@@ -211,6 +211,7 @@ pub fn load(
             check_id: id.clone(),
             logs,
             submissions: Default::default(),
+            metrics: parking_lot::Mutex::new(crate::metrics::CheckMetrics::new(&id)),
         });
         context::register(ctx.clone());
         let object = {

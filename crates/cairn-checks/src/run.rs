@@ -55,6 +55,8 @@ pub fn run_once(check: &LoadedCheck) -> RunReport {
         };
         (error, warnings)
     });
+    // The Agent commits a check's samples after every run, failed ones included.
+    check.ctx.metrics.lock().commit(crate::metrics::now_secs());
     let committed = check.ctx.logs.finish_run();
     // Taken after `finish_run`: its flush may still lose records, which moves them from
     // processed to not durable.

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 
 use crate::doc::{
-    as_mapping, describe, field, key_string, parse_text, text_problem, Doc, Kind, Node, Origin,
+    as_mapping, as_sequence, describe, field, is_null, key_string, parse_text, text_problem, Doc,
+    Kind, Node, Origin,
 };
 use crate::error::{ConfigError, ConfigWarning};
 use crate::redact::redact_url;
@@ -207,6 +208,18 @@ pub struct AgentConfig {
     /// `memory_limit_bytes`: agent RSS above which the watchdog reports, at error level, the
     /// checks running and their last runs' growth. Default 2 GiB; 0 disables.
     pub memory_limit_bytes: u64,
+    /// `histogram_aggregates`: what a histogram flushes (`max`, `min`, `median`, `avg`, `sum`,
+    /// `count`). Default `[max, median, avg, count]`, as the Datadog Agent.
+    pub histogram_aggregates: Vec<String>,
+    /// `histogram_percentiles`: each in (0, 1). Default `[0.95]`.
+    pub histogram_percentiles: Vec<f64>,
+    /// Whether `dd_url` was given (in `datadog.yaml` or `DD_DD_URL`) rather than derived from
+    /// `site`: metrics then go there even without an api_key (a Vector or a proxy, say).
+    pub dd_url_set: bool,
+    /// `forwarder_storage_max_size_in_bytes`: the disk budget for metrics, service checks and
+    /// events waiting to be delivered. Default 128 MiB (the Datadog Agent keeps none on disk
+    /// by default; Cairn keeps them, so an outage loses nothing).
+    pub forwarder_storage_max_size_in_bytes: u64,
     pub logs: LogsConfig,
     /// The whole `datadog.yaml` after env overrides, minus every key that names a secret.
     raw: RawTree,
@@ -262,6 +275,13 @@ const KEYS: &[(&str, Kind)] = &[
         "memory_limit_bytes",
         Kind::Int {
             min: 0,
+            max: i64::MAX,
+        },
+    ),
+    (
+        "forwarder_storage_max_size_in_bytes",
+        Kind::Int {
+            min: 1,
             max: i64::MAX,
         },
     ),
@@ -329,6 +349,10 @@ const KEYS: &[(&str, Kind)] = &[
 ];
 
 const RULES_KEY: &str = "logs_config.processing_rules";
+const HISTOGRAM_AGGREGATES_KEY: &str = "histogram_aggregates";
+const HISTOGRAM_PERCENTILES_KEY: &str = "histogram_percentiles";
+const DEFAULT_HISTOGRAM_AGGREGATES: [&str; 4] = ["max", "median", "avg", "count"];
+const HISTOGRAM_AGGREGATE_NAMES: [&str; 6] = ["max", "min", "median", "avg", "sum", "count"];
 
 /// Sections whose children are checked against the known keys.
 const SECTIONS: &[&str] = &["logs_config", "logs_config.buffer", "logs_config.intake"];
@@ -405,6 +429,61 @@ const KNOWN_UNUSED: &[&str] = &[
     "logs_config.run_path",
 ];
 
+/// Each item of a list key with a way to build the error that points at it: from `DD_<KEY>`
+/// (items separated by spaces or commas, as the Datadog Agent reads it) or from a YAML
+/// sequence of scalars. `None` when the key is not set.
+#[allow(clippy::type_complexity)]
+fn list_key<'a>(
+    root: Option<(&'a Doc, &'a Node)>,
+    env: &dyn Fn(&str) -> Option<String>,
+    key: &'static str,
+) -> Result<Option<Vec<(String, Box<dyn Fn(String) -> ConfigError + 'a>)>>, ConfigError> {
+    let var = env_var_name(key);
+    if let Some(text) = env(&var).filter(|v| !v.trim().is_empty()) {
+        let items = text
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                let var = var.clone();
+                let at: Box<dyn Fn(String) -> ConfigError> =
+                    Box::new(move |problem| ConfigError::Env {
+                        var: var.clone(),
+                        problem,
+                    });
+                (s.to_string(), at)
+            })
+            .collect();
+        return Ok(Some(items));
+    }
+    let Some((doc, root)) = root else {
+        return Ok(None);
+    };
+    let Some(node) = lookup(root, key) else {
+        return Ok(None);
+    };
+    if is_null(node) {
+        return Ok(None);
+    }
+    let Some(seq) = as_sequence(node) else {
+        return Err(doc.invalid(
+            node,
+            key,
+            format!("expected a list, got {}", describe(node)),
+        ));
+    };
+    let mut items = Vec::with_capacity(seq.len());
+    for item in seq {
+        let text = doc
+            .string(item)
+            .map_err(|problem| doc.invalid(item, key, problem))?
+            .unwrap_or_default();
+        let at: Box<dyn Fn(String) -> ConfigError + 'a> =
+            Box::new(move |problem| doc.invalid(item, key, problem));
+        items.push((text.trim().to_string(), at));
+    }
+    Ok(Some(items))
+}
+
 /// `DD_` + the key path upper-cased, dots become underscores.
 pub fn env_var_name(key: &str) -> String {
     format!("DD_{}", key.replace('.', "_").to_ascii_uppercase())
@@ -416,6 +495,8 @@ fn kind_of(key: &str) -> Option<&'static Kind> {
 
 fn is_known(path: &str) -> bool {
     path == RULES_KEY
+        || path == HISTOGRAM_AGGREGATES_KEY
+        || path == HISTOGRAM_PERCENTILES_KEY
         || SECTIONS.contains(&path)
         || kind_of(path).is_some()
         || KNOWN_UNUSED
@@ -523,6 +604,13 @@ impl AgentConfig {
             python_env: None,
             log_level: "info".to_string(),
             memory_limit_bytes: 2 << 30,
+            histogram_aggregates: DEFAULT_HISTOGRAM_AGGREGATES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            histogram_percentiles: vec![0.95],
+            dd_url_set: false,
+            forwarder_storage_max_size_in_bytes: 128 << 20,
             logs: LogsConfig::default(),
             raw: RawTree(Value::Object(Map::new())),
         }
@@ -610,6 +698,42 @@ impl AgentConfig {
             .is_some_and(|s| !s.trim().is_empty());
         let mut cfg = AgentConfig::defaults(config_dir);
         cfg.logs.processing_rules = processing_rules;
+        if let Some(items) = list_key(root, env, HISTOGRAM_AGGREGATES_KEY)? {
+            cfg.histogram_aggregates = items
+                .into_iter()
+                .map(|(item, at)| {
+                    if HISTOGRAM_AGGREGATE_NAMES.contains(&item.as_str()) {
+                        Ok(item)
+                    } else {
+                        Err(at(format!(
+                            "unknown aggregate {item:?} (expected {})",
+                            HISTOGRAM_AGGREGATE_NAMES.join(", ")
+                        )))
+                    }
+                })
+                .collect::<Result<_, _>>()?;
+            json_set(
+                &mut raw,
+                HISTOGRAM_AGGREGATES_KEY,
+                Value::from(cfg.histogram_aggregates.clone()),
+            );
+        }
+        if let Some(items) = list_key(root, env, HISTOGRAM_PERCENTILES_KEY)? {
+            cfg.histogram_percentiles = items
+                .into_iter()
+                .map(|(item, at)| match item.parse::<f64>() {
+                    Ok(p) if p > 0.0 && p < 1.0 => Ok(p),
+                    _ => Err(at(format!(
+                        "expected a number between 0 and 1 (0.95 for the 95th percentile), got {item:?}"
+                    ))),
+                })
+                .collect::<Result<_, _>>()?;
+            json_set(
+                &mut raw,
+                HISTOGRAM_PERCENTILES_KEY,
+                Value::from(cfg.histogram_percentiles.clone()),
+            );
+        }
         for (key, value) in set {
             cfg.apply(key, value);
         }
@@ -617,6 +741,7 @@ impl AgentConfig {
             // `dd_url` follows `site` unless it was given.
             cfg.dd_url = format!("https://app.{}", cfg.site);
         }
+        cfg.dd_url_set = explicit_dd_url;
         cfg.raw = RawTree(raw);
         Ok(cfg)
     }
@@ -650,6 +775,9 @@ impl AgentConfig {
             }
             "log_level" => self.log_level = as_string(&v),
             "memory_limit_bytes" => self.memory_limit_bytes = as_u64(&v),
+            "forwarder_storage_max_size_in_bytes" => {
+                self.forwarder_storage_max_size_in_bytes = as_u64(&v)
+            }
             "logs_config.logs_dd_url" => {
                 logs.logs_dd_url = Some(as_string(&v)).filter(|u| !u.is_empty())
             }

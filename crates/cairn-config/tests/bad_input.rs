@@ -218,3 +218,38 @@ fn errors_carry_their_location() {
         (Path::new("datadog.yaml"), 3, 16)
     );
 }
+
+#[test]
+fn histogram_settings_are_lists_checked_item_by_item() {
+    let e = single_error(
+        &[("datadog.yaml", "histogram_aggregates:\n  - max\n  - p99\n")],
+        &[],
+    );
+    assert!(e.contains("datadog.yaml:3"), "{e}");
+    assert!(e.contains("histogram_aggregates"), "{e}");
+    assert!(e.contains("unknown aggregate \"p99\""), "{e}");
+    let e = single_error(&[("datadog.yaml", "histogram_percentiles: 0.95\n")], &[]);
+    assert!(e.contains("expected a list"), "{e}");
+    let e = single_error(
+        &[("datadog.yaml", "")],
+        &[("DD_HISTOGRAM_PERCENTILES", "0.5 95")],
+    );
+    assert!(e.contains("DD_HISTOGRAM_PERCENTILES"), "{e}");
+    assert!(e.contains("between 0 and 1"), "{e}");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_files(
+        dir.path(),
+        &[(
+            "datadog.yaml",
+            "histogram_aggregates: [max, sum]\nhistogram_percentiles: ['0.5', 0.99]\n",
+        )],
+    );
+    let loaded = load(dir.path(), &|_: &str| None).expect("loads");
+    assert_eq!(loaded.agent.histogram_aggregates, ["max", "sum"]);
+    assert_eq!(loaded.agent.histogram_percentiles, [0.5, 0.99]);
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let env = |k: &str| (k == "DD_HISTOGRAM_AGGREGATES").then(|| "min,avg count".to_string());
+    let loaded = load(dir.path(), &env).expect("loads");
+    assert_eq!(loaded.agent.histogram_aggregates, ["min", "avg", "count"]);
+}

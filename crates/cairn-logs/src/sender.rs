@@ -629,7 +629,8 @@ fn percent_decode(s: &str) -> Option<String> {
 
 /// `Retry-After` as delta-seconds or an HTTP date (relative to `now`; a date in the past means
 /// now). `None` for anything else, which falls back to the backoff. The caller caps it.
-fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+/// The `Retry-After` of an answer, in either form (delta-seconds or an HTTP date).
+pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
     if let Ok(secs) = v.parse::<f64>() {
         return if secs >= 0.0 {

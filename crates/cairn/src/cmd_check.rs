@@ -34,6 +34,15 @@ pub struct CheckArgs {
     /// `cairn run` starts after them. Refused while an agent runs on the same run_path.
     #[arg(long)]
     persist: bool,
+    /// Also show what the agent would flush after these runs: metrics aggregated as the
+    /// Datadog Agent's check sampler does (gauges' last values, counts summed, rates and
+    /// monotonic counts from consecutive samples, histogram aggregates).
+    #[arg(long)]
+    aggregated: bool,
+    /// Run every instance twice, a second apart, so that rates and monotonic counts get the
+    /// second sample they need (as `agent check --check-rate`). Implies at least 2 `--times`.
+    #[arg(long)]
+    check_rate: bool,
 }
 
 pub fn run(config_dir: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
@@ -55,6 +64,12 @@ pub fn run(config_dir: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
         );
     };
     let run_path = loaded.agent.run_path.clone();
+    cairn_checks::context::keep_raw_submissions(true);
+    let (times, pause) = if args.check_rate {
+        (args.times.max(2), args.pause.max(1000))
+    } else {
+        (args.times, args.pause)
+    };
     let summary_only = args.format == "summary" && !args.json;
     // Cursors as the agent last made them durable, read without disturbing a running agent.
     let loader: cairn_logs::StateLoader =
@@ -69,9 +84,9 @@ pub fn run(config_dir: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
     }
     let mut runs = Vec::new();
     let mut failed = false;
-    for round in 0..args.times {
-        if round > 0 && args.pause > 0 {
-            std::thread::sleep(Duration::from_millis(args.pause));
+    for round in 0..times {
+        if round > 0 && pause > 0 {
+            std::thread::sleep(Duration::from_millis(pause));
         }
         for check in &checks {
             let report = cairn_checks::run_once(check);
@@ -97,11 +112,26 @@ pub fn run(config_dir: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
             runs.push(run);
         }
     }
+    let aggregated = args
+        .aggregated
+        .then(|| aggregated_json(&cairn_checks::flush_metrics()));
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&json!({"check": args.name, "runs": runs}))?
-        );
+        let mut out = json!({"check": args.name, "runs": runs});
+        if let Some(a) = &aggregated {
+            out["aggregated"] = a.clone();
+        }
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else if let Some(a) = &aggregated {
+        let series = a["series"].as_array().cloned().unwrap_or_default();
+        println!("aggregated series ({}):", series.len());
+        for s in series {
+            println!("  {s}");
+        }
+        let checks = a["service_checks"].as_array().cloned().unwrap_or_default();
+        println!("aggregated service checks ({}):", checks.len());
+        for c in checks {
+            println!("  {c}");
+        }
     }
     if args.persist {
         let ids: Vec<&str> = checks.iter().map(|c| c.check_id.as_str()).collect();
@@ -126,6 +156,30 @@ fn run_json(r: &RunReport, logs: Vec<Value>) -> Value {
         "events": r.submissions.events,
         "logs": logs,
     })
+}
+
+/// What a flush after these runs would send: series as `/api/v2/series` carries them (type
+/// names instead of the enum), service checks as `/api/v1/check_run` does.
+fn aggregated_json(f: &cairn_checks::Flushed) -> Value {
+    let series: Vec<Value> = f
+        .series
+        .iter()
+        .map(|s| {
+            json!({
+                "metric": s.name,
+                "type": match s.kind {
+                    cairn_metrics::SeriesKind::Count => "count",
+                    cairn_metrics::SeriesKind::Rate => "rate",
+                    cairn_metrics::SeriesKind::Gauge => "gauge",
+                },
+                "host": s.host,
+                "tags": s.tags,
+                "interval": s.interval,
+                "points": s.points.iter().map(|(t, v)| json!([t, v])).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({"series": series, "service_checks": f.service_checks, "events": f.events})
 }
 
 fn count(run: &Value, key: &str) -> usize {

@@ -1,4 +1,5 @@
-//! `cairn run`: start the logs pipeline, load every check, schedule them, and stop cleanly on
+//! `cairn run`: start the logs pipeline and the metrics forwarder, load every check, schedule
+//! them, flush their metrics every 15 s, and stop cleanly on
 //! SIGTERM or SIGINT: stop scheduling, let running checks finish (bounded), give payloads in
 //! flight a moment, make the buffer durable, exit 0.
 //!
@@ -40,6 +41,9 @@ pub struct RunArgs {
     /// seconds (default 60), so that tests see a runaway check reported within seconds.
     #[arg(long, hide = true, env = "CAIRN_WATCHDOG_MIN_SECS")]
     watchdog_min_secs: Option<f64>,
+    /// Test only: seconds between metric flushes (default 15, as the Datadog Agent).
+    #[arg(long, hide = true, env = "CAIRN_METRICS_FLUSH_SECS")]
+    metrics_flush_secs: Option<f64>,
 }
 
 /// Marks the crash record clean when `run` returns, whatever it returns: an error it reports
@@ -148,6 +152,24 @@ pub fn run(config_dir: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
         Some(p) => p.counters(),
         None => counters.snapshot(),
     };
+    let destination = match &local_intake {
+        Some(i) => crate::flusher::Destination::Local {
+            url: i.running.url(),
+            token: i.running.token().map(str::to_owned),
+        },
+        None if agent.api_key.is_some() || agent.dd_url_set => crate::flusher::Destination::Datadog,
+        None => crate::flusher::Destination::Nowhere,
+    };
+    let flush_interval = match args.metrics_flush_secs {
+        Some(secs) => Duration::try_from_secs_f64(secs)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                anyhow::anyhow!("--metrics-flush-secs: expected seconds > 0, got {secs}")
+            })?,
+        None => crate::flusher::DEFAULT_FLUSH_INTERVAL,
+    };
+    let mut flusher = crate::flusher::Flusher::start(agent, destination, flush_interval)?;
 
     // After the pipeline took the buffer's lock (a second agent on this run_path has been
     // refused by now, so it cannot wipe the running one's record), and before the interpreter
@@ -198,10 +220,11 @@ pub fn run(config_dir: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut last_write = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
+        flusher.tick();
         if let Some(path) = &args.counters_file {
             if last_write.elapsed() >= Duration::from_secs(1) {
                 last_write = Instant::now();
-                write_counters(path, &snapshot(&pipeline));
+                write_counters(path, &snapshot(&pipeline), &flusher.snapshot());
             }
         }
     }
@@ -210,11 +233,14 @@ pub fn run(config_dir: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
     if !still.is_empty() {
         tracing::warn!(checks = ?still, "checks still running at exit: what they staged but did not commit is not durable");
     }
+    let grace = Duration::try_from_secs_f64(args.send_grace_secs).unwrap_or(Duration::ZERO);
+    // Metrics first: their last flush goes to the spool at once, and the logs pipeline's own
+    // grace then runs while the forwarder's last payloads are delivered.
+    let metrics = flusher.shutdown(grace);
     if let Some(path) = &args.counters_file {
-        write_counters(path, &snapshot(&pipeline));
+        write_counters(path, &snapshot(&pipeline), &metrics);
     }
     if let Some(p) = pipeline {
-        let grace = Duration::try_from_secs_f64(args.send_grace_secs).unwrap_or(Duration::ZERO);
         p.shutdown(grace).context("stopping the logs pipeline")?;
     }
     // After the pipeline: its last sends go to this intake.
@@ -225,9 +251,14 @@ pub fn run(config_dir: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn write_counters(path: &Path, snapshot: &CountersSnapshot) {
+/// The logs pipeline's counters, with the metrics' under `"metrics"`.
+fn write_counters(path: &Path, snapshot: &CountersSnapshot, metrics: &serde_json::Value) {
     let tmp = path.with_extension("tmp");
-    let written = serde_json::to_vec_pretty(snapshot)
+    let mut all = serde_json::to_value(snapshot).unwrap_or_default();
+    if let Some(obj) = all.as_object_mut() {
+        obj.insert("metrics".into(), metrics.clone());
+    }
+    let written = serde_json::to_vec_pretty(&all)
         .map_err(std::io::Error::other)
         .and_then(|bytes| std::fs::write(&tmp, bytes))
         .and_then(|()| std::fs::rename(&tmp, path));

@@ -12,12 +12,13 @@ mod cmd_intake;
 mod cmd_logs;
 mod cmd_run;
 mod common;
+mod flusher;
 
 #[derive(Parser)]
 #[command(
     name = "cairn",
     version,
-    about = "Runs Datadog-style custom checks and ships their logs"
+    about = "Runs Datadog-style custom checks and ships their logs, metrics, service checks and events"
 )]
 struct Cli {
     /// The config directory (datadog.yaml, conf.d/, checks.d/).

@@ -43,6 +43,8 @@ pub enum Mode {
 #[derive(Debug, Clone)]
 pub struct Received {
     pub at: Instant,
+    /// The request line's target (`/api/v2/logs`).
+    pub path: String,
     pub headers: HashMap<String, String>,
     /// The body after undoing `Content-Encoding`.
     pub body: Vec<u8>,
@@ -146,7 +148,7 @@ impl Intake {
     pub fn delivered_logs(&self) -> Vec<Value> {
         self.requests()
             .iter()
-            .filter(|r| (200..300).contains(&r.status))
+            .filter(|r| (200..300).contains(&r.status) && r.path.starts_with("/api/v2/logs"))
             .flat_map(|r| r.logs())
             .collect()
     }
@@ -194,6 +196,7 @@ fn serve(stream: TcpStream, shared: &Shared) {
         let _ = reader
             .get_ref()
             .set_read_timeout(Some(Duration::from_secs(10)));
+        let path = line.split(' ').nth(1).unwrap_or("").to_string();
         let mut headers = HashMap::new();
         loop {
             let mut h = String::new();
@@ -258,6 +261,7 @@ fn serve(stream: TcpStream, shared: &Shared) {
         };
         shared.requests.lock().unwrap().push(Received {
             at: Instant::now(),
+            path,
             headers,
             body,
             wire_bytes: raw.len(),

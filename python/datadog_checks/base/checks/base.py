@@ -147,6 +147,14 @@ class AgentCheck(CheckBase):
         """Sample a point, the agent submits the rate of change per second."""
         self._submit_metric(aggregator.RATE, name, value, tags, hostname, device_name, raw)
 
+    def increment(self, name, value=1, tags=None, hostname=None, device_name=None, raw=False):
+        """Add to a counter; the agent sends the run's total as a rate."""
+        self._submit_metric(aggregator.COUNTER, name, value, tags, hostname, device_name, raw)
+
+    def decrement(self, name, value=-1, tags=None, hostname=None, device_name=None, raw=False):
+        """Subtract from a counter (``value`` is added, so pass a negative number)."""
+        self._submit_metric(aggregator.COUNTER, name, value, tags, hostname, device_name, raw)
+
     def histogram(self, name, value, tags=None, hostname=None, device_name=None, raw=False):
         """Sample a histogram metric."""
         self._submit_metric(aggregator.HISTOGRAM, name, value, tags, hostname, device_name, raw)

@@ -1,0 +1,269 @@
+//! What a check instance submitted besides logs, between two flushes: its metric samples
+//! aggregated by a [`CheckSampler`] (committed once per run), its service checks and events.
+//!
+//! The host functions add to it with the GIL held, so the lock is only ever held for a few
+//! field updates; the flusher (no GIL) swaps the pending lists out, so it never keeps a check
+//! waiting for long.
+
+use std::collections::HashSet;
+use std::sync::{Arc, OnceLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use cairn_metrics::wire::ServiceCheck;
+use cairn_metrics::{
+    AggregatorConfig, CheckSampler, MetricKind, Sample, SampleError, Serie, Unsupported,
+};
+use serde::Serialize;
+
+/// Different metric names refused for a non-finite value that are each warned about once;
+/// past this a check's further offenders are counted only.
+const MAX_WARNED_NAMES: usize = 64;
+
+/// Counters of one check instance, since the agent started.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct MetricCounters {
+    /// Samples accepted by the sampler.
+    pub metric_samples: u64,
+    /// Samples refused: NaN or infinite values.
+    pub metric_samples_rejected: u64,
+    /// Series the flushes produced.
+    pub series_flushed: u64,
+    pub service_checks: u64,
+    pub events: u64,
+    /// `submit_histogram_bucket` calls, accepted and dropped (not shipped yet).
+    pub histogram_buckets_dropped: u64,
+    /// `submit_event_platform_event` calls, accepted and dropped.
+    pub event_platform_events_dropped: u64,
+}
+
+/// What one flush took from a check.
+#[derive(Debug, Default)]
+pub struct Flushed {
+    pub series: Vec<Serie>,
+    pub service_checks: Vec<ServiceCheck>,
+    /// As the check submitted them (the Agent's event dict, as JSON).
+    pub events: Vec<serde_json::Value>,
+}
+
+impl Flushed {
+    pub fn is_empty(&self) -> bool {
+        self.series.is_empty() && self.service_checks.is_empty() && self.events.is_empty()
+    }
+
+    pub fn append(&mut self, other: Flushed) {
+        self.series.extend(other.series);
+        self.service_checks.extend(other.service_checks);
+        self.events.extend(other.events);
+    }
+}
+
+pub struct CheckMetrics {
+    check_id: String,
+    sampler: CheckSampler,
+    service_checks: Vec<ServiceCheck>,
+    events: Vec<serde_json::Value>,
+    counters: MetricCounters,
+    warned: HashSet<String>,
+}
+
+static AGGREGATOR_CONFIG: OnceLock<Arc<AggregatorConfig>> = OnceLock::new();
+
+/// Sets how histograms aggregate for every check loaded after (once, at start).
+pub fn set_aggregator_config(cfg: AggregatorConfig) {
+    let _ = AGGREGATOR_CONFIG.set(Arc::new(cfg));
+}
+
+fn aggregator_config() -> Arc<AggregatorConfig> {
+    AGGREGATOR_CONFIG
+        .get_or_init(|| Arc::new(AggregatorConfig::default()))
+        .clone()
+}
+
+/// Seconds since the epoch, as the sampler takes them.
+pub fn now_secs() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+impl CheckMetrics {
+    pub fn new(check_id: &str) -> Self {
+        CheckMetrics {
+            check_id: check_id.to_string(),
+            sampler: CheckSampler::new(aggregator_config()),
+            service_checks: Vec::new(),
+            events: Vec::new(),
+            counters: MetricCounters::default(),
+            warned: HashSet::new(),
+        }
+    }
+
+    /// One sample. A NaN or infinite value is refused with a warning naming the metric (once
+    /// per metric name), counted, and nothing else changes.
+    pub fn add(
+        &mut self,
+        name: &str,
+        kind: MetricKind,
+        value: f64,
+        tags: &[String],
+        host: &str,
+        flush_first_value: bool,
+    ) {
+        let sample = Sample {
+            name,
+            kind,
+            value,
+            tags,
+            host,
+            device: None,
+            flush_first_value,
+        };
+        match self.sampler.add(&sample, now_secs()) {
+            Ok(()) => self.counters.metric_samples += 1,
+            Err(SampleError::NotFinite { metric, value }) => {
+                self.counters.metric_samples_rejected += 1;
+                if self.warned.len() < MAX_WARNED_NAMES && self.warned.insert(metric.clone()) {
+                    tracing::warn!(check_id = %self.check_id, metric = %metric, value = %value, "metric sample refused: not a finite number (further ones of this metric are counted only)");
+                }
+            }
+        }
+    }
+
+    pub fn service_check(&mut self, sc: ServiceCheck) {
+        self.counters.service_checks += 1;
+        self.service_checks.push(sc);
+    }
+
+    pub fn event(&mut self, event: serde_json::Value) {
+        self.counters.events += 1;
+        self.events.push(event);
+    }
+
+    /// Counts a submission Cairn does not ship yet; warns once per check.
+    pub fn unsupported(&mut self, what: Unsupported) {
+        match what {
+            Unsupported::HistogramBucket => self.counters.histogram_buckets_dropped += 1,
+            Unsupported::EventPlatformEvent => self.counters.event_platform_events_dropped += 1,
+        }
+        if self.sampler.drop_unsupported(what) {
+            let what = match what {
+                Unsupported::HistogramBucket => "histogram buckets (submit_histogram_bucket)",
+                Unsupported::EventPlatformEvent => {
+                    "event platform events (submit_event_platform_event)"
+                }
+            };
+            tracing::warn!(check_id = %self.check_id, "this check submits {what}, which Cairn does not ship yet: they are counted and dropped");
+        }
+    }
+
+    /// The end of one run: the samples of the run become series.
+    pub fn commit(&mut self, ts: f64) {
+        self.sampler.commit(ts);
+    }
+
+    /// Everything committed since the last flush.
+    pub fn flush(&mut self) -> Flushed {
+        let series = self.sampler.flush();
+        self.counters.series_flushed += series.len() as u64;
+        Flushed {
+            series,
+            service_checks: std::mem::take(&mut self.service_checks),
+            events: std::mem::take(&mut self.events),
+        }
+    }
+
+    pub fn counters(&self) -> MetricCounters {
+        self.counters.clone()
+    }
+
+    /// Live contexts of the sampler.
+    pub fn contexts(&self) -> usize {
+        self.sampler.contexts()
+    }
+}
+
+/// The check's event dict (the Agent's names: `msg_title`, `msg_text`, `timestamp`, ...) as
+/// the body of `POST /api/v1/events` (Datadog's public names: `title`, `text`,
+/// `date_happened`, ...). Keys it does not know are left out; `host` defaults to the agent's.
+pub fn api_event(event: &serde_json::Value, default_host: &str) -> serde_json::Value {
+    use serde_json::{json, Map, Value};
+    let get = |k: &str| event.get(k).filter(|v| !v.is_null());
+    let text = |k: &str| {
+        get(k).map(|v| match v {
+            Value::String(s) => Value::String(s.clone()),
+            other => Value::String(other.to_string()),
+        })
+    };
+    let mut out = Map::new();
+    out.insert(
+        "title".into(),
+        text("msg_title").unwrap_or_else(|| json!("")),
+    );
+    out.insert("text".into(), text("msg_text").unwrap_or_else(|| json!("")));
+    if let Some(ts) = get("timestamp").and_then(Value::as_f64) {
+        out.insert("date_happened".into(), json!(ts as i64));
+    }
+    for (from, to) in [
+        ("priority", "priority"),
+        ("alert_type", "alert_type"),
+        ("aggregation_key", "aggregation_key"),
+        ("source_type_name", "source_type_name"),
+        ("event_type", "event_type"),
+    ] {
+        if let Some(v) = text(from) {
+            out.insert(to.into(), v);
+        }
+    }
+    let host = text("host")
+        .filter(|h| h.as_str().is_some_and(|s| !s.is_empty()))
+        .unwrap_or_else(|| json!(default_host));
+    out.insert("host".into(), host);
+    let tags: Vec<Value> = match get("tags") {
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter(|t| !t.is_null())
+            .map(|t| match t {
+                Value::String(s) => Value::String(s.clone()),
+                other => Value::String(other.to_string()),
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    out.insert("tags".into(), Value::Array(tags));
+    Value::Object(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn an_agent_event_becomes_the_public_api_body() {
+        let e = json!({"msg_title": "deploy", "msg_text": "v2 is out", "timestamp": 1700000000.5,
+            "priority": "low", "alert_type": "info", "tags": ["env:prod", 3, null],
+            "aggregation_key": "k", "source_type_name": "custom", "host": "", "unknown": 1});
+        assert_eq!(
+            api_event(&e, "h1"),
+            json!({"title": "deploy", "text": "v2 is out", "date_happened": 1700000000,
+                "priority": "low", "alert_type": "info", "aggregation_key": "k",
+                "source_type_name": "custom", "host": "h1", "tags": ["env:prod", "3"]})
+        );
+    }
+
+    #[test]
+    fn a_non_finite_sample_is_counted_and_the_rest_kept() {
+        let mut m = CheckMetrics::new("c:1");
+        m.add("a", MetricKind::Gauge, f64::NAN, &[], "h", false);
+        m.add("a", MetricKind::Gauge, f64::INFINITY, &[], "h", false);
+        m.add("b", MetricKind::Gauge, 2.0, &[], "h", false);
+        m.commit(now_secs());
+        let f = m.flush();
+        assert_eq!(f.series.len(), 1);
+        assert_eq!(f.series[0].name, "b");
+        let c = m.counters();
+        assert_eq!((c.metric_samples, c.metric_samples_rejected), (1, 2));
+        assert_eq!(c.series_flushed, 1);
+    }
+}
