@@ -211,7 +211,10 @@ pub fn load(
             check_id: id.clone(),
             logs,
             submissions: Default::default(),
-            metrics: parking_lot::Mutex::new(crate::metrics::CheckMetrics::new(&id)),
+            metrics: parking_lot::Mutex::new(crate::metrics::CheckMetrics::new(
+                &id,
+                instance.tags.clone(),
+            )),
         });
         context::register(ctx.clone());
         let object = {

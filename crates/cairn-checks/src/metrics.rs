@@ -59,6 +59,10 @@ impl Flushed {
 
 pub struct CheckMetrics {
     check_id: String,
+    /// The instance's `tags`, added to every metric, service check and event, as the Agent's
+    /// sender adds a check's custom tags.
+    instance_tags: Vec<String>,
+    scratch: Vec<String>,
     sampler: CheckSampler,
     service_checks: Vec<ServiceCheck>,
     events: Vec<serde_json::Value>,
@@ -88,9 +92,11 @@ pub fn now_secs() -> f64 {
 }
 
 impl CheckMetrics {
-    pub fn new(check_id: &str) -> Self {
+    pub fn new(check_id: &str, instance_tags: Vec<String>) -> Self {
         CheckMetrics {
             check_id: check_id.to_string(),
+            instance_tags,
+            scratch: Vec::new(),
             sampler: CheckSampler::new(aggregator_config()),
             service_checks: Vec::new(),
             events: Vec::new(),
@@ -110,6 +116,14 @@ impl CheckMetrics {
         host: &str,
         flush_first_value: bool,
     ) {
+        let tags = if self.instance_tags.is_empty() {
+            tags
+        } else {
+            self.scratch.clear();
+            self.scratch.extend_from_slice(tags);
+            self.scratch.extend_from_slice(&self.instance_tags);
+            &self.scratch
+        };
         let sample = Sample {
             name,
             kind,
@@ -130,12 +144,35 @@ impl CheckMetrics {
         }
     }
 
-    pub fn service_check(&mut self, sc: ServiceCheck) {
+    pub fn service_check(&mut self, mut sc: ServiceCheck) {
+        if !self.instance_tags.is_empty() {
+            sc.tags.extend_from_slice(&self.instance_tags);
+            sc.tags.sort();
+            sc.tags.dedup();
+        }
         self.counters.service_checks += 1;
         self.service_checks.push(sc);
     }
 
-    pub fn event(&mut self, event: serde_json::Value) {
+    pub fn event(&mut self, mut event: serde_json::Value) {
+        if !self.instance_tags.is_empty() {
+            if let Some(obj) = event.as_object_mut() {
+                let tags = obj
+                    .entry("tags")
+                    .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+                if !tags.is_array() {
+                    *tags = serde_json::Value::Array(Vec::new());
+                }
+                if let Some(list) = tags.as_array_mut() {
+                    list.extend(
+                        self.instance_tags
+                            .iter()
+                            .cloned()
+                            .map(serde_json::Value::from),
+                    );
+                }
+            }
+        }
         self.counters.events += 1;
         self.events.push(event);
     }
@@ -254,7 +291,7 @@ mod tests {
 
     #[test]
     fn a_non_finite_sample_is_counted_and_the_rest_kept() {
-        let mut m = CheckMetrics::new("c:1");
+        let mut m = CheckMetrics::new("c:1", Vec::new());
         m.add("a", MetricKind::Gauge, f64::NAN, &[], "h", false);
         m.add("a", MetricKind::Gauge, f64::INFINITY, &[], "h", false);
         m.add("b", MetricKind::Gauge, 2.0, &[], "h", false);

@@ -193,10 +193,7 @@ impl Spool {
 
     /// The oldest payload of an endpoint allowed now, with its body. A body that no longer
     /// matches its CRC is dropped (returned in `Err` with its item count).
-    pub fn oldest(
-        &mut self,
-        allowed: impl Fn(Endpoint) -> bool,
-    ) -> Option<Next> {
+    pub fn oldest(&mut self, allowed: impl Fn(Endpoint) -> bool) -> Option<Next> {
         let (&seq, e) = self.entries.iter().find(|(_, e)| allowed(e.endpoint))?;
         let e = e.clone();
         if let Some(body) = &e.memory {

@@ -125,6 +125,40 @@ class Crawler(LogCrawlerCheck):
     );
     write(
         root,
+        "conf.d/kinds.d/conf.yaml",
+        "instances:\n  - tags: [\"inst:1\"]\n",
+    );
+    write(
+        root,
+        "checks.d/kinds.py",
+        r#"
+from datadog_checks.base import AgentCheck
+
+
+class Kinds(AgentCheck):
+    __NAMESPACE__ = 'kinds'
+
+    def check(self, instance):
+        self.n = getattr(self, 'n', 0) + 1
+        n = self.n
+        self.gauge('gauge', n, tags=['b:2', 'a:1', 'b:2'])
+        self.count('count', 2)
+        self.count('count', 3)
+        self.monotonic_count('mono', 100 * n)
+        self.monotonic_count('mono_first', 7, flush_first_value=True)
+        self.rate('rate', 1000.0 * n)
+        self.increment('counter')
+        self.decrement('counter', -3)
+        for v in range(1, 101):
+            self.histogram('hist', v, device_name='sda')
+        self.historate('historate', 50.0 * n)
+        self.gauge('bad', float('inf'))
+        self.service_check('can_connect', AgentCheck.CRITICAL, message='down')
+        self.event({'msg_title': 'run', 'msg_text': str(n)})
+"#,
+    );
+    write(
+        root,
         "conf.d/broken.d/conf.yaml",
         "instances:\n  - {}\nlogs:\n  - type: integration\n    source: broken\n",
     );
@@ -243,4 +277,77 @@ fn the_real_library_send_log_without_message_is_a_clear_error() {
         "send_log: data must have a 'message' key"
     );
     assert_eq!(v["runs"][0]["logs"], serde_json::json!([]));
+}
+
+#[test]
+fn every_kind_from_the_real_library_aggregates_as_the_agent_does() {
+    let dir = config_dir();
+    let (code, v, stderr) = cairn_check(dir.path(), &["kinds", "--aggregated", "--check-rate"]);
+    assert_eq!(code, 0, "stderr: {stderr}");
+    assert_eq!(
+        v["runs"].as_array().unwrap().len(),
+        2,
+        "--check-rate runs twice"
+    );
+    let series = v["aggregated"]["series"].as_array().unwrap();
+    let find =
+        |name: &str| -> Vec<&Value> { series.iter().filter(|s| s["metric"] == name).collect() };
+    let values = |name: &str| -> Vec<f64> {
+        find(name)
+            .iter()
+            .flat_map(|s| {
+                s["points"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|p| p[1].as_f64().unwrap())
+            })
+            .collect()
+    };
+    let gauge = find("kinds.gauge");
+    assert_eq!(values("kinds.gauge"), [1.0, 2.0]);
+    assert_eq!(gauge[0]["type"], "gauge");
+    assert_eq!(gauge[0]["host"], "test-host");
+    assert_eq!(
+        gauge[0]["tags"],
+        serde_json::json!(["a:1", "b:2", "inst:1"])
+    );
+    assert_eq!(values("kinds.count"), [5.0, 5.0]);
+    assert_eq!(find("kinds.count")[0]["type"], "count");
+    assert_eq!(values("kinds.mono"), [100.0], "the first value is dropped");
+    assert_eq!(
+        values("kinds.mono_first"),
+        [7.0, 0.0],
+        "flush_first_value counts it; then no change"
+    );
+    let rate = values("kinds.rate");
+    assert_eq!(rate.len(), 1, "one rate from two runs: {rate:?}");
+    assert!(
+        rate[0] > 500.0 && rate[0] < 1100.0,
+        "1000 per ~1 s: {rate:?}"
+    );
+    assert_eq!(values("kinds.counter"), [-2.0, -2.0]);
+    assert_eq!(find("kinds.counter")[0]["type"], "rate");
+    assert_eq!(values("kinds.hist.max"), [100.0, 100.0]);
+    assert_eq!(values("kinds.hist.median"), [50.0, 50.0]);
+    assert_eq!(values("kinds.hist.95percentile"), [95.0, 95.0]);
+    assert_eq!(find("kinds.hist.count")[0]["type"], "rate");
+    assert!(find("kinds.hist.max")[0]["tags"]
+        .as_array()
+        .unwrap()
+        .contains(&serde_json::json!("device:sda")));
+    assert!(!find("kinds.historate.max").is_empty(), "{series:?}");
+    assert!(find("kinds.bad").is_empty());
+    assert!(
+        stderr.contains("kinds.bad"),
+        "the refused metric is named: {stderr}"
+    );
+    let checks = v["aggregated"]["service_checks"].as_array().unwrap();
+    assert_eq!(checks.len(), 2);
+    assert_eq!(checks[0]["check"], "kinds.can_connect");
+    assert_eq!(checks[0]["status"], 2);
+    assert_eq!(checks[0]["tags"], serde_json::json!(["inst:1"]));
+    assert_eq!(v["aggregated"]["events"].as_array().unwrap().len(), 2);
+    // The raw submissions are still shown per run.
+    assert!(v["runs"][0]["metrics"].as_array().unwrap().len() > 100);
 }
