@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock};
 
 use cairn_logs::CheckLogs;
 
-use crate::metrics::CheckMetrics;
+use crate::metrics::{CheckMetrics, Flushed};
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 
@@ -82,8 +82,26 @@ pub fn register(ctx: Arc<CheckContext>) {
     registry().write().insert(ctx.check_id.clone(), ctx);
 }
 
+/// Removes a check instance. What it committed and the flush has not taken yet is kept for
+/// the next flush, so unloading a check (at a stop, before the last flush) loses nothing.
 pub fn unregister(check_id: &str) {
-    registry().write().remove(check_id);
+    let removed = registry().write().remove(check_id);
+    if let Some(ctx) = removed {
+        let left = ctx.metrics.lock().flush();
+        if !left.is_empty() {
+            unregistered().lock().append(left);
+        }
+    }
+}
+
+fn unregistered() -> &'static Mutex<Flushed> {
+    static LEFT: OnceLock<Mutex<Flushed>> = OnceLock::new();
+    LEFT.get_or_init(Default::default)
+}
+
+/// What unregistered checks left for the flush.
+pub fn take_unregistered() -> Flushed {
+    std::mem::take(&mut *unregistered().lock())
 }
 
 pub fn lookup(check_id: &str) -> Option<Arc<CheckContext>> {

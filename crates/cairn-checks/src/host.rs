@@ -32,6 +32,11 @@ fn agent() -> Option<&'static AgentConfig> {
     AGENT.get()
 }
 
+/// The agent's hostname, borrowed (for the per-sample path).
+pub fn hostname_str() -> &'static str {
+    agent().map(|a| a.hostname.as_str()).unwrap_or("localhost")
+}
+
 pub fn hostname() -> String {
     agent()
         .map(|a| a.hostname.clone())

@@ -33,9 +33,9 @@ use std::sync::Arc;
 use cairn_config::{AgentConfig, IntegrationConfig};
 use cairn_logs::RecordSink;
 
-/// Takes what every check committed since the last flush, and the time of the flush.
+/// Takes what every check committed since the last flush (unloaded ones included).
 pub fn flush_metrics() -> Flushed {
-    let mut out = Flushed::default();
+    let mut out = context::take_unregistered();
     for ctx in context::all() {
         let flushed = ctx.metrics.lock().flush();
         out.append(flushed);

@@ -135,12 +135,63 @@ impl CheckMetrics {
         };
         match self.sampler.add(&sample, now_secs()) {
             Ok(()) => self.counters.metric_samples += 1,
-            Err(SampleError::NotFinite { metric, value }) => {
-                self.counters.metric_samples_rejected += 1;
-                if self.warned.len() < MAX_WARNED_NAMES && self.warned.insert(metric.clone()) {
-                    tracing::warn!(check_id = %self.check_id, metric = %metric, value = %value, "metric sample refused: not a finite number (further ones of this metric are counted only)");
-                }
+            Err(SampleError::NotFinite { metric, value }) => self.refused(metric, value),
+        }
+    }
+
+    /// [`add`](Self::add) with borrowed tags (the native `AgentCheck.gauge` & co. borrow them
+    /// from the Python strings): they are copied into reused strings, so a repeat sample
+    /// allocates nothing.
+    #[allow(clippy::too_many_arguments)]
+    pub fn add_borrowed(
+        &mut self,
+        name: &str,
+        kind: MetricKind,
+        value: f64,
+        tags: &[&str],
+        device: Option<&str>,
+        host: &str,
+        flush_first_value: bool,
+    ) {
+        fn put(scratch: &mut Vec<String>, used: &mut usize, parts: &[&str]) {
+            match scratch.get_mut(*used) {
+                Some(s) => s.clear(),
+                None => scratch.push(String::new()),
             }
+            for p in parts {
+                scratch[*used].push_str(p);
+            }
+            *used += 1;
+        }
+        let mut used = 0;
+        for t in tags {
+            put(&mut self.scratch, &mut used, &[t]);
+        }
+        if let Some(d) = device {
+            put(&mut self.scratch, &mut used, &["device:", d]);
+        }
+        for t in &self.instance_tags {
+            put(&mut self.scratch, &mut used, &[t]);
+        }
+        let sample = Sample {
+            name,
+            kind,
+            value,
+            tags: &self.scratch[..used],
+            host,
+            device: None,
+            flush_first_value,
+        };
+        match self.sampler.add(&sample, now_secs()) {
+            Ok(()) => self.counters.metric_samples += 1,
+            Err(SampleError::NotFinite { metric, value }) => self.refused(metric, value),
+        }
+    }
+
+    fn refused(&mut self, metric: String, value: f64) {
+        self.counters.metric_samples_rejected += 1;
+        if self.warned.len() < MAX_WARNED_NAMES && self.warned.insert(metric.clone()) {
+            tracing::warn!(check_id = %self.check_id, metric = %metric, value = %value, "metric sample refused: not a finite number (further ones of this metric are counted only)");
         }
     }
 

@@ -12,6 +12,8 @@ use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyString, PyTuple};
 use cairn_logs::check_logs::HandoffError;
 use cairn_logs::{wire, LogFields};
 
+use cairn_metrics::MetricKind;
+
 use crate::context::{self, CheckContext};
 use crate::pyjson::{self, WalkError};
 
@@ -19,7 +21,12 @@ use crate::pyjson::{self, WalkError};
 pub struct CheckBase {
     ctx: OnceLock<Arc<CheckContext>>,
     check_id: Mutex<String>,
+    /// The class's `__NAMESPACE__`, read at the first metric: it is a class constant.
+    namespace: OnceLock<String>,
 }
+
+/// Tags of one sample borrowed from the Python strings, without allocating for a few.
+const INLINE_TAGS: usize = 16;
 
 thread_local! {
     /// Reused buffers for the attributes and the cursor of one `send_log`; taken out while in
@@ -137,6 +144,7 @@ impl CheckBase {
         CheckBase {
             ctx,
             check_id: Mutex::new(check_id),
+            namespace: OnceLock::new(),
         }
     }
 
@@ -183,6 +191,204 @@ impl CheckBase {
                 .map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
         }
         Ok(())
+    }
+
+    /// Sample a gauge metric.
+    #[pyo3(signature = (name, value, tags=None, hostname=None, device_name=None, raw=false))]
+    fn gauge(
+        slf: &Bound<'_, Self>,
+        name: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+        tags: Option<&Bound<'_, PyAny>>,
+        hostname: Option<&Bound<'_, PyAny>>,
+        device_name: Option<&Bound<'_, PyAny>>,
+        raw: bool,
+    ) -> PyResult<()> {
+        submit(
+            slf,
+            MetricKind::Gauge,
+            name,
+            value,
+            tags,
+            hostname,
+            device_name,
+            raw,
+            false,
+        )
+    }
+
+    /// Sample a raw count metric.
+    #[pyo3(signature = (name, value, tags=None, hostname=None, device_name=None, raw=false))]
+    fn count(
+        slf: &Bound<'_, Self>,
+        name: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+        tags: Option<&Bound<'_, PyAny>>,
+        hostname: Option<&Bound<'_, PyAny>>,
+        device_name: Option<&Bound<'_, PyAny>>,
+        raw: bool,
+    ) -> PyResult<()> {
+        submit(
+            slf,
+            MetricKind::Count,
+            name,
+            value,
+            tags,
+            hostname,
+            device_name,
+            raw,
+            false,
+        )
+    }
+
+    /// Sample an increasing counter; the agent submits the difference between samples.
+    #[pyo3(signature = (name, value, tags=None, hostname=None, device_name=None, raw=false, flush_first_value=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn monotonic_count(
+        slf: &Bound<'_, Self>,
+        name: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+        tags: Option<&Bound<'_, PyAny>>,
+        hostname: Option<&Bound<'_, PyAny>>,
+        device_name: Option<&Bound<'_, PyAny>>,
+        raw: bool,
+        flush_first_value: bool,
+    ) -> PyResult<()> {
+        submit(
+            slf,
+            MetricKind::MonotonicCount,
+            name,
+            value,
+            tags,
+            hostname,
+            device_name,
+            raw,
+            flush_first_value,
+        )
+    }
+
+    /// Sample a point; the agent submits the rate of change per second.
+    #[pyo3(signature = (name, value, tags=None, hostname=None, device_name=None, raw=false))]
+    fn rate(
+        slf: &Bound<'_, Self>,
+        name: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+        tags: Option<&Bound<'_, PyAny>>,
+        hostname: Option<&Bound<'_, PyAny>>,
+        device_name: Option<&Bound<'_, PyAny>>,
+        raw: bool,
+    ) -> PyResult<()> {
+        submit(
+            slf,
+            MetricKind::Rate,
+            name,
+            value,
+            tags,
+            hostname,
+            device_name,
+            raw,
+            false,
+        )
+    }
+
+    /// Sample a histogram metric.
+    #[pyo3(signature = (name, value, tags=None, hostname=None, device_name=None, raw=false))]
+    fn histogram(
+        slf: &Bound<'_, Self>,
+        name: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+        tags: Option<&Bound<'_, PyAny>>,
+        hostname: Option<&Bound<'_, PyAny>>,
+        device_name: Option<&Bound<'_, PyAny>>,
+        raw: bool,
+    ) -> PyResult<()> {
+        submit(
+            slf,
+            MetricKind::Histogram,
+            name,
+            value,
+            tags,
+            hostname,
+            device_name,
+            raw,
+            false,
+        )
+    }
+
+    /// Sample a histogram of the rates between samples.
+    #[pyo3(signature = (name, value, tags=None, hostname=None, device_name=None, raw=false))]
+    fn historate(
+        slf: &Bound<'_, Self>,
+        name: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+        tags: Option<&Bound<'_, PyAny>>,
+        hostname: Option<&Bound<'_, PyAny>>,
+        device_name: Option<&Bound<'_, PyAny>>,
+        raw: bool,
+    ) -> PyResult<()> {
+        submit(
+            slf,
+            MetricKind::Historate,
+            name,
+            value,
+            tags,
+            hostname,
+            device_name,
+            raw,
+            false,
+        )
+    }
+
+    /// Add to a counter; the agent sends the run's total as a rate.
+    #[pyo3(signature = (name, value=None, tags=None, hostname=None, device_name=None, raw=false))]
+    fn increment(
+        slf: &Bound<'_, Self>,
+        name: &Bound<'_, PyAny>,
+        value: Option<&Bound<'_, PyAny>>,
+        tags: Option<&Bound<'_, PyAny>>,
+        hostname: Option<&Bound<'_, PyAny>>,
+        device_name: Option<&Bound<'_, PyAny>>,
+        raw: bool,
+    ) -> PyResult<()> {
+        let one = PyFloat::new(slf.py(), 1.0).into_any();
+        let value = value.unwrap_or(&one);
+        submit(
+            slf,
+            MetricKind::Counter,
+            name,
+            value,
+            tags,
+            hostname,
+            device_name,
+            raw,
+            false,
+        )
+    }
+
+    /// Add `value` (default -1) to a counter.
+    #[pyo3(signature = (name, value=None, tags=None, hostname=None, device_name=None, raw=false))]
+    fn decrement(
+        slf: &Bound<'_, Self>,
+        name: &Bound<'_, PyAny>,
+        value: Option<&Bound<'_, PyAny>>,
+        tags: Option<&Bound<'_, PyAny>>,
+        hostname: Option<&Bound<'_, PyAny>>,
+        device_name: Option<&Bound<'_, PyAny>>,
+        raw: bool,
+    ) -> PyResult<()> {
+        let minus_one = PyFloat::new(slf.py(), -1.0).into_any();
+        let value = value.unwrap_or(&minus_one);
+        submit(
+            slf,
+            MetricKind::Counter,
+            name,
+            value,
+            tags,
+            hostname,
+            device_name,
+            raw,
+            false,
+        )
     }
 
     /// The last cursor saved for `stream`, decoded, or None.
@@ -233,6 +439,205 @@ impl CheckBase {
         }
         Ok(())
     }
+}
+
+/// The common path of `gauge` & co.: as the bundled `AgentCheck._submit_metric` did in Python
+/// (None is skipped, a value `float()` refuses is a warning, `__NAMESPACE__` prefixes the name
+/// unless `raw`, `device_name` is a `device:` tag), with the tags borrowed from their Python
+/// strings and no Python code run while the check's metrics are locked.
+#[allow(clippy::too_many_arguments)]
+fn submit(
+    slf: &Bound<'_, CheckBase>,
+    kind: MetricKind,
+    name: &Bound<'_, PyAny>,
+    value: &Bound<'_, PyAny>,
+    tags: Option<&Bound<'_, PyAny>>,
+    hostname: Option<&Bound<'_, PyAny>>,
+    device_name: Option<&Bound<'_, PyAny>>,
+    raw: bool,
+    flush_first_value: bool,
+) -> PyResult<()> {
+    if value.is_none() {
+        return Ok(());
+    }
+    let this = slf.get();
+    let ctx = this.ctx()?;
+    let v = if let Ok(f) = value.cast::<PyFloat>() {
+        f.value()
+    } else if let Ok(i) = value.cast::<PyInt>() {
+        // An int too large for a float is refused as infinite, like any other.
+        i.extract::<f64>().unwrap_or(f64::INFINITY)
+    } else {
+        match value.py().get_type::<PyFloat>().call1((value,)) {
+            Ok(f) => f.extract::<f64>()?,
+            Err(_) => {
+                slf.call_method1(
+                    "warning",
+                    (
+                        "Metric %r has a non-numeric value %r; it was not submitted",
+                        name,
+                        value,
+                    ),
+                )?;
+                return Ok(());
+            }
+        }
+    };
+    let name = name.cast::<PyString>().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "metric name must be a str, got {}",
+            pyjson::type_name(name)
+        ))
+    })?;
+    let name = pyjson::utf8_arg(name, || "the metric name".to_string())?;
+    let namespace = match this.namespace.get() {
+        Some(ns) => ns.as_str(),
+        None => {
+            let ns = slf
+                .getattr(pyo3::intern!(slf.py(), "__NAMESPACE__"))
+                .ok()
+                .and_then(|n| n.extract::<String>().ok())
+                .unwrap_or_default();
+            this.namespace.get_or_init(|| ns).as_str()
+        }
+    };
+    let full;
+    let name = if raw || namespace.is_empty() {
+        name
+    } else {
+        full = format!("{namespace}.{name}");
+        full.as_str()
+    };
+    let host_owned;
+    let host = match hostname.filter(|h| !h.is_none()) {
+        Some(h) => {
+            host_owned = h.str()?.to_string();
+            if host_owned.is_empty() {
+                crate::host::hostname_str()
+            } else {
+                host_owned.as_str()
+            }
+        }
+        None => crate::host::hostname_str(),
+    };
+    let device_owned;
+    let device = match device_name.filter(|d| !d.is_none()) {
+        Some(d) => {
+            device_owned = d.str()?.to_string();
+            Some(device_owned.as_str()).filter(|d| !d.is_empty())
+        }
+        None => None,
+    };
+    // Tags that are all str are borrowed; anything else (bytes, numbers) is converted first,
+    // running Python code before any lock is taken.
+    let mut inline: [&str; INLINE_TAGS] = [""; INLINE_TAGS];
+    let mut spill: Vec<&str> = Vec::new();
+    let mut n = 0;
+    let list = tags.filter(|t| !t.is_none());
+    let all_str = match list {
+        None => true,
+        Some(t) => {
+            if let Ok(l) = t.cast::<pyo3::types::PyList>() {
+                l.iter().all(|i| i.is_instance_of::<PyString>())
+            } else if let Ok(tu) = t.cast::<PyTuple>() {
+                tu.iter().all(|i| i.is_instance_of::<PyString>())
+            } else {
+                false
+            }
+        }
+    };
+    let converted: Vec<String> = if all_str {
+        Vec::new()
+    } else {
+        metric_tags(list)?
+    };
+    let borrowed_items: Vec<Bound<'_, PyAny>> = match list {
+        Some(t) if all_str => t.try_iter()?.collect::<PyResult<_>>()?,
+        _ => Vec::new(),
+    };
+    let mut strs: Vec<&str> = Vec::new();
+    for item in &borrowed_items {
+        let s = item
+            .cast::<PyString>()
+            .expect("checked above")
+            .to_str()
+            .map_err(|_| {
+                PyValueError::new_err(format!(
+                    "metric {name}: a tag holds a lone surrogate, which has no UTF-8 form"
+                ))
+            })?;
+        if n < INLINE_TAGS {
+            inline[n] = s;
+        } else {
+            strs.push(s);
+        }
+        n += 1;
+    }
+    for s in &converted {
+        if n < INLINE_TAGS {
+            inline[n] = s.as_str();
+        } else {
+            strs.push(s.as_str());
+        }
+        n += 1;
+    }
+    spill.extend(strs);
+    let tags: &[&str] = if n <= INLINE_TAGS {
+        &inline[..n]
+    } else {
+        spill.splice(0..0, inline.iter().copied());
+        &spill
+    };
+    ctx.metrics
+        .lock()
+        .add_borrowed(name, kind, v, tags, device, host, flush_first_value);
+    if context::keeps_raw_submissions() {
+        let mut all: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
+        if let Some(d) = device {
+            all.push(format!("device:{d}"));
+        }
+        ctx.submissions.lock().metrics.push(crate::context::Metric {
+            name: name.to_string(),
+            kind: kind_name(kind),
+            value: v,
+            tags: all,
+            hostname: host.to_string(),
+        });
+    }
+    Ok(())
+}
+
+fn kind_name(kind: MetricKind) -> &'static str {
+    match kind {
+        MetricKind::Gauge => "gauge",
+        MetricKind::Rate => "rate",
+        MetricKind::Count => "count",
+        MetricKind::MonotonicCount => "monotonic_count",
+        MetricKind::Counter => "counter",
+        MetricKind::Histogram => "histogram",
+        MetricKind::Historate => "historate",
+    }
+}
+
+/// Tags as the bundled base's `_tags` took them: None skipped, bytes decoded (invalid UTF-8
+/// replaced), anything else through `str()`.
+fn metric_tags(tags: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<String>> {
+    let Some(tags) = tags else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for t in tags.try_iter()? {
+        let t = t?;
+        if t.is_none() {
+            continue;
+        }
+        if let Ok(b) = t.cast::<pyo3::types::PyBytes>() {
+            out.push(String::from_utf8_lossy(b.as_bytes()).into_owned());
+        } else {
+            out.push(t.str()?.to_string());
+        }
+    }
+    Ok(out)
 }
 
 /// Converts a non-dict mapping into a dict; anything else is the caller's mistake.

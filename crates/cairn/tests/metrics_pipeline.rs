@@ -327,7 +327,11 @@ fn every_kind_is_aggregated_and_delivered_as_the_agent_ships_it() {
     let series = delivered_series(&intake);
     // gauge: the last value of each run, one point per run.
     let gauge: Vec<f64> = points(&series, "kinds.gauge");
-    assert_eq!(gauge, (1..=n).map(|i| i as f64).collect::<Vec<_>>());
+    assert_eq!(
+        gauge,
+        (1..=n).map(|i| i as f64).collect::<Vec<_>>(),
+        "{stderr}"
+    );
     let g = series.iter().find(|s| s.metric == "kinds.gauge").unwrap();
     assert_eq!(g.kind, 3, "GAUGE");
     assert_eq!(g.host, "test-host");

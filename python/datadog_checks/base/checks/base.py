@@ -34,6 +34,12 @@ class AgentCheck(CheckBase):
     - ``get_log_cursor(stream='default')``: the last cursor saved for ``stream``, or ``None``.
     - ``read_persistent_cache(key)`` / ``write_persistent_cache(key, value)``: a string cache per
       check instance that survives restarts.
+    - ``gauge``, ``count``, ``monotonic_count`` (``flush_first_value=False``), ``rate``,
+      ``histogram``, ``historate``, ``increment``, ``decrement``, each
+      ``(name, value, tags=None, hostname=None, device_name=None, raw=False)``: sample a metric.
+      ``None`` is skipped; a value ``float()`` refuses is a warning; NaN and infinities are
+      refused by the aggregator (warned once per metric); ``__NAMESPACE__`` prefixes the name
+      unless ``raw``; ``device_name`` becomes the tag ``device:<name>``.
 
     Limits, each a ``ValueError`` naming the size and the limit, with nothing of that call
     recorded (a refused cursor takes its log with it): a log whose JSON does not fit in one
@@ -108,60 +114,8 @@ class AgentCheck(CheckBase):
             out.append(f'device:{device_name}')
         return out
 
-    def _submit_metric(self, mtype, name, value, tags, hostname, device_name, raw, flush_first_value=False):
-        if value is None:
-            return
-        try:
-            value = float(value)
-        except (TypeError, ValueError):
-            self.warning('Metric %r has a non-numeric value %r; it was not submitted', name, value)
-            return
-        aggregator.submit_metric(
-            self,
-            self.check_id,
-            mtype,
-            self._metric_name(name, raw),
-            value,
-            self._tags(tags, device_name),
-            hostname or '',
-            flush_first_value,
-        )
-
-    def gauge(self, name, value, tags=None, hostname=None, device_name=None, raw=False):
-        """Sample a gauge metric."""
-        self._submit_metric(aggregator.GAUGE, name, value, tags, hostname, device_name, raw)
-
-    def count(self, name, value, tags=None, hostname=None, device_name=None, raw=False):
-        """Sample a raw count metric."""
-        self._submit_metric(aggregator.COUNT, name, value, tags, hostname, device_name, raw)
-
-    def monotonic_count(
-        self, name, value, tags=None, hostname=None, device_name=None, raw=False, flush_first_value=False
-    ):
-        """Sample an increasing counter; the agent submits the difference between samples."""
-        self._submit_metric(
-            aggregator.MONOTONIC_COUNT, name, value, tags, hostname, device_name, raw, flush_first_value
-        )
-
-    def rate(self, name, value, tags=None, hostname=None, device_name=None, raw=False):
-        """Sample a point, the agent submits the rate of change per second."""
-        self._submit_metric(aggregator.RATE, name, value, tags, hostname, device_name, raw)
-
-    def increment(self, name, value=1, tags=None, hostname=None, device_name=None, raw=False):
-        """Add to a counter; the agent sends the run's total as a rate."""
-        self._submit_metric(aggregator.COUNTER, name, value, tags, hostname, device_name, raw)
-
-    def decrement(self, name, value=-1, tags=None, hostname=None, device_name=None, raw=False):
-        """Subtract from a counter (``value`` is added, so pass a negative number)."""
-        self._submit_metric(aggregator.COUNTER, name, value, tags, hostname, device_name, raw)
-
-    def histogram(self, name, value, tags=None, hostname=None, device_name=None, raw=False):
-        """Sample a histogram metric."""
-        self._submit_metric(aggregator.HISTOGRAM, name, value, tags, hostname, device_name, raw)
-
-    def historate(self, name, value, tags=None, hostname=None, device_name=None, raw=False):
-        """Sample a histogram based on rate metrics."""
-        self._submit_metric(aggregator.HISTORATE, name, value, tags, hostname, device_name, raw)
+    # gauge, count, monotonic_count, rate, histogram, historate, increment and decrement are
+    # CheckBase's (native): a sample goes from the call straight into the check's aggregator.
 
     def service_check(self, name, status, tags=None, hostname=None, message=None, raw=False):
         """Send the status of a service: ``AgentCheck.OK``, ``WARNING``, ``CRITICAL`` or ``UNKNOWN``."""
