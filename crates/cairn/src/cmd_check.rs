@@ -64,13 +64,14 @@ pub fn run(config_dir: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
         );
     };
     let run_path = loaded.agent.run_path.clone();
-    cairn_checks::context::keep_raw_submissions(true);
     let (times, pause) = if args.check_rate {
         (args.times.max(2), args.pause.max(1000))
     } else {
         (args.times, args.pause)
     };
     let summary_only = args.format == "summary" && !args.json;
+    // The summary counts samples instead of keeping each one (a check may submit a million).
+    cairn_checks::context::keep_raw_submissions(!summary_only);
     // Cursors as the agent last made them durable, read without disturbing a running agent.
     let loader: cairn_logs::StateLoader =
         Box::new(move |check_id: &str| cairn_logs::read_state_snapshot(&run_path, check_id));
@@ -89,7 +90,9 @@ pub fn run(config_dir: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
             std::thread::sleep(Duration::from_millis(pause));
         }
         for check in &checks {
+            let samples_before = check.ctx.metrics.lock().counters().metric_samples;
             let report = cairn_checks::run_once(check);
+            let samples = check.ctx.metrics.lock().counters().metric_samples - samples_before;
             failed |= report.error.is_some();
             let raw_logs = memory.take_logs(&check.check_id);
             let shown_logs = if summary_only {
@@ -104,7 +107,7 @@ pub fn run(config_dir: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
             let run = run_json(&report, logs);
             if !args.json {
                 if args.format == "summary" {
-                    println!("{}", summary_line(&report, &run, shown_logs));
+                    println!("{}", summary_line(&report, &run, shown_logs, samples));
                 } else {
                     print_full(&report, &run, &raw_logs);
                 }
@@ -186,12 +189,12 @@ fn count(run: &Value, key: &str) -> usize {
     run[key].as_array().map(Vec::len).unwrap_or(0)
 }
 
-fn summary_line(r: &RunReport, run: &Value, logs: usize) -> String {
+fn summary_line(r: &RunReport, run: &Value, logs: usize, samples: u64) -> String {
     format!(
         "{} {:.1}ms metrics={} service_checks={} events={} logs={} warnings={} error={}",
         r.check_id,
         r.duration.as_secs_f64() * 1000.0,
-        count(run, "metrics"),
+        (count(run, "metrics") as u64).max(samples),
         count(run, "service_checks"),
         count(run, "events"),
         logs,
