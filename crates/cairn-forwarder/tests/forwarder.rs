@@ -12,18 +12,21 @@ use std::time::{Duration, Instant};
 use cairn_forwarder::{Encoding, Endpoint, Forwarder, ForwarderConfig};
 use cairn_logs::sender::Backoff;
 
+/// (path, DD-API-KEY, body, status answered).
+type Seen = Arc<Mutex<Vec<(String, String, Vec<u8>, u16)>>>;
+
 /// A server answering each request with the next status of `script` (then 202), recording
 /// (path, api key, body).
 struct Server {
     url: String,
-    seen: Arc<Mutex<Vec<(String, String, Vec<u8>, u16)>>>,
+    seen: Seen,
 }
 
 impl Server {
     fn start(script: &[u16]) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let seen = Arc::new(Mutex::new(Vec::new()));
+        let seen: Seen = Arc::new(Mutex::new(Vec::new()));
         let script = Arc::new(Mutex::new(script.to_vec()));
         let (s2, sc2) = (seen.clone(), script.clone());
         std::thread::spawn(move || {
