@@ -90,9 +90,14 @@ pub fn run(config_dir: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
             std::thread::sleep(Duration::from_millis(pause));
         }
         for check in &checks {
-            let samples_before = check.ctx.metrics.lock().counters().metric_samples;
+            let before = check.ctx.metrics.lock().counters();
             let report = cairn_checks::run_once(check);
-            let samples = check.ctx.metrics.lock().counters().metric_samples - samples_before;
+            let after = check.ctx.metrics.lock().counters();
+            let submitted = [
+                after.metric_samples - before.metric_samples,
+                after.service_checks - before.service_checks,
+                after.events - before.events,
+            ];
             failed |= report.error.is_some();
             let raw_logs = memory.take_logs(&check.check_id);
             let shown_logs = if summary_only {
@@ -107,7 +112,7 @@ pub fn run(config_dir: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
             let run = run_json(&report, logs);
             if !args.json {
                 if args.format == "summary" {
-                    println!("{}", summary_line(&report, &run, shown_logs, samples));
+                    println!("{}", summary_line(&report, &run, shown_logs, submitted));
                 } else {
                     print_full(&report, &run, &raw_logs);
                 }
@@ -189,14 +194,16 @@ fn count(run: &Value, key: &str) -> usize {
     run[key].as_array().map(Vec::len).unwrap_or(0)
 }
 
-fn summary_line(r: &RunReport, run: &Value, logs: usize, samples: u64) -> String {
+/// `submitted`: the run's metric samples, service checks and events, counted (the summary does
+/// not keep them).
+fn summary_line(r: &RunReport, run: &Value, logs: usize, submitted: [u64; 3]) -> String {
     format!(
         "{} {:.1}ms metrics={} service_checks={} events={} logs={} warnings={} error={}",
         r.check_id,
         r.duration.as_secs_f64() * 1000.0,
-        (count(run, "metrics") as u64).max(samples),
-        count(run, "service_checks"),
-        count(run, "events"),
+        (count(run, "metrics") as u64).max(submitted[0]),
+        (count(run, "service_checks") as u64).max(submitted[1]),
+        (count(run, "events") as u64).max(submitted[2]),
         logs,
         r.warnings.len(),
         r.error.as_ref().map(|e| e.message.as_str()).unwrap_or("-")
