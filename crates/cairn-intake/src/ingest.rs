@@ -202,15 +202,24 @@ impl<'de> Visitor<'de> for LogSeed {
         let mut marker: Option<String> = None;
         // Keys are read raw: a lone surrogate in a key is normalised, not a refused batch.
         while let Some(raw_key) = map.next_key::<&'de RawValue>()? {
-            let Some(key) = normalize::string(raw_key.get(), &mut changes) else {
-                return Err(de::Error::custom("an object key must be a string"));
+            let raw_key = raw_key.get();
+            // A key without a backslash is its own text between the quotes, already valid
+            // JSON as written: no copy, no decode.
+            let plain_key = raw_key.len() >= 2 && !raw_key.contains('\\');
+            let key: std::borrow::Cow<'de, str> = if plain_key {
+                std::borrow::Cow::Borrowed(&raw_key[1..raw_key.len() - 1])
+            } else {
+                match normalize::string(raw_key, &mut changes) {
+                    Some(k) => std::borrow::Cow::Owned(k),
+                    None => return Err(de::Error::custom("an object key must be a string")),
+                }
             };
             let raw: &'de RawValue = map.next_value()?;
             let text = raw.get();
             // Only a JSON string fills a reserved field; anything else under a reserved name is
             // kept as an attribute so that nothing a sender wrote is lost.
             let mut as_str = || normalize::string(text, &mut changes);
-            let reserved = match key.as_str() {
+            let reserved = match key.as_ref() {
                 wire::MESSAGE => as_str().map(|s| message = Some(s)),
                 wire::STATUS => as_str().map(|s| status = Some(normalise_status(&s))),
                 wire::HOSTNAME | wire::HOST => as_str().map(|s| host = Some(s)),
@@ -223,13 +232,20 @@ impl<'de> Visitor<'de> for LogSeed {
             if reserved.is_some() {
                 continue;
             }
-            let mut value = String::with_capacity(text.len());
-            normalize::value(text, &mut value, &mut changes);
             if key == normalize::MARKER_KEY {
+                let mut value = String::with_capacity(text.len());
+                normalize::value(text, &mut value, &mut changes);
                 marker = Some(value);
                 continue;
             }
-            push_attribute(&mut attributes, &key, &value);
+            attributes.push(if attributes.is_empty() { '{' } else { ',' });
+            if plain_key {
+                attributes.push_str(raw_key);
+            } else {
+                normalize::push_json_str(&mut attributes, &key);
+            }
+            attributes.push(':');
+            normalize::value(text, &mut attributes, &mut changes);
         }
         if changes.any() {
             let m = normalize::marker(marker.as_deref(), &changes);
@@ -254,7 +270,7 @@ impl<'de> Visitor<'de> for LogSeed {
 
 fn push_attribute(attributes: &mut String, key: &str, value: &str) {
     attributes.push(if attributes.is_empty() { '{' } else { ',' });
-    attributes.push_str(&serde_json::to_string(key).expect("a str always serialises"));
+    normalize::push_json_str(attributes, key);
     attributes.push(':');
     attributes.push_str(value);
 }

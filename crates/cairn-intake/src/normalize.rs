@@ -65,7 +65,13 @@ impl Changes {
 /// Appends the normalised form of `raw`, one JSON value that serde_json already accepted
 /// (so its syntax is valid), to `out`.
 pub fn value(raw: &str, out: &mut String, changes: &mut Changes) {
-    walk(raw.as_bytes(), out, changes, Some(MAX_DEPTH));
+    // Most values are a string with no `\u` escape or a small number: nothing to change, and
+    // serde_json already checked the syntax, so they are copied without a walk.
+    match raw.as_bytes().first() {
+        Some(b'"') if !raw.contains("\\u") => out.push_str(raw),
+        Some(b'-' | b'0'..=b'9') if carried(raw) => out.push_str(raw),
+        _ => walk(raw.as_bytes(), out, changes, Some(MAX_DEPTH)),
+    }
 }
 
 /// A JSON string token (quotes included, syntax already valid) decoded, with lone surrogates
@@ -73,6 +79,9 @@ pub fn value(raw: &str, out: &mut String, changes: &mut Changes) {
 pub fn string(raw: &str, changes: &mut Changes) -> Option<String> {
     if !raw.starts_with('"') {
         return None;
+    }
+    if !raw.contains('\\') {
+        return Some(raw[1..raw.len() - 1].to_owned());
     }
     if !raw.contains("\\u") {
         return serde_json::from_str(raw).ok();
@@ -248,7 +257,8 @@ fn text_of(b: &[u8]) -> &str {
     std::str::from_utf8(b).expect("cut at ASCII bytes of valid UTF-8")
 }
 
-fn push_json_str(out: &mut String, s: &str) {
+/// Appends `s` as a JSON string.
+pub(crate) fn push_json_str(out: &mut String, s: &str) {
     out.reserve(s.len() + 2);
     out.push('"');
     for c in s.chars() {
