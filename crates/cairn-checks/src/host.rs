@@ -111,13 +111,45 @@ fn unknown_check(check_id: &str) -> PyErr {
     PyRuntimeError::new_err(format!("no check with id {check_id:?} is loaded"))
 }
 
+/// A log line serde_json refused for a value JSON readers cannot carry (`10**400`, a lone
+/// surrogate escaped by `json.dumps`) or nested too deep to read back, made readable by the
+/// rules the intake applies at ingest (`cairn_wire::normalize`), with the same marker. `None`
+/// when the line is not a JSON object even so, or a key has no UTF-8 form.
+fn normalized_object(line: &str) -> Option<serde_json::Map<String, serde_json::Value>> {
+    use cairn_wire::normalize;
+    let raw: std::collections::BTreeMap<String, Box<serde_json::value::RawValue>> =
+        serde_json::from_str(line).ok()?;
+    let mut changes = normalize::Changes::default();
+    let mut map = serde_json::Map::new();
+    let mut marker = None;
+    for (k, v) in raw {
+        let mut out = String::with_capacity(v.get().len());
+        normalize::value(v.get(), &mut out, &mut changes);
+        if k == normalize::MARKER_KEY {
+            marker = Some(out);
+            continue;
+        }
+        map.insert(k, serde_json::from_str(&out).ok()?);
+    }
+    if changes.any() || marker.is_some() {
+        let m = if changes.any() {
+            normalize::marker(marker.as_deref(), &changes)
+        } else {
+            marker.unwrap_or_default()
+        };
+        map.insert(normalize::MARKER_KEY.into(), serde_json::from_str(&m).ok()?);
+    }
+    Some(map)
+}
+
 /// The library's log path: a compact JSON object whose timestamp is already in milliseconds.
 #[pyfunction]
 fn send_log(py: Python<'_>, json_line: &Bound<'_, PyString>, check_id: &str) -> PyResult<()> {
     let ctx = context::resolve(check_id).ok_or_else(|| unknown_check(check_id))?;
     let json_line = pyjson::utf8_arg(json_line, || "send_log: the JSON line".to_string())?;
-    let map: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_str(json_line).map_err(|e| {
+    let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(json_line)
+        .or_else(|e| normalized_object(json_line).ok_or(e))
+        .map_err(|e| {
             // Name the key, as the native path does (a lone surrogate, escaped by the
             // library's `json.dumps`, is the likely cause: it has no UTF-8 form).
             let at = match pyjson::json_error_place(json_line, "data") {

@@ -10,7 +10,9 @@ use std::io::Read;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
-use crate::{normalize, wire};
+use cairn_wire::normalize;
+
+use crate::wire;
 
 /// Why a request body is refused; each maps to one HTTP status.
 #[derive(Debug, Clone, PartialEq, Eq)]

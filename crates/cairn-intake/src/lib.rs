@@ -16,7 +16,6 @@ mod error;
 mod http;
 pub mod ingest;
 mod limit;
-mod normalize;
 pub mod query;
 pub mod store;
 pub mod timefmt;

@@ -159,6 +159,24 @@ class Kinds(AgentCheck):
     );
     write(
         root,
+        "conf.d/poison.d/conf.yaml",
+        "instances:\n  - {}\nlogs:\n  - type: integration\n    source: poison\n",
+    );
+    write(
+        root,
+        "checks.d/poison.py",
+        r#"
+from datadog_checks.base import AgentCheck
+
+
+class Poison(AgentCheck):
+    def check(self, instance):
+        self.send_log({'message': 'lone \udcff here', 'big': 10 ** 400, 'neg': -(2 ** 70),
+                       'ok': 1, 'attr': {'s': '\ud800'}})
+"#,
+    );
+    write(
+        root,
         "conf.d/broken.d/conf.yaml",
         "instances:\n  - {}\nlogs:\n  - type: integration\n    source: broken\n",
     );
@@ -350,4 +368,21 @@ fn every_kind_from_the_real_library_aggregates_as_the_agent_does() {
     assert_eq!(v["aggregated"]["events"].as_array().unwrap().len(), 2);
     // The raw submissions are still shown per run.
     assert!(v["runs"][0]["metrics"].as_array().unwrap().len() > 100);
+}
+
+#[test]
+fn the_real_library_s_log_line_is_normalised_as_the_intake_would_store_it() {
+    let dir = config_dir();
+    let (code, v, stderr) = cairn_check(dir.path(), &["poison"]);
+    assert_eq!(code, 0, "stderr: {stderr}\n{v:#}");
+    let log = &v["runs"][0]["logs"][0];
+    assert_eq!(log["message"], "lone \u{fffd} here");
+    assert_eq!(log["big"], format!("1{}", "0".repeat(400)));
+    assert_eq!(log["neg"], "-1180591620717411303424");
+    assert_eq!(log["ok"], 1);
+    assert_eq!(log["attr"]["s"], "\u{fffd}");
+    assert_eq!(
+        log["_cairn"],
+        serde_json::json!({"normalized": ["number", "surrogate"]})
+    );
 }

@@ -258,7 +258,7 @@ fn text_of(b: &[u8]) -> &str {
 }
 
 /// Appends `s` as a JSON string.
-pub(crate) fn push_json_str(out: &mut String, s: &str) {
+pub fn push_json_str(out: &mut String, s: &str) {
     out.reserve(s.len() + 2);
     out.push('"');
     for c in s.chars() {
