@@ -767,7 +767,7 @@ fn stage(
     };
     let ddtags = text(DDTAGS, wire::DDTAGS)?;
     if changes.any() {
-        changes.write_marker(attrs, marker.as_deref());
+        pyjson::write_marker(&changes, attrs, marker.as_deref());
     } else if let Some(m) = &marker {
         attrs.push(b',');
         wire::write_key(attrs, pyjson::MARKER_KEY);

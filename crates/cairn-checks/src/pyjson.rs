@@ -12,18 +12,17 @@ use cairn_logs::wire;
 
 /// Levels of dicts/lists kept in a value: a cursor or an event deeper than this is refused;
 /// in a log's attribute (whose own value is level 1) the part below is sent as its JSON text,
-/// the rule the intake applies (`cairn-intake/src/normalize.rs`), so the intake stores what
+/// the rule the intake applies (`cairn_wire::normalize`), so the intake stores what
 /// the agent sent.
-pub const MAX_DEPTH: usize = 64;
+pub const MAX_DEPTH: usize = cairn_wire::normalize::MAX_DEPTH;
 
 /// Levels walked at all, even to make text of a log's deep part: the walk recurses, and a
 /// check runs on a 2 MiB thread shared with Python's own frames (400 levels overflowed it in a
 /// debug build). serde_json, on the library's `send_log` path, refuses deeper than 128 too.
 pub const MAX_WALK_DEPTH: usize = 128;
 
-/// The top-level attribute marking a log the agent changed, and its member listing what.
-pub const MARKER_KEY: &str = "_cairn";
-pub const MARKER_FIELD: &str = "normalized";
+/// The top-level attribute marking a log the agent changed.
+pub const MARKER_KEY: &str = cairn_wire::normalize::MARKER_KEY;
 
 /// Characters of a key shown in a message; a longer key is cut (it may be megabytes).
 const MAX_SHOWN_CHARS: usize = 100;
@@ -352,45 +351,16 @@ pub fn type_name(v: &Bound<'_, PyAny>) -> String {
         .unwrap_or_else(|_| "?".into())
 }
 
-/// What a log's walk changed so that the intake can store it (see [`MAX_DEPTH`]).
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Changes {
-    pub depth: bool,
-    pub number: bool,
-    pub surrogate: bool,
-}
+/// What a log's walk changed so that the intake can store it: the intake's own type.
+pub use cairn_wire::normalize::Changes;
 
-impl Changes {
-    pub fn any(&self) -> bool {
-        self.depth || self.number || self.surrogate
-    }
-
-    /// `,"_cairn":{"normalized":[…]}`, the names in the intake's order; `existing` is the
-    /// JSON the check itself gave for `_cairn`, merged into when it is an object.
-    pub fn write_marker(&self, out: &mut Vec<u8>, existing: Option<&[u8]>) {
-        use serde_json::{Map, Value};
-        let mut obj = match existing.and_then(|t| serde_json::from_slice::<Value>(t).ok()) {
-            Some(Value::Object(m)) => m,
-            _ => Map::new(),
-        };
-        let mut names: Vec<Value> = match obj.remove(MARKER_FIELD) {
-            Some(Value::Array(a)) => a.into_iter().filter(Value::is_string).collect(),
-            _ => Vec::new(),
-        };
-        for (on, n) in [
-            (self.depth, "depth"),
-            (self.number, "number"),
-            (self.surrogate, "surrogate"),
-        ] {
-            if on && !names.iter().any(|v| v == n) {
-                names.push(Value::from(n));
-            }
-        }
-        obj.insert(MARKER_FIELD.to_owned(), Value::Array(names));
-        out.push(b',');
-        wire::write_key(out, MARKER_KEY);
-        serde_json::to_writer(&mut *out, &Value::Object(obj)).expect("a Value always serializes");
-    }
+/// `,"_cairn":{"normalized":[…]}`, the names in the intake's order; `existing` is the JSON the
+/// check itself gave for `_cairn`, merged into when it is an object.
+pub fn write_marker(changes: &Changes, out: &mut Vec<u8>, existing: Option<&[u8]>) {
+    let existing = existing.and_then(|t| std::str::from_utf8(t).ok());
+    out.push(b',');
+    wire::write_key(out, MARKER_KEY);
+    out.extend_from_slice(cairn_wire::normalize::marker(existing, changes).as_bytes());
 }
 
 /// How a walk treats what JSON readers cannot carry.
