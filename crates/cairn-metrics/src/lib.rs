@@ -13,6 +13,7 @@
 //! at the Agent's limits), and it needs no derive or build-script dependency.
 
 mod config;
+mod intern;
 mod metric;
 mod sampler;
 pub mod wire;

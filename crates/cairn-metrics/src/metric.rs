@@ -18,37 +18,69 @@ pub(crate) enum Metric {
     Counter { value: f64, sampled: bool },
     /// `rate.go`: `(v2 - v1) / (t2 - t1)` of the last two samples, at the last sample's
     /// timestamp, sent as GAUGE. Samples are the values and submission times of `add`.
-    Rate {
-        previous: Option<(f64, f64)>,
-        current: Option<(f64, f64)>,
-    },
+    /// Boxed, as is `Historate`: both are rare and twice the size of the common kinds, and
+    /// the enum is as large as its largest variant in every context.
+    Rate(Box<RateState>),
     /// `monotonic_count.go`, field for field.
     MonotonicCount {
         previous: f64,
         current: f64,
-        sampled_since_flush: bool,
-        has_previous: bool,
         value: f64,
-        flush_first_value: bool,
+        flags: MonoFlags,
     },
     /// `histogram.go`: the run's samples, every sample weighing 1 (checks have no sample rate).
-    Histogram(Hist),
+    Histogram { samples: Vec<f64>, last_len: u32 },
     /// `historate.go`: the rate between consecutive samples goes into a histogram.
     /// Unlike the Agent, which forgets the previous sample at every flush that had a rate (so
     /// a check sending one sample per run gets a value only every other run), the previous
     /// sample is kept across commits: every run after the first feeds its rate (the issue's
     /// "per-run rates"). Negative rates are kept, as in the Agent.
-    Historate {
-        hist: Hist,
-        previous: Option<(f64, f64)>,
-    },
+    Historate(Box<HistorateState>),
+}
+
+// Every context pays for the largest variant: keep it at four words.
+const _: () = assert!(std::mem::size_of::<Metric>() <= 32);
+
+#[derive(Debug, Default)]
+pub(crate) struct RateState {
+    previous: Option<(f64, f64)>,
+    current: Option<(f64, f64)>,
 }
 
 #[derive(Debug, Default)]
-pub(crate) struct Hist {
+pub(crate) struct HistorateState {
     samples: Vec<f64>,
-    sum: f64,
+    last_len: u32,
+    previous: Option<(f64, f64)>,
 }
+
+/// `monotonic_count.go`'s three booleans, packed so the variant fits in four words.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct MonoFlags(u8);
+
+impl MonoFlags {
+    const SAMPLED_SINCE_FLUSH: u8 = 1;
+    const HAS_PREVIOUS: u8 = 2;
+    const FLUSH_FIRST_VALUE: u8 = 4;
+
+    fn get(self, bit: u8) -> bool {
+        self.0 & bit != 0
+    }
+
+    fn set(&mut self, bit: u8, on: bool) {
+        if on {
+            self.0 |= bit;
+        } else {
+            self.0 &= !bit;
+        }
+    }
+}
+
+/// A buffer at most this large is kept between runs; a larger one is freed at flush (else a
+/// histogram sampled 100 times a run would hold 800 bytes between runs, four times a
+/// context's whole budget) and allocated again at its last size by the next run's first
+/// sample: one allocation per run.
+const KEEP_SAMPLES: usize = 8;
 
 impl Metric {
     pub(crate) fn new(kind: MetricKind) -> Metric {
@@ -65,23 +97,18 @@ impl Metric {
                 value: 0.0,
                 sampled: false,
             },
-            MetricKind::Rate => Metric::Rate {
-                previous: None,
-                current: None,
-            },
+            MetricKind::Rate => Metric::Rate(Box::default()),
             MetricKind::MonotonicCount => Metric::MonotonicCount {
                 previous: 0.0,
                 current: 0.0,
-                sampled_since_flush: false,
-                has_previous: false,
                 value: 0.0,
-                flush_first_value: false,
+                flags: MonoFlags::default(),
             },
-            MetricKind::Histogram => Metric::Histogram(Hist::default()),
-            MetricKind::Historate => Metric::Historate {
-                hist: Hist::default(),
-                previous: None,
+            MetricKind::Histogram => Metric::Histogram {
+                samples: Vec::new(),
+                last_len: 0,
             },
+            MetricKind::Historate => Metric::Historate(Box::default()),
         }
     }
 
@@ -89,7 +116,7 @@ impl Metric {
     pub(crate) fn is_stateful(&self) -> bool {
         matches!(
             self,
-            Metric::Rate { .. } | Metric::MonotonicCount { .. } | Metric::Historate { .. }
+            Metric::Rate(_) | Metric::MonotonicCount { .. } | Metric::Historate(_)
         )
     }
 
@@ -103,47 +130,45 @@ impl Metric {
                 *value += v;
                 *sampled = true;
             }
-            Metric::Rate { previous, current } => {
-                if current.is_some() {
-                    *previous = *current;
+            Metric::Rate(r) => {
+                if r.current.is_some() {
+                    r.previous = r.current;
                 }
-                *current = Some((v, ts));
+                r.current = Some((v, ts));
             }
             Metric::MonotonicCount {
                 previous,
                 current,
-                sampled_since_flush,
-                has_previous,
                 value,
-                flush_first_value,
+                flags,
             } => {
-                if !*sampled_since_flush {
+                if !flags.get(MonoFlags::SAMPLED_SINCE_FLUSH) {
                     *current = v;
-                    *sampled_since_flush = true;
+                    flags.set(MonoFlags::SAMPLED_SINCE_FLUSH, true);
                 } else {
                     *previous = *current;
                     *current = v;
-                    *has_previous = true;
+                    flags.set(MonoFlags::HAS_PREVIOUS, true);
                 }
-                *flush_first_value = flush_first;
+                flags.set(MonoFlags::FLUSH_FIRST_VALUE, flush_first);
                 let diff = *current - *previous;
-                if (*has_previous || *flush_first_value) && diff >= 0.0 {
+                if (flags.get(MonoFlags::HAS_PREVIOUS) || flush_first) && diff >= 0.0 {
                     *value += diff;
-                } else if *flush_first_value {
+                } else if flush_first {
                     // A decrease with flush_first_value: the counter restarted from 0, so its
                     // whole current value is new (the Agent's rule).
                     *value = *current;
                 }
             }
-            Metric::Histogram(h) => h.add(v),
-            Metric::Historate { hist, previous } => {
-                if let Some((pv, pts)) = *previous {
+            Metric::Histogram { samples, last_len } => hist_add(samples, *last_len, v),
+            Metric::Historate(h) => {
+                if let Some((pv, pts)) = h.previous {
                     // Two samples at one timestamp have no rate (the Agent would divide by 0).
                     if ts != pts {
-                        hist.add((v - pv) / (ts - pts));
+                        hist_add(&mut h.samples, h.last_len, (v - pv) / (ts - pts));
                     }
                 }
-                *previous = Some((v, ts));
+                h.previous = Some((v, ts));
             }
         }
     }
@@ -167,16 +192,16 @@ impl Metric {
                     emit("", SeriesKind::Rate, ts, std::mem::take(value));
                 }
             }
-            Metric::Rate { previous, current } => {
-                let (Some((pv, pts)), Some((cv, cts))) = (*previous, *current) else {
+            Metric::Rate(r) => {
+                let (Some((pv, pts)), Some((cv, cts))) = (r.previous, r.current) else {
                     return;
                 };
                 if cts == pts {
                     // Sampled twice at one timestamp: no rate, state unchanged (Agent).
                     return;
                 }
-                *previous = *current;
-                *current = None;
+                r.previous = r.current;
+                r.current = None;
                 let rate = (cv - pv) / (cts - pts);
                 // A negative rate means the underlying counter was reset: dropped.
                 if rate >= 0.0 {
@@ -186,60 +211,74 @@ impl Metric {
             Metric::MonotonicCount {
                 previous,
                 current,
-                sampled_since_flush,
-                has_previous,
                 value,
-                flush_first_value,
+                flags,
             } => {
-                if !*sampled_since_flush || !(*has_previous || *flush_first_value) {
+                if !flags.get(MonoFlags::SAMPLED_SINCE_FLUSH)
+                    || !(flags.get(MonoFlags::HAS_PREVIOUS)
+                        || flags.get(MonoFlags::FLUSH_FIRST_VALUE))
+                {
                     return;
                 }
                 let v = std::mem::take(value);
                 *previous = std::mem::take(current);
-                *has_previous = true;
-                *sampled_since_flush = false;
-                *flush_first_value = false;
+                *flags = MonoFlags(MonoFlags::HAS_PREVIOUS);
                 emit("", SeriesKind::Count, ts, v);
             }
-            Metric::Histogram(h) => h.flush(ts, cfg, emit),
-            Metric::Historate { hist, .. } => hist.flush(ts, cfg, emit),
+            Metric::Histogram { samples, last_len } => hist_flush(samples, last_len, ts, cfg, emit),
+            Metric::Historate(h) => hist_flush(&mut h.samples, &mut h.last_len, ts, cfg, emit),
         }
     }
 }
 
-impl Hist {
-    fn add(&mut self, v: f64) {
-        self.samples.push(v);
-        self.sum += v;
+/// Histogram samples are the run's samples in submission order; `last_len` is how many the
+/// last run had, the size the next run's buffer starts at. (Fields of the variant rather than
+/// a struct, so that the enum tag fits beside `last_len` and the variant in four words.)
+fn hist_add(samples: &mut Vec<f64>, last_len: u32, v: f64) {
+    if samples.capacity() == 0 {
+        samples.reserve_exact((last_len as usize).max(1));
     }
+    samples.push(v);
+}
 
-    /// `histogram.go`'s flush with weights of 1: samples sorted ascending; median is the
-    /// sample at index `(n - 1) / 2`, percentile `p` (0..=100) the one at `(p * n - 1) / 100`
-    /// (integer division, truncating); `.count` is `n / interval` with the check sampler's
-    /// interval of 1, typed RATE; the rest are gauges.
-    fn flush(&mut self, ts: f64, cfg: &AggregatorConfig, emit: &mut Emit<'_>) {
-        if self.samples.is_empty() {
-            return;
-        }
-        self.samples.sort_unstable_by(f64::total_cmp);
-        let s = &self.samples;
-        let n = s.len() as i64;
-        for agg in &cfg.aggregates {
-            let (kind, v) = match agg {
-                Aggregate::Max => (SeriesKind::Gauge, s[s.len() - 1]),
-                Aggregate::Min => (SeriesKind::Gauge, s[0]),
-                Aggregate::Median => (SeriesKind::Gauge, s[((n - 1) / 2) as usize]),
-                Aggregate::Avg => (SeriesKind::Gauge, self.sum / n as f64),
-                Aggregate::Sum => (SeriesKind::Gauge, self.sum),
-                Aggregate::Count => (SeriesKind::Rate, n as f64),
-            };
-            emit(agg.suffix(), kind, ts, v);
-        }
-        for (p, suffix) in &cfg.percentiles {
-            let idx = ((*p as i64 * n - 1) / 100).clamp(0, n - 1) as usize;
-            emit(suffix, SeriesKind::Gauge, ts, s[idx]);
-        }
-        self.samples.clear();
-        self.sum = 0.0;
+/// `histogram.go`'s flush with weights of 1: samples sorted ascending; median is the
+/// sample at index `(n - 1) / 2`, percentile `p` (0..=100) the one at `(p * n - 1) / 100`
+/// (integer division, truncating); `.count` is `n / interval` with the check sampler's
+/// interval of 1, typed RATE; the rest are gauges.
+fn hist_flush(
+    samples: &mut Vec<f64>,
+    last_len: &mut u32,
+    ts: f64,
+    cfg: &AggregatorConfig,
+    emit: &mut Emit<'_>,
+) {
+    if samples.is_empty() {
+        return;
+    }
+    // A fold from +0.0, as the running sum was (`Sum` starts from -0.0).
+    let sum = samples.iter().fold(0.0, |a, &b| a + b);
+    samples.sort_unstable_by(f64::total_cmp);
+    let s = &samples;
+    let n = s.len() as i64;
+    for agg in &cfg.aggregates {
+        let (kind, v) = match agg {
+            Aggregate::Max => (SeriesKind::Gauge, s[s.len() - 1]),
+            Aggregate::Min => (SeriesKind::Gauge, s[0]),
+            Aggregate::Median => (SeriesKind::Gauge, s[((n - 1) / 2) as usize]),
+            Aggregate::Avg => (SeriesKind::Gauge, sum / n as f64),
+            Aggregate::Sum => (SeriesKind::Gauge, sum),
+            Aggregate::Count => (SeriesKind::Rate, n as f64),
+        };
+        emit(agg.suffix(), kind, ts, v);
+    }
+    for (p, suffix) in &cfg.percentiles {
+        let idx = ((*p as i64 * n - 1) / 100).clamp(0, n - 1) as usize;
+        emit(suffix, SeriesKind::Gauge, ts, s[idx]);
+    }
+    *last_len = u32::try_from(samples.len()).unwrap_or(u32::MAX);
+    if samples.capacity() > KEEP_SAMPLES {
+        *samples = Vec::new();
+    } else {
+        samples.clear();
     }
 }

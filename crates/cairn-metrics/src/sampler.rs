@@ -15,12 +15,14 @@
 //! sampler of a check id that is still configured (the Agent re-uses the sampler of an id
 //! that registers again).
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
+use hashbrown::HashTable;
+
 use crate::config::AggregatorConfig;
+use crate::intern::{hash_field, same, Interner, SEED};
 use crate::metric::Metric;
+use crate::wire::DEVICE_TAG_PREFIX;
 use crate::CHECKS_SOURCE_TYPE_NAME;
 
 /// A submission type, as in `aggregator.GAUGE..HISTORATE` (SPEC §3), flushed as:
@@ -130,64 +132,141 @@ pub struct Serie {
     pub source_type_name: String,
 }
 
+/// One context: ids into the sampler's [`Interner`] and its metric, 64 bytes.
 struct Context {
-    name: Box<str>,
-    host: Box<str>,
-    tags: Box<[Box<str>]>,
+    /// [`context_hash`] of name, host and tags: the key in the index, kept to rehash it and to
+    /// reject most non-matching entries before comparing text.
+    hash: u64,
     metric: Metric,
-    /// The commit count when last sampled.
-    last_seen: u64,
-    /// Set once the context expired while its metric keeps state: removed after this time.
-    retain_until: Option<f64>,
+    name: u32,
+    host: u32,
+    /// A tag set id: sorted, de-duplicated tag string ids.
+    tags: u32,
+    /// The low 32 bits of the commit count when last sampled; ages are computed wrapping,
+    /// which is exact for any age below 2^32 commits (> 2,000 years at 15 s).
+    last_seen: u32,
+    /// Set (not NaN) once the context expired while its metric keeps state: removed after
+    /// this time. NaN rather than an `Option` saves a word in every context.
+    retain_until: f64,
 }
 
 impl Context {
-    fn matches(&self, name: &str, host: &str, tags: &[&str]) -> bool {
-        &*self.name == name
-            && &*self.host == host
-            && self.tags.len() == tags.len()
-            && self.tags.iter().zip(tags).all(|(a, b)| &**a == *b)
+    fn retained(&self) -> bool {
+        !self.retain_until.is_nan()
+    }
+
+    fn matches(&self, strings: &Interner, name: &str, host: &str, tags: &OrderedTags) -> bool {
+        let ids = strings.tag_set(self.tags);
+        same(strings.str(self.name), name)
+            && same(strings.str(self.host), host)
+            && ids.len() == tags.len()
+            && ids
+                .iter()
+                .zip(tags.iter())
+                .all(|(&id, t)| same(strings.str(id), t))
     }
 }
 
-/// Keys are already hashes.
-#[derive(Default)]
-struct IdentityHasher(u64);
+/// The tags of one sample in context order (sorted, de-duplicated), as positions in the
+/// sample's slice (the device tag after it), so that nothing is copied or allocated.
+struct OrderedTags<'a> {
+    tags: &'a [String],
+    device: &'a str,
+    /// (first 8 bytes big-endian, position): sorting on the integer first makes most
+    /// comparisons one instruction, since the tags of one context rarely share 8 bytes
+    /// (`env:prod`, `service:`, `region:u`).
+    order: &'a [(u64, u32)],
+}
 
-impl Hasher for IdentityHasher {
-    fn finish(&self) -> u64 {
-        self.0
+impl<'a> OrderedTags<'a> {
+    fn new(tags: &'a [String], device: Option<&'a str>, order: &'a mut Vec<(u64, u32)>) -> Self {
+        order.clear();
+        order.extend(tags.iter().enumerate().map(|(i, t)| (prefix(t), i as u32)));
+        if let Some(d) = device {
+            order.push((prefix(d), tags.len() as u32));
+        }
+        let device = device.unwrap_or("");
+        let at = |i: u32| -> &str { tags.get(i as usize).map_or(device, String::as_str) };
+        // Checks usually send one tag list in one order, rarely sorted: an insertion sort on
+        // the prefixes alone, then a pass that settles equal prefixes on the whole string
+        // and drops duplicates. Both passes are a few integer comparisons for 3–6 tags.
+        for i in 1..order.len() {
+            let mut j = i;
+            while j > 0 && order[j - 1].0 > order[j].0 {
+                order.swap(j - 1, j);
+                j -= 1;
+            }
+        }
+        if order.windows(2).any(|w| w[0].0 == w[1].0) {
+            order.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| at(a.1).cmp(at(b.1))));
+            order.dedup_by(|b, a| a.0 == b.0 && at(a.1) == at(b.1));
+        }
+        OrderedTags {
+            tags,
+            device,
+            order,
+        }
     }
-    fn write(&mut self, _: &[u8]) {
-        unreachable!("only u64 keys")
+
+    fn len(&self) -> usize {
+        self.order.len()
     }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
+
+    fn iter(&self) -> impl Iterator<Item = &'a str> + '_ {
+        self.order.iter().map(|&(_, i)| {
+            self.tags
+                .get(i as usize)
+                .map_or(self.device, String::as_str)
+        })
     }
 }
 
-/// Tags of one sample without allocating when there are few of them.
-const INLINE_TAGS: usize = 32;
+/// The first 8 bytes as a big-endian integer, zero-padded: ordered as the strings are
+/// whenever two prefixes differ.
+#[inline]
+fn prefix(t: &str) -> u64 {
+    let b = t.as_bytes();
+    if b.len() >= 8 {
+        return u64::from_be_bytes(b[..8].try_into().expect("8 bytes"));
+    }
+    b.iter()
+        .enumerate()
+        .fold(0, |x, (i, &c)| x | u64::from(c) << (56 - 8 * i))
+}
 
 /// Aggregates the metrics of one check instance. See the module docs.
 pub struct CheckSampler {
     cfg: Arc<AggregatorConfig>,
-    contexts: HashMap<u64, Context, BuildHasherDefault<IdentityHasher>>,
+    strings: Interner,
+    /// Contexts by slot; `None` slots are on `free_slots`, reused first.
+    slots: Vec<Option<Context>>,
+    free_slots: Vec<u32>,
+    /// Slot numbers by context hash.
+    index: HashTable<u32>,
     live: usize,
     commits: u64,
     pending: Vec<Serie>,
     unsupported: [u64; 2],
+    /// Reused for the `device:` tag, so that a sample with a device allocates nothing.
+    device_tag: String,
+    /// Reused by [`OrderedTags`].
+    tag_order: Vec<(u64, u32)>,
 }
 
 impl CheckSampler {
     pub fn new(cfg: Arc<AggregatorConfig>) -> Self {
         CheckSampler {
             cfg,
-            contexts: HashMap::default(),
+            strings: Interner::new(),
+            slots: Vec::new(),
+            free_slots: Vec::new(),
+            index: HashTable::new(),
             live: 0,
             commits: 0,
             pending: Vec::new(),
             unsupported: [0; 2],
+            device_tag: String::new(),
+            tag_order: Vec::new(),
         }
     }
 
@@ -200,59 +279,77 @@ impl CheckSampler {
                 value: s.value,
             });
         }
-        let device_tag;
-        let mut inline: [&str; INLINE_TAGS] = [""; INLINE_TAGS];
-        let mut heap: Vec<&str>;
-        let n = s.tags.len() + usize::from(s.device.is_some());
-        let tags: &mut [&str] = if n <= INLINE_TAGS {
-            &mut inline[..n]
-        } else {
-            heap = vec![""; n];
-            &mut heap[..]
-        };
-        for (slot, t) in tags.iter_mut().zip(s.tags) {
-            *slot = t;
-        }
+        let mut device_tag = std::mem::take(&mut self.device_tag);
+        let mut order = std::mem::take(&mut self.tag_order);
         if let Some(d) = s.device {
-            device_tag = format!("device:{d}");
-            tags[n - 1] = &device_tag;
+            device_tag.clear();
+            device_tag.push_str(DEVICE_TAG_PREFIX);
+            device_tag.push_str(d);
         }
-        tags.sort_unstable();
-        let len = dedup_sorted(tags);
-        let tags = &tags[..len];
+        let tags = OrderedTags::new(s.tags, s.device.map(|_| device_tag.as_str()), &mut order);
+        self.add_to_context(s, &tags, ts);
+        self.tag_order = order;
+        self.device_tag = device_tag;
+        Ok(())
+    }
 
-        let mut key = context_hash(s.name, s.host, tags);
-        let commits = self.commits;
-        loop {
-            match self.contexts.get_mut(&key) {
-                Some(c) if c.matches(s.name, s.host, tags) => {
-                    c.last_seen = commits;
-                    if c.retain_until.take().is_some() {
-                        self.live += 1;
-                    }
-                    c.metric.add(s.value, ts, s.flush_first_value);
-                    return Ok(());
-                }
-                // A 64-bit collision between two different contexts: probe the next key.
-                Some(_) => key = key.wrapping_add(0x9e37_79b9_7f4a_7c15),
-                None => break,
+    fn add_to_context(&mut self, s: &Sample<'_>, tags: &OrderedTags<'_>, ts: f64) {
+        let hash = context_hash(s.name, s.host, tags);
+        let commits = self.commits as u32;
+        let (slots, strings) = (&self.slots, &self.strings);
+        let found = self.index.find(hash, |&i| {
+            let c = slots[i as usize].as_ref().expect("indexed slots are full");
+            c.hash == hash && c.matches(strings, s.name, s.host, tags)
+        });
+        if let Some(&i) = found {
+            let c = self.slots[i as usize]
+                .as_mut()
+                .expect("indexed slots are full");
+            c.last_seen = commits;
+            if c.retained() {
+                c.retain_until = f64::NAN;
+                self.live += 1;
             }
+            c.metric.add(s.value, ts, s.flush_first_value);
+            return;
         }
         let mut metric = Metric::new(s.kind);
         metric.add(s.value, ts, s.flush_first_value);
-        self.contexts.insert(
-            key,
-            Context {
-                name: s.name.into(),
-                host: s.host.into(),
-                tags: tags.iter().map(|t| Box::<str>::from(*t)).collect(),
-                metric,
-                last_seen: commits,
-                retain_until: None,
-            },
-        );
+        let name = self.strings.acquire_str(s.name);
+        let host = self.strings.acquire_str(s.host);
+        let ids: Vec<u32> = tags.iter().map(|t| self.strings.acquire_str(t)).collect();
+        let tags = self.strings.acquire_tag_set(&ids);
+        let c = Context {
+            hash,
+            metric,
+            name,
+            host,
+            tags,
+            last_seen: commits,
+            retain_until: f64::NAN,
+        };
+        let slot = match self.free_slots.pop() {
+            Some(i) => {
+                self.slots[i as usize] = Some(c);
+                i
+            }
+            None => {
+                // Grow by a quarter, not double: the spare capacity is paid per context.
+                if self.slots.len() == self.slots.capacity() {
+                    self.slots.reserve_exact((self.slots.len() / 4).max(16));
+                }
+                self.slots.push(Some(c));
+                u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 contexts")
+            }
+        };
+        let slots = &self.slots;
+        self.index.insert_unique(hash, slot, |&i| {
+            slots[i as usize]
+                .as_ref()
+                .expect("indexed slots are full")
+                .hash
+        });
         self.live += 1;
-        Ok(())
     }
 
     /// Ends one check run at `ts` (seconds): flushes every metric into pending series, then
@@ -260,21 +357,21 @@ impl CheckSampler {
     pub fn commit(&mut self, ts: f64) {
         let cfg = &*self.cfg;
         let pending = &mut self.pending;
+        let strings = &self.strings;
         let ts_secs = ts as i64;
-        for c in self.contexts.values_mut() {
-            let Context {
-                name,
-                host,
-                tags,
-                metric,
-                ..
-            } = c;
-            metric.flush(ts, cfg, &mut |suffix, kind, pts, value| {
+        for c in self.slots.iter_mut().flatten() {
+            let name = strings.str(c.name);
+            let host = strings.str(c.host);
+            let tags = strings.tag_set(c.tags);
+            c.metric.flush(ts, cfg, &mut |suffix, kind, pts, value| {
                 let pts = if pts == ts { ts_secs } else { pts as i64 };
+                let mut full_name = String::with_capacity(name.len() + suffix.len());
+                full_name.push_str(name);
+                full_name.push_str(suffix);
                 pending.push(Serie {
-                    name: format!("{name}{suffix}"),
+                    name: full_name,
                     host: host.to_string(),
-                    tags: tags.iter().map(|t| t.to_string()).collect(),
+                    tags: tags.iter().map(|&t| strings.str(t).to_string()).collect(),
                     kind,
                     interval: 0,
                     points: vec![(pts, value)],
@@ -282,25 +379,46 @@ impl CheckSampler {
                 });
             });
         }
-        let expiry = cfg.expiry_commits;
+        let expiry = u32::try_from(cfg.expiry_commits).unwrap_or(u32::MAX);
         let timeout = cfg.stateful_timeout_secs;
-        let commits = self.commits;
-        let mut expired = 0;
-        self.contexts.retain(|_, c| match c.retain_until {
-            Some(deadline) => deadline >= ts,
-            None if c.last_seen + expiry <= commits => {
-                expired += 1;
+        let commits = self.commits as u32;
+        for i in 0..self.slots.len() {
+            let Some(c) = &mut self.slots[i] else {
+                continue;
+            };
+            let remove = if c.retained() {
+                // Kept while the deadline is not past; a NaN commit time removes it, as before.
+                let keep = c.retain_until >= ts;
+                !keep
+            } else if commits.wrapping_sub(c.last_seen) >= expiry {
+                self.live -= 1;
                 if c.metric.is_stateful() {
-                    c.retain_until = Some(ts + timeout);
-                    true
+                    c.retain_until = ts + timeout;
+                    // A NaN deadline (a NaN commit time) would read as "not retained".
+                    c.retain_until.is_nan()
                 } else {
-                    false
+                    true
                 }
+            } else {
+                false
+            };
+            if remove {
+                self.remove_slot(i);
             }
-            None => true,
-        });
-        self.live -= expired;
+        }
         self.commits += 1;
+    }
+
+    fn remove_slot(&mut self, i: usize) {
+        let c = self.slots[i].take().expect("removing a full slot");
+        let slot = i as u32;
+        if let Ok(e) = self.index.find_entry(c.hash, |&s| s == slot) {
+            e.remove();
+        }
+        self.strings.release_str(c.name);
+        self.strings.release_str(c.host);
+        self.strings.release_tag_set(c.tags);
+        self.free_slots.push(slot);
     }
 
     /// The series of every commit since the last flush.
@@ -315,7 +433,7 @@ impl CheckSampler {
 
     /// Expired contexts whose rate / monotonic_count / historate state is still kept.
     pub fn retained_stateful(&self) -> usize {
-        self.contexts.len() - self.live
+        self.index.len() - self.live
     }
 
     /// Counts a submission that is accepted but not shipped. Returns true for the first one
@@ -332,36 +450,12 @@ impl CheckSampler {
     }
 }
 
-fn dedup_sorted(tags: &mut [&str]) -> usize {
-    if tags.is_empty() {
-        return 0;
-    }
-    let mut w = 1;
-    for r in 1..tags.len() {
-        if tags[r] != tags[w - 1] {
-            tags[w] = tags[r];
-            w += 1;
-        }
-    }
-    w
-}
-
-/// FNV-1a over name, host and tags, each followed by a 0xff separator (never in UTF-8).
-fn context_hash(name: &str, host: &str, tags: &[&str]) -> u64 {
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut eat = |b: &[u8]| {
-        for &x in b {
-            h ^= u64::from(x);
-            h = h.wrapping_mul(PRIME);
-        }
-        h ^= 0xff;
-        h = h.wrapping_mul(PRIME);
-    };
-    eat(name.as_bytes());
-    eat(host.as_bytes());
-    for t in tags {
-        eat(t.as_bytes());
+/// Name, host and tags, each hashed as its own field (see [`hash_field`]).
+fn context_hash(name: &str, host: &str, tags: &OrderedTags<'_>) -> u64 {
+    let mut h = hash_field(SEED, name.as_bytes());
+    h = hash_field(h, host.as_bytes());
+    for t in tags.iter() {
+        h = hash_field(h, t.as_bytes());
     }
     h
 }
