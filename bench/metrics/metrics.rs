@@ -63,6 +63,12 @@ fn live() -> usize {
     LIVE.load(Relaxed)
 }
 
+extern "C" {
+    /// glibc: returns freed heap pages to the kernel. RSS after it is what the program holds,
+    /// not what the allocator kept from the last flush's `Vec<Serie>` and payloads.
+    fn malloc_trim(pad: usize) -> i32;
+}
+
 fn rss_bytes() -> usize {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
     let pages: usize = statm
@@ -328,6 +334,8 @@ fn scenario(n_ctx: usize, runs: usize) {
     let mut map: HashMap<u64, f64> = HashMap::new();
     let cfg = Arc::new(AggregatorConfig::default());
 
+    // SAFETY: as below.
+    unsafe { malloc_trim(0) };
     let rss0 = rss_bytes();
     let heap0 = live();
     let mut cs = CheckSampler::new(cfg);
@@ -391,6 +399,9 @@ fn scenario(n_ctx: usize, runs: usize) {
     assert_eq!(live_ctx, n_ctx);
     let heap_steady = live() - heap0;
     let rss_steady = rss_bytes().saturating_sub(rss0);
+    // SAFETY: glibc's malloc_trim has no preconditions.
+    unsafe { malloc_trim(0) };
+    let rss_trimmed = rss_bytes().saturating_sub(rss0);
 
     let per_sample = 1e9 / SAMPLES_PER_RUN as f64;
     let per_ctx = 1e9 / n_ctx as f64;
@@ -406,6 +417,10 @@ fn scenario(n_ctx: usize, runs: usize) {
     println!(
         "  floor: HashMap<u64, f64>::insert        {}",
         hmap_s.show(per_sample, "ns")
+    );
+    println!(
+        "  floor: read the strings' edges          {}",
+        touch_s.show(per_sample, "ns")
     );
     println!(
         "  CheckSampler::add                       {}",
@@ -487,6 +502,10 @@ fn scenario(n_ctx: usize, runs: usize) {
     println!(
         "  RSS growth, steady, after {runs} runs       {:>7.1} bytes",
         rss_steady as f64 / n_ctx as f64
+    );
+    println!(
+        "  RSS growth, steady, after malloc_trim(0)  {:>7.1} bytes",
+        rss_trimmed as f64 / n_ctx as f64
     );
     drop(cs);
     black_box(map);

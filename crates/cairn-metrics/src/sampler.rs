@@ -11,6 +11,12 @@
 //! - [`CheckSampler::flush`] hands out the series of every commit since the last flush (one
 //!   series per context, suffix and commit, as the Agent does).
 //!
+//! Storage, sized for ≤ 200 bytes per live context (measured in BENCHMARKS.md, enforced by
+//! `tests/memory.rs`): a context is 64 bytes of ids into the sampler's intern tables (names,
+//! hosts, tags, tag sets), its 32-byte metric state and its hash; an index maps the hash to
+//! its slot and every hit is confirmed by comparing the text. `add` allocates nothing once
+//! its context exists.
+//!
 //! Keeping state across reloads of an unchanged instance is the caller's part: keep the
 //! sampler of a check id that is still configured (the Agent re-uses the sampler of an id
 //! that registers again).
@@ -149,6 +155,9 @@ struct Context {
     /// this time. NaN rather than an `Option` saves a word in every context.
     retain_until: f64,
 }
+
+// The budget above counts on this (and on `Option` taking no room beside it).
+const _: () = assert!(std::mem::size_of::<Option<Context>>() <= 64);
 
 impl Context {
     fn retained(&self) -> bool {
