@@ -61,13 +61,13 @@ pub fn from_arg(from: &str) -> String {
     }
 }
 
-struct Client {
+pub(crate) struct Client {
     http: reqwest::Client,
     cfg: ClientConfig,
 }
 
 impl Client {
-    fn new(cfg: ClientConfig) -> Result<Self, IntakeError> {
+    pub(crate) fn new(cfg: ClientConfig) -> Result<Self, IntakeError> {
         let http = reqwest::Client::builder()
             .timeout(cfg.timeout)
             .user_agent(concat!("cairn/", env!("CARGO_PKG_VERSION")))
@@ -79,7 +79,7 @@ impl Client {
         Ok(Client { http, cfg })
     }
 
-    fn endpoint(&self, path: &str) -> String {
+    pub(crate) fn endpoint(&self, path: &str) -> String {
         format!("{}{path}", self.cfg.url.trim_end_matches('/'))
     }
 
@@ -88,6 +88,25 @@ impl Client {
         req: reqwest::RequestBuilder,
         url: &str,
     ) -> Result<SearchResponse, IntakeError> {
+        self.send_json(req, url).await
+    }
+
+    /// `GET <url>?<params>`, answer decoded as `T`.
+    pub(crate) async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        params: &[(&str, String)],
+    ) -> Result<T, IntakeError> {
+        let url = self.endpoint(path);
+        self.send_json(self.http.get(&url).query(params), &url)
+            .await
+    }
+
+    async fn send_json<T: serde::de::DeserializeOwned>(
+        &self,
+        req: reqwest::RequestBuilder,
+        url: &str,
+    ) -> Result<T, IntakeError> {
         let req = match &self.cfg.api_key {
             Some(k) => req.header(wire::API_KEY_HEADER, k),
             None => req,
@@ -107,10 +126,14 @@ impl Client {
         let status = resp.status();
         let body = resp.bytes().await.map_err(|e| fail(e.to_string()))?;
         if !status.is_success() {
-            // The intake's errors carry the reason (e.g. the query error with its column).
+            // The intake's errors carry the reason (e.g. the query error with its column):
+            // `{"errors":[{"detail"}]}` on the log routes, `{"errors":["..."]}` on Datadog's v1.
             let detail = serde_json::from_slice::<serde_json::Value>(&body)
                 .ok()
-                .and_then(|v| v["errors"][0]["detail"].as_str().map(str::to_owned))
+                .and_then(|v| {
+                    let e = &v["errors"][0];
+                    e["detail"].as_str().or(e.as_str()).map(str::to_owned)
+                })
                 .unwrap_or_else(|| String::from_utf8_lossy(&body).chars().take(300).collect());
             return Err(fail(format!("{status}: {detail}")));
         }
@@ -190,7 +213,7 @@ pub fn is_bidi_control(c: char) -> bool {
     )
 }
 
-fn printable(s: &str) -> String {
+pub(crate) fn printable(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -209,7 +232,12 @@ fn printable(s: &str) -> String {
 /// (In JSON text such characters can only occur inside strings, so replacing them there is
 /// the same as replacing them everywhere.)
 pub fn json_line(ev: &LogEvent) -> Result<String, serde_json::Error> {
-    let text = serde_json::to_string(ev)?;
+    json_text(ev)
+}
+
+/// [`json_line`] for any value.
+pub fn json_text<T: serde::Serialize>(v: &T) -> Result<String, serde_json::Error> {
+    let text = serde_json::to_string(v)?;
     if !text.chars().any(is_bidi_control) {
         return Ok(text);
     }
@@ -233,7 +261,7 @@ fn write_event(out: &mut dyn Write, ev: &LogEvent, json: bool) -> std::io::Resul
     }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, IntakeError> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, IntakeError> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

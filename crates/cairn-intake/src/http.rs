@@ -69,6 +69,16 @@ pub fn router(store: Arc<Store>, access: Access, limits: &IntakeLimits) -> Route
         .route("/api/v2/logs/events/tail", get(tail_handler))
         .route("/api/v2/logs/analytics/aggregate", post(aggregate_handler))
         .route("/api/v1/validate", get(validate_handler))
+        .route("/api/v2/series", post(series_v2_handler))
+        .route("/api/v1/series", post(series_v1_handler))
+        .route(
+            "/api/v1/check_run",
+            post(check_run_handler).get(check_status_handler),
+        )
+        .route("/api/v1/events", post(event_handler).get(events_handler))
+        .route("/api/v1/query", get(metric_query_handler))
+        .route("/api/v1/metrics", get(active_metrics_handler))
+        .route("/api/v1/search", get(metric_search_handler))
         .route(
             "/",
             get(|| {
@@ -111,6 +121,15 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v2/logs/events/tail"),
     ("POST", "/api/v2/logs/analytics/aggregate"),
     ("GET", "/api/v1/validate"),
+    ("POST", "/api/v2/series"),
+    ("POST", "/api/v1/series"),
+    ("POST", "/api/v1/check_run"),
+    ("GET", "/api/v1/check_run"),
+    ("POST", "/api/v1/events"),
+    ("GET", "/api/v1/events"),
+    ("GET", "/api/v1/query"),
+    ("GET", "/api/v1/metrics"),
+    ("GET", "/api/v1/search"),
     ("GET", "/"),
     ("GET", "/app.js"),
     ("GET", "/app.css"),
@@ -243,7 +262,7 @@ async fn guard(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Res
     }
     // Datadog's intake takes the key in the URL too; kept for its senders, on ingest only.
     // The URL is never logged, so the key does not end up in the intake's logs.
-    if req.method() == Method::POST && (path == "/api/v2/logs" || path.starts_with("/v1/input")) {
+    if req.method() == Method::POST && is_ingest_path(path) {
         if let Some(k) = query_param(query, wire::API_KEY_PARAM) {
             check(&k);
         }
@@ -268,6 +287,18 @@ async fn guard(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Res
         );
         resp
     }
+}
+
+/// Routes Datadog senders post data to, which may carry the key in the URL.
+fn is_ingest_path(path: &str) -> bool {
+    matches!(
+        path,
+        "/api/v2/logs"
+            | "/api/v2/series"
+            | "/api/v1/series"
+            | "/api/v1/check_run"
+            | "/api/v1/events"
+    ) || path.starts_with("/v1/input")
 }
 
 /// `GET /?token=T`: a right token becomes an HttpOnly, SameSite=Strict cookie and the browser
@@ -468,4 +499,276 @@ async fn tail_handler(
 
 async fn aggregate_handler(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
     read_json(&st, &body, api::aggregate).await
+}
+
+// ---- metrics, service checks, events (issue 9) ----
+
+/// Datadog's v1 error shape, `{"errors":["..."]}`, which its metric, check and event
+/// endpoints answer with.
+fn v1_error(status: StatusCode, detail: String) -> Response {
+    (
+        status,
+        axum::Json(serde_json::json!({ "errors": [detail] })),
+    )
+        .into_response()
+}
+
+fn v1_reject(r: Reject) -> Response {
+    match r {
+        Reject::BadBody(m) => v1_error(StatusCode::BAD_REQUEST, m),
+        Reject::TooLarge(m) => v1_error(StatusCode::PAYLOAD_TOO_LARGE, m),
+        Reject::UnsupportedEncoding(m) => v1_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, m),
+    }
+}
+
+fn v1_store_error(e: IntakeError) -> Response {
+    match e {
+        IntakeError::Syntax(q) => v1_error(StatusCode::BAD_REQUEST, q.to_string()),
+        IntakeError::BadRequest(m) => v1_error(StatusCode::BAD_REQUEST, m),
+        IntakeError::WriterGone => v1_error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        other => {
+            tracing::warn!(error = %other, "intake request failed");
+            v1_error(StatusCode::INTERNAL_SERVER_ERROR, other.to_string())
+        }
+    }
+}
+
+/// How a metrics-side body is written.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum BodyKind {
+    Json,
+    Protobuf,
+}
+
+fn body_kind(headers: &HeaderMap, protobuf_allowed: bool) -> Result<BodyKind, Reject> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match ct.as_str() {
+        "application/json" | "text/json" => Ok(BodyKind::Json),
+        // The Agent always names protobuf; a bare body on the protobuf route is taken as it.
+        "application/x-protobuf" | "application/protobuf" | "" if protobuf_allowed => {
+            Ok(BodyKind::Protobuf)
+        }
+        // Clients such as curl send form encoding by default; their bodies are JSON.
+        "" | "application/x-www-form-urlencoded" | "text/plain" if !protobuf_allowed => {
+            Ok(BodyKind::Json)
+        }
+        other => Err(Reject::UnsupportedEncoding(format!(
+            "unsupported Content-Type {other:?}: use {}",
+            if protobuf_allowed {
+                "application/x-protobuf or application/json"
+            } else {
+                "application/json"
+            }
+        ))),
+    }
+}
+
+/// Decompresses under `cap` and parses on a blocking thread.
+async fn decode_body<T: Send + 'static>(
+    headers: &HeaderMap,
+    body: Bytes,
+    cap: usize,
+    parse: impl FnOnce(&[u8]) -> Result<T, Reject> + Send + 'static,
+) -> Result<T, Response> {
+    let encoding = Encoding::from_header(
+        headers
+            .get(header::CONTENT_ENCODING)
+            .and_then(|v| v.to_str().ok()),
+    )
+    .map_err(v1_reject)?;
+    let parsed = tokio::task::spawn_blocking(move || {
+        let plain = ingest::decode_capped(encoding, &body, cap)?;
+        parse(&plain)
+    })
+    .await;
+    match parsed {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(r)) => Err(v1_reject(r)),
+        Err(e) => Err(v1_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("decoding task failed: {e}"),
+        )),
+    }
+}
+
+fn accepted(body: serde_json::Value) -> Response {
+    (StatusCode::ACCEPTED, axum::Json(body)).into_response()
+}
+
+async fn store_series(st: &AppState, series: Vec<crate::metrics::ingest::NewSeries>) -> Response {
+    if !series.is_empty() {
+        if let Err(e) = st
+            .store
+            .append_metrics(crate::store::MetricsBatch::Series(series))
+            .await
+        {
+            return v1_store_error(e);
+        }
+    }
+    accepted(serde_json::json!({ "errors": [] }))
+}
+
+async fn series_v2_handler(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let kind = match body_kind(&headers, true) {
+        Ok(k) => k,
+        Err(r) => return v1_reject(r),
+    };
+    let cap = crate::metrics::ingest::MAX_SERIES_PAYLOAD_BYTES;
+    let series = decode_body(&headers, body, cap, move |b| match kind {
+        BodyKind::Json => crate::metrics::ingest::parse_series_v2_json(b),
+        BodyKind::Protobuf => {
+            let decoded =
+                crate::metrics::proto::decode_payload(b).map_err(|e| Reject::BadBody(e.0))?;
+            decoded
+                .into_iter()
+                .enumerate()
+                .map(|(i, s)| crate::metrics::ingest::finish_series(i, s))
+                .collect()
+        }
+    })
+    .await;
+    match series {
+        Ok(s) => store_series(&st, s).await,
+        Err(resp) => resp,
+    }
+}
+
+async fn series_v1_handler(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(r) = body_kind(&headers, false) {
+        return v1_reject(r);
+    }
+    let cap = crate::metrics::ingest::MAX_SERIES_PAYLOAD_BYTES;
+    match decode_body(
+        &headers,
+        body,
+        cap,
+        crate::metrics::ingest::parse_series_v1_json,
+    )
+    .await
+    {
+        Ok(s) => store_series(&st, s).await,
+        Err(resp) => resp,
+    }
+}
+
+async fn check_run_handler(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(r) = body_kind(&headers, false) {
+        return v1_reject(r);
+    }
+    let now_s = now_ms() / 1000;
+    let cap = crate::metrics::ingest::MAX_SERIES_PAYLOAD_BYTES;
+    let checks = match decode_body(&headers, body, cap, move |b| {
+        crate::metrics::ingest::parse_check_runs(b, now_s)
+    })
+    .await
+    {
+        Ok(c) => c,
+        Err(resp) => return resp,
+    };
+    if !checks.is_empty() {
+        if let Err(e) = st
+            .store
+            .append_metrics(crate::store::MetricsBatch::ServiceChecks(checks))
+            .await
+        {
+            return v1_store_error(e);
+        }
+    }
+    accepted(serde_json::json!({ "status": "ok" }))
+}
+
+async fn event_handler(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(r) = body_kind(&headers, false) {
+        return v1_reject(r);
+    }
+    let now_s = now_ms() / 1000;
+    let cap = crate::metrics::ingest::MAX_EVENT_PAYLOAD_BYTES;
+    let event = match decode_body(&headers, body, cap, move |b| {
+        crate::metrics::ingest::parse_event(b, now_s)
+    })
+    .await
+    {
+        Ok(e) => e,
+        Err(resp) => return resp,
+    };
+    let id = match st
+        .store
+        .append_metrics(crate::store::MetricsBatch::Event(event))
+        .await
+    {
+        Ok(id) => id,
+        Err(e) => return v1_store_error(e),
+    };
+    match st
+        .store
+        .read(move |c| crate::metrics::api::event_by_id(c, id))
+        .await
+    {
+        Ok(Some(ev)) => accepted(serde_json::json!({ "status": "ok", "event": ev })),
+        // Retention could only have removed it if it was already past retention.
+        Ok(None) => accepted(serde_json::json!({ "status": "ok", "event": { "id": id } })),
+        Err(e) => v1_store_error(e),
+    }
+}
+
+type Params = Query<std::collections::HashMap<String, String>>;
+
+async fn v1_read<T: Serialize + Send + 'static>(
+    st: &AppState,
+    run: impl FnOnce(&rusqlite::Connection) -> Result<T, IntakeError> + Send + 'static,
+) -> Response {
+    match st.store.read(run).await {
+        Ok(r) => axum::Json(r).into_response(),
+        Err(e) => v1_store_error(e),
+    }
+}
+
+async fn metric_query_handler(State(st): State<Arc<AppState>>, Query(p): Params) -> Response {
+    let now_s = now_ms() / 1000;
+    v1_read(&st, move |c| crate::metrics::api::query(c, &p, now_s)).await
+}
+
+async fn active_metrics_handler(State(st): State<Arc<AppState>>, Query(p): Params) -> Response {
+    let now_s = now_ms() / 1000;
+    v1_read(&st, move |c| {
+        crate::metrics::api::active_metrics(c, &p, now_s)
+    })
+    .await
+}
+
+async fn metric_search_handler(State(st): State<Arc<AppState>>, Query(p): Params) -> Response {
+    v1_read(&st, move |c| crate::metrics::api::search(c, &p)).await
+}
+
+async fn check_status_handler(State(st): State<Arc<AppState>>, Query(p): Params) -> Response {
+    v1_read(&st, move |c| crate::metrics::api::check_status(c, &p)).await
+}
+
+async fn events_handler(State(st): State<Arc<AppState>>, Query(p): Params) -> Response {
+    let now_s = now_ms() / 1000;
+    v1_read(&st, move |c| crate::metrics::api::events(c, &p, now_s)).await
 }

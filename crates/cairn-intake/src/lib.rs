@@ -3,7 +3,9 @@
 //! Owns: the receiving side of the Datadog HTTP logs intake protocol (`/api/v2/logs`,
 //! `/v1/input`), the SQLite store those logs land in and its retention, Datadog's log search
 //! syntax and its translation to SQL, the search, aggregate and tail APIs, the Explorer web
-//! page, and a small client for `cairn logs`.
+//! page, and a small client for `cairn logs`. Also the receiving side of metrics, service checks
+//! and events (`/api/v2/series`, `/api/v1/series`, `/api/v1/check_run`, `/api/v1/events`),
+//! their tables in the same store, and the read APIs behind `cairn metrics|events|checks`.
 //!
 //! Must not: know anything about checks, the sender's buffer or agent configuration files (it
 //! is handed an [`IntakeConfig`]); listen anywhere but loopback unless told to; put any text
@@ -16,6 +18,7 @@ mod error;
 mod http;
 pub mod ingest;
 mod limit;
+pub mod metrics;
 pub mod query;
 pub mod store;
 pub mod timefmt;

@@ -5,6 +5,11 @@
 //! per minute × service × source × status, kept exact by the same transactions that add and
 //! remove logs, so facet counts and volume charts over those fields never scan logs. Host is
 //! left out: it multiplies the rollup's rows by the number of hosts.
+//!
+//! Metrics, service checks and events (issue 9) live in the same file and go through the same
+//! writer: `metric_contexts` (one row per name × host × device × tag set) and `metric_points`
+//! (clustered by context and time), `service_checks` (history) with `service_check_latest`
+//! (one row per check × host × tag set, kept by the same transactions), and `events`.
 
 use std::collections::HashMap;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -18,6 +23,7 @@ use rusqlite::{params, Connection, OpenFlags};
 use tokio::sync::oneshot;
 
 use crate::ingest::NewLog;
+use crate::metrics::ingest::{NewEvent, NewSeries, NewServiceCheck};
 use crate::query::glob_matches;
 use crate::IntakeError;
 
@@ -45,6 +51,8 @@ pub struct StoreConfig {
 pub struct MaintenanceReport {
     pub deleted_by_age: u64,
     pub deleted_by_size: u64,
+    /// Metric points, service checks and events deleted (by age or size).
+    pub deleted_metric_rows: u64,
     pub used_bytes: u64,
 }
 
@@ -64,6 +72,29 @@ enum Job {
     Maintain {
         done: oneshot::Sender<MaintenanceReport>,
     },
+    Metrics {
+        batch: MetricsBatch,
+        /// The id of the stored event, 0 for other batches.
+        done: oneshot::Sender<Result<i64, String>>,
+    },
+}
+
+/// What one metrics-side request stores.
+pub enum MetricsBatch {
+    Series(Vec<NewSeries>),
+    ServiceChecks(Vec<NewServiceCheck>),
+    Event(NewEvent),
+}
+
+impl MetricsBatch {
+    /// Rows it adds, counted against a group commit like logs.
+    fn rows(&self) -> usize {
+        match self {
+            MetricsBatch::Series(s) => s.iter().map(|s| s.points.len() + 1).sum(),
+            MetricsBatch::ServiceChecks(c) => c.len(),
+            MetricsBatch::Event(_) => 1,
+        }
+    }
 }
 
 pub struct Store {
@@ -195,6 +226,18 @@ impl Store {
         }
     }
 
+    /// Stores series, service checks or an event in one transaction; returns once committed,
+    /// with the event's id (0 otherwise).
+    pub async fn append_metrics(&self, batch: MetricsBatch) -> Result<i64, IntakeError> {
+        let (done, wait) = oneshot::channel();
+        self.send(Job::Metrics { batch, done })?;
+        match wait.await {
+            Ok(Ok(id)) => Ok(id),
+            Ok(Err(reason)) => Err(IntakeError::BadRequest(reason)),
+            Err(_) => Err(IntakeError::WriterGone),
+        }
+    }
+
     /// Runs retention now rather than at the next tick.
     pub async fn maintain(&self) -> Result<MaintenanceReport, IntakeError> {
         let (done, wait) = oneshot::channel();
@@ -288,7 +331,64 @@ fn init_schema(conn: &Connection) -> rusqlite::Result<()> {
              status TEXT NOT NULL,
              count INTEGER NOT NULL,
              PRIMARY KEY (bucket_ms, service, source, status)
-         ) WITHOUT ROWID;",
+         ) WITHOUT ROWID;
+         -- A check may send 10,000 contexts every 15 s: a context is looked up once per series
+         -- through its unique index, and its points are clustered by (context, time), so a
+         -- query reads each matching context's range without touching other contexts.
+         CREATE TABLE IF NOT EXISTS metric_contexts (
+             id INTEGER PRIMARY KEY,
+             name TEXT NOT NULL,
+             type INTEGER NOT NULL,
+             host TEXT NOT NULL,
+             device TEXT NOT NULL,
+             tags TEXT NOT NULL,
+             unit TEXT NOT NULL,
+             interval_s INTEGER NOT NULL,
+             first_ts INTEGER NOT NULL,
+             last_ts INTEGER NOT NULL,
+             UNIQUE (name, host, device, tags)
+         );
+         CREATE INDEX IF NOT EXISTS metric_contexts_by_first ON metric_contexts (first_ts);
+         CREATE INDEX IF NOT EXISTS metric_contexts_by_last ON metric_contexts (last_ts);
+         CREATE TABLE IF NOT EXISTS metric_points (
+             context_id INTEGER NOT NULL,
+             ts_s INTEGER NOT NULL,
+             value REAL NOT NULL,
+             PRIMARY KEY (context_id, ts_s)
+         ) WITHOUT ROWID;
+         CREATE TABLE IF NOT EXISTS service_checks (
+             id INTEGER PRIMARY KEY,
+             check_name TEXT NOT NULL,
+             host TEXT NOT NULL,
+             tags TEXT NOT NULL,
+             status INTEGER NOT NULL,
+             message TEXT NOT NULL,
+             ts_s INTEGER NOT NULL
+         );
+         CREATE INDEX IF NOT EXISTS service_checks_by_time ON service_checks (ts_s);
+         CREATE TABLE IF NOT EXISTS service_check_latest (
+             check_name TEXT NOT NULL,
+             host TEXT NOT NULL,
+             tags TEXT NOT NULL,
+             status INTEGER NOT NULL,
+             message TEXT NOT NULL,
+             ts_s INTEGER NOT NULL,
+             PRIMARY KEY (check_name, host, tags)
+         ) WITHOUT ROWID;
+         CREATE INDEX IF NOT EXISTS service_check_latest_by_time ON service_check_latest (ts_s);
+         CREATE TABLE IF NOT EXISTS events (
+             id INTEGER PRIMARY KEY,
+             ts_s INTEGER NOT NULL,
+             title TEXT NOT NULL,
+             text TEXT NOT NULL,
+             priority TEXT NOT NULL,
+             host TEXT NOT NULL,
+             tags TEXT NOT NULL,
+             alert_type TEXT NOT NULL,
+             aggregation_key TEXT NOT NULL,
+             source_type_name TEXT NOT NULL
+         );
+         CREATE INDEX IF NOT EXISTS events_by_time ON events (ts_s);",
     )
 }
 
@@ -419,12 +519,17 @@ fn writer_loop(
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         };
         let mut appends = Vec::new();
+        let mut metrics = Vec::new();
         let mut maintenance_waiters = Vec::new();
         let mut queued_logs = 0;
         let mut take = |job: Job, queued_logs: &mut usize| match job {
             Job::Append { logs, done } => {
                 *queued_logs += logs.len();
                 appends.push((logs, done));
+            }
+            Job::Metrics { batch, done } => {
+                *queued_logs += batch.rows();
+                metrics.push((batch, done));
             }
             Job::Maintain { done } => maintenance_waiters.push(done),
         };
@@ -443,6 +548,21 @@ fn writer_loop(
             });
             for (_, done) in appends {
                 let _ = done.send(result.clone());
+            }
+        }
+        if !metrics.is_empty() {
+            match insert_metrics(&mut conn, &metrics) {
+                Ok(ids) => {
+                    for ((_, done), id) in metrics.into_iter().zip(ids) {
+                        let _ = done.send(Ok(id));
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "intake store write of metrics failed; batch refused");
+                    for (_, done) in metrics {
+                        let _ = done.send(Err(format!("store write failed: {e}")));
+                    }
+                }
             }
         }
         if !maintenance_waiters.is_empty() {
@@ -475,10 +595,11 @@ fn merge_step(conn: &Connection) -> rusqlite::Result<bool> {
 }
 
 fn log_report(report: &MaintenanceReport) {
-    if report.deleted_by_age + report.deleted_by_size > 0 {
+    if report.deleted_by_age + report.deleted_by_size + report.deleted_metric_rows > 0 {
         tracing::info!(
             deleted_by_age = report.deleted_by_age,
             deleted_by_size = report.deleted_by_size,
+            deleted_metric_rows = report.deleted_metric_rows,
             used_bytes = report.used_bytes,
             "intake retention applied"
         );
@@ -535,6 +656,166 @@ fn insert_group(
     Ok(())
 }
 
+/// Metric, service-check and event requests of one group in one transaction; the ids are the
+/// stored events' (0 for other requests), in order.
+fn insert_metrics(
+    conn: &mut Connection,
+    batches: &[(MetricsBatch, oneshot::Sender<Result<i64, String>>)],
+) -> rusqlite::Result<Vec<i64>> {
+    let tx = conn.transaction()?;
+    let mut ids = Vec::with_capacity(batches.len());
+    {
+        let mut context = tx.prepare_cached(
+            "INSERT INTO metric_contexts (name, type, host, device, tags, unit, interval_s, first_ts, last_ts)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+             ON CONFLICT (name, host, device, tags) DO UPDATE SET
+                 type = excluded.type,
+                 unit = CASE WHEN excluded.unit = '' THEN unit ELSE excluded.unit END,
+                 interval_s = excluded.interval_s,
+                 first_ts = min(first_ts, excluded.first_ts),
+                 last_ts = max(last_ts, excluded.last_ts)
+             RETURNING id",
+        )?;
+        // The same context and second twice: the later value wins, as at Datadog.
+        let mut point = tx.prepare_cached(
+            "INSERT OR REPLACE INTO metric_points (context_id, ts_s, value) VALUES (?1, ?2, ?3)",
+        )?;
+        let mut check = tx.prepare_cached(
+            "INSERT INTO service_checks (check_name, host, tags, status, message, ts_s)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        let mut latest = tx.prepare_cached(
+            "INSERT INTO service_check_latest (check_name, host, tags, status, message, ts_s)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (check_name, host, tags) DO UPDATE SET
+                 status = excluded.status, message = excluded.message, ts_s = excluded.ts_s
+             WHERE excluded.ts_s >= service_check_latest.ts_s",
+        )?;
+        let mut event = tx.prepare_cached(
+            "INSERT INTO events (ts_s, title, text, priority, host, tags, alert_type, aggregation_key, source_type_name)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?;
+        for (batch, _) in batches {
+            match batch {
+                MetricsBatch::Series(series) => {
+                    for s in series {
+                        if s.points.is_empty() {
+                            continue;
+                        }
+                        let first = s.points.iter().map(|p| p.0).min().unwrap_or(0);
+                        let last = s.points.iter().map(|p| p.0).max().unwrap_or(0);
+                        let id: i64 = context.query_row(
+                            params![
+                                s.name,
+                                s.kind as i64,
+                                s.host,
+                                s.device,
+                                s.tags_text,
+                                s.unit,
+                                s.interval_s,
+                                first,
+                                last
+                            ],
+                            |r| r.get(0),
+                        )?;
+                        for (ts, v) in &s.points {
+                            point.execute(params![id, ts, v])?;
+                        }
+                    }
+                    ids.push(0);
+                }
+                MetricsBatch::ServiceChecks(checks) => {
+                    for c in checks {
+                        let p = params![c.check, c.host, c.tags_text, c.status, c.message, c.ts_s];
+                        check.execute(p)?;
+                        latest.execute(p)?;
+                    }
+                    ids.push(0);
+                }
+                MetricsBatch::Event(e) => {
+                    ids.push(event.insert(params![
+                        e.ts_s,
+                        e.title,
+                        e.text,
+                        e.priority,
+                        e.host,
+                        e.tags_text,
+                        e.alert_type,
+                        e.aggregation_key,
+                        e.source_type_name
+                    ])?);
+                }
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(ids)
+}
+
+/// Contexts whose points are deleted in one transaction, so an append waits at most one chunk.
+const CONTEXT_CHUNK: usize = 2_000;
+
+/// Deletes metric points, service checks and events older than `cutoff_s`, and the contexts
+/// left without points. Returns the rows deleted.
+fn delete_metrics_before(conn: &mut Connection, cutoff_s: i64) -> rusqlite::Result<u64> {
+    let mut deleted = 0u64;
+    loop {
+        let tx = conn.transaction()?;
+        let ids: Vec<i64> = {
+            let mut stmt =
+                tx.prepare_cached("SELECT id FROM metric_contexts WHERE first_ts < ?1 LIMIT ?2")?;
+            let rows = stmt.query_map(params![cutoff_s, CONTEXT_CHUNK as i64], |r| r.get(0))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        {
+            let mut del =
+                tx.prepare_cached("DELETE FROM metric_points WHERE context_id = ?1 AND ts_s < ?2")?;
+            // A context whose points are all gone goes too; otherwise first_ts moves up to
+            // its oldest remaining point, so the next pass skips it until then.
+            let mut first = tx.prepare_cached(
+                "UPDATE metric_contexts SET first_ts =
+                     (SELECT min(ts_s) FROM metric_points WHERE context_id = ?1)
+                 WHERE id = ?1 AND EXISTS (SELECT 1 FROM metric_points WHERE context_id = ?1)",
+            )?;
+            let mut gone = tx.prepare_cached(
+                "DELETE FROM metric_contexts WHERE id = ?1
+                 AND NOT EXISTS (SELECT 1 FROM metric_points WHERE context_id = ?1)",
+            )?;
+            for id in &ids {
+                deleted += del.execute(params![id, cutoff_s])? as u64;
+                first.execute([id])?;
+                gone.execute([id])?;
+            }
+        }
+        tx.commit()?;
+        if ids.len() < CONTEXT_CHUNK {
+            break;
+        }
+    }
+    let tx = conn.transaction()?;
+    for sql in [
+        "DELETE FROM service_checks WHERE ts_s < ?1",
+        "DELETE FROM service_check_latest WHERE ts_s < ?1",
+        "DELETE FROM events WHERE ts_s < ?1",
+    ] {
+        deleted += tx.execute(sql, [cutoff_s])? as u64;
+    }
+    tx.commit()?;
+    Ok(deleted)
+}
+
+/// The oldest second of any metric point, service check or event.
+fn oldest_metric_ts(conn: &Connection) -> rusqlite::Result<Option<i64>> {
+    conn.query_row(
+        "SELECT min(t) FROM (
+             SELECT min(first_ts) AS t FROM metric_contexts
+             UNION ALL SELECT min(ts_s) FROM service_checks
+             UNION ALL SELECT min(ts_s) FROM events)",
+        [],
+        |r| r.get(0),
+    )
+}
+
 fn apply_rollup<'a>(
     tx: &rusqlite::Transaction,
     rollup: impl Iterator<Item = (i64, &'a str, &'a str, &'a str, i64)>,
@@ -578,6 +859,7 @@ fn maintain(
                 break;
             }
         }
+        report.deleted_metric_rows += delete_metrics_before(conn, cutoff.div_euclid(1000))?;
         let used = used_bytes(conn)?;
         if used > cfg.max_size_bytes {
             // Aim a little under the budget so that the next few batches do not trigger
@@ -595,8 +877,16 @@ fn maintain(
                 }
                 remaining = remaining.saturating_sub(n);
             }
+            // Metrics have no row order to take a fraction of; the same fraction of the time
+            // they span, oldest first, is deleted instead.
+            if let Some(oldest) = oldest_metric_ts(conn)? {
+                let now_s = crate::timefmt::now_ms() / 1000;
+                let span = (now_s - oldest).max(0) as f64;
+                let cut = oldest + (span * fraction).ceil() as i64;
+                report.deleted_metric_rows += delete_metrics_before(conn, cut.max(oldest + 1))?;
+            }
         }
-        if report.deleted_by_age + report.deleted_by_size > 0 {
+        if report.deleted_by_age + report.deleted_by_size + report.deleted_metric_rows > 0 {
             conn.execute_batch("PRAGMA incremental_vacuum; PRAGMA wal_checkpoint(TRUNCATE);")?;
         }
         report.used_bytes = used_bytes(conn)?;
