@@ -140,12 +140,12 @@ pub fn decode_payload(body: &[u8]) -> Result<Vec<NewSeries>, ProtoError> {
     while !r.at_end() {
         let (field, wire) = r.key()?;
         if field == 1 {
-            r.expect(wire, WIRE_LEN, "MetricPayload.series")?;
-            let (b, at) = r.bytes()?;
             let index = out.len();
-            let s = decode_series(b, at)
-                .map_err(|e| ProtoError(format!("series[{index}]: {}", e.0)))?;
-            out.push(s);
+            let in_series = |e: ProtoError| ProtoError(format!("series[{index}]: {}", e.0));
+            r.expect(wire, WIRE_LEN, "MetricPayload.series")
+                .map_err(in_series)?;
+            let (b, at) = r.bytes().map_err(in_series)?;
+            out.push(decode_series(b, at).map_err(in_series)?);
         } else {
             r.skip(wire)?;
         }
