@@ -69,7 +69,7 @@ pub struct TailArgs {
     pub target: Target,
 }
 
-fn client_config(config_dir: &Path, t: &Target) -> anyhow::Result<ClientConfig> {
+pub(crate) fn client_config(config_dir: &Path, t: &Target) -> anyhow::Result<ClientConfig> {
     Ok(ClientConfig {
         url: t.url.clone(),
         api_key: t.api_key.clone(),

@@ -10,6 +10,7 @@ mod cmd_check;
 mod cmd_configcheck;
 mod cmd_intake;
 mod cmd_logs;
+mod cmd_metrics;
 mod cmd_run;
 mod common;
 mod flusher;
@@ -46,6 +47,12 @@ enum Command {
     Intake(cmd_intake::IntakeArgs),
     /// Search or follow logs in a running local intake.
     Logs(cmd_logs::LogsArgs),
+    /// Query metrics in a running local intake.
+    Metrics(cmd_metrics::MetricsArgs),
+    /// List events in a running local intake.
+    Events(cmd_metrics::EventsArgs),
+    /// Show the latest service-check statuses in a running local intake.
+    Checks(cmd_metrics::ChecksArgs),
 }
 
 fn main() -> ExitCode {
@@ -58,6 +65,15 @@ fn main() -> ExitCode {
         Command::Configcheck(args) => cmd_configcheck::run(&cli.config_dir, args),
         Command::Intake(args) => cmd_intake::run(args).map(|()| ExitCode::SUCCESS),
         Command::Logs(args) => cmd_logs::run(&cli.config_dir, args).map(|()| ExitCode::SUCCESS),
+        Command::Metrics(a) => {
+            cmd_metrics::run_metrics(&cli.config_dir, a).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Events(a) => {
+            cmd_metrics::run_events(&cli.config_dir, a).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Checks(a) => {
+            cmd_metrics::run_checks(&cli.config_dir, a).map(|()| ExitCode::SUCCESS)
+        }
     };
     match result {
         Ok(code) => code,
