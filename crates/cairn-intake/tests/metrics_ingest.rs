@@ -41,7 +41,7 @@ struct Pb<'a> {
 
 fn encode_series(s: &Pb) -> Vec<u8> {
     let mut m = Vec::new();
-    let mut resource = |kind: &str, name: &str, m: &mut Vec<u8>| {
+    let resource = |kind: &str, name: &str, m: &mut Vec<u8>| {
         let mut r = Vec::new();
         bytes_field(&mut r, 1, kind.as_bytes());
         bytes_field(&mut r, 2, name.as_bytes());
@@ -90,6 +90,18 @@ fn payload(series: &[Pb]) -> Vec<u8> {
     out
 }
 
+/// An encoding's name, its `Content-Encoding`, and how to apply it.
+type Encoded = (&'static str, Option<&'static str>, fn(&[u8]) -> Vec<u8>);
+/// Path, Content-Type, Content-Encoding, body, expected status, what the error must name.
+type BadCase = (
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    Vec<u8>,
+    u16,
+    &'static str,
+);
+
 fn now_s() -> i64 {
     now_ms() / 1000
 }
@@ -137,7 +149,7 @@ fn values(s: &Value) -> Vec<f64> {
 async fn protobuf_series_arrive_in_every_encoding() {
     let h = Harness::start().await;
     let t = now_s() - 120;
-    let encodings: [(&str, Option<&str>, fn(&[u8]) -> Vec<u8>); 5] = [
+    let encodings: [Encoded; 5] = [
         ("none", None, |b| b.to_vec()),
         ("zstd", Some("zstd"), zstd),
         ("gzip", Some("gzip"), gzip),
@@ -295,7 +307,7 @@ async fn bad_bodies_are_4xx_naming_the_culprit() {
     };
     let pb = "application/x-protobuf";
     let js = "application/json";
-    let cases: Vec<(&str, &str, Option<&str>, Vec<u8>, u16, &str)> = vec![
+    let cases: Vec<BadCase> = vec![
         ("/api/v2/series", pb, None, truncated, 400, "series[0]"),
         (
             "/api/v2/series",

@@ -116,6 +116,9 @@ async fn query(h: &Harness, from: i64, to: i64, q: &str) -> (u16, Value) {
     .await
 }
 
+/// A series as answered: its tag set and `(offset s, value)` points.
+type Got = (Vec<String>, Vec<(i64, f64)>);
+
 /// `(tag_set, [(offset s, value)])` per expected series, in answer order.
 type Expected<'a> = &'a [(&'a [&'a str], &'a [(i64, f64)])];
 
@@ -303,7 +306,7 @@ async fn the_query_table_answers_the_expected_series() {
             failures.push(format!("{q}: status {status}: {body}"));
             continue;
         }
-        let got: Vec<(Vec<String>, Vec<(i64, f64)>)> = body["series"]
+        let got: Vec<Got> = body["series"]
             .as_array()
             .unwrap()
             .iter()

@@ -32,15 +32,20 @@ impl Drop for Intake {
 
 /// Starts `cairn intake` on a free port and waits for the Explorer URL it prints.
 fn start_intake(data: &std::path::Path) -> Intake {
-    let mut child = cairn()
+    let child = cairn()
         .args(["intake", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    // Owned by the guard from here on, so a panic below still kills and reaps it.
+    let mut intake = Intake {
+        child,
+        base: String::new(),
+    };
     let (tx, rx) = mpsc::channel();
-    let out = child.stdout.take().unwrap();
+    let out = intake.child.stdout.take().unwrap();
     std::thread::spawn(move || {
         for line in BufReader::new(out).lines().map_while(Result::ok) {
             let _ = tx.send(line);
@@ -52,8 +57,8 @@ fn start_intake(data: &std::path::Path) -> Intake {
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
             .expect("cairn intake printed no Explorer URL");
         if let Some(url) = line.strip_prefix("Log Explorer: ") {
-            let base = url.trim().split("/?").next().unwrap().to_owned();
-            return Intake { child, base };
+            intake.base = url.trim().split("/?").next().unwrap().to_owned();
+            return intake;
         }
     }
 }

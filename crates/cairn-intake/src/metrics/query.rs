@@ -451,7 +451,7 @@ mod tests {
         assert_eq!(q.agg, Agg::Sum);
         assert_eq!(q.metric, "a.b_c");
         assert_eq!(q.scope_text, "env:prod,!host:db*,solo");
-        assert_eq!(q.scope[1].negated, true);
+        assert!(q.scope[1].negated);
         assert_eq!(q.scope[2].key, None);
         assert_eq!(q.group_by, ["host", "env"]);
         assert_eq!(q.as_mode, Some(AsMode::Count));
