@@ -83,6 +83,18 @@ async fn fill(h: &Harness, t0: i64) {
         t0,
         &[("a", "", &["env:prod"], &[(0, 1.5), (10, 2.5)])],
     ));
+    // A check's rate: no interval sent (as the Agent sends check series), one point per run
+    // of 15 s.
+    all.extend(series(
+        "app.check_rate",
+        2,
+        0,
+        t0,
+        &[
+            ("a", "", &[], &[(0, 2.0), (15, 4.0)]),
+            ("b", "", &[], &[(5, 1.0)]),
+        ],
+    ));
     let (status, body) = h
         .post_raw(
             "/api/v2/series",
@@ -284,6 +296,16 @@ async fn the_query_table_answers_the_expected_series() {
             &[(&[], &[(0, 40.0)])],
         ),
         ("avg:app.bytes{*}.rollup(avg, 30)", &[(&[], &[(0, 2.0)])]),
+        // Without an interval, a rate's value stands for the gap between its points (15 s),
+        // or, for a lone point, for the bucket (30 s).
+        (
+            "sum:app.check_rate{host:a}.as_count().rollup(sum, 30)",
+            &[(&[], &[(0, 90.0)])],
+        ),
+        (
+            "sum:app.check_rate{host:b}.as_count().rollup(sum, 30)",
+            &[(&[], &[(0, 30.0)])],
+        ),
         // Gauges ignore as_count/as_rate, as at Datadog.
         (
             "sum:app.load{host:a}.as_count()",
@@ -444,7 +466,7 @@ async fn active_metric_names_and_search_list_what_was_sent() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         body["metrics"],
-        json!(["app.bytes", "app.load", "app.requests"])
+        json!(["app.bytes", "app.check_rate", "app.load", "app.requests"])
     );
     assert_eq!(body["from"], (t0 - 60).to_string());
     // Nothing since after the last point.

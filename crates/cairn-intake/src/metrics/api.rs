@@ -307,6 +307,7 @@ fn matching_contexts(
 /// | rate | avg | each value × its interval, then sum | avg |
 ///
 /// `.rollup(m)` replaces the method (avg/sum) in the table; the conversions stay.
+/// The interval of a rate is the series' own, see [`rate_interval`] when it sent none.
 fn context_buckets(
     stmt: &mut rusqlite::CachedStatement<'_>,
     c: &Context,
@@ -315,11 +316,17 @@ fn context_buckets(
     to: i64,
     interval: i64,
 ) -> Result<Vec<(i64, f64)>, IntakeError> {
+    let points: Vec<(i64, f64)> = stmt
+        .query_map(params![c.id, from, to], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)?))
+        })?
+        .collect::<Result<_, _>>()?;
     let (scale, default_method, per_second) = match (c.kind, q.as_mode) {
         (MetricKind::Count, Some(AsMode::Rate)) => (1.0, Agg::Sum, true),
         (MetricKind::Count, _) => (1.0, Agg::Sum, false),
-        // An interval of 0 (not sent) counts the value as one second's worth.
-        (MetricKind::Rate, Some(AsMode::Count)) => (c.interval_s.max(1) as f64, Agg::Sum, false),
+        (MetricKind::Rate, Some(AsMode::Count)) => {
+            (rate_interval(c, &points, interval) as f64, Agg::Sum, false)
+        }
         _ => (1.0, Agg::Avg, false),
     };
     let method = q.rollup.unwrap_or(default_method);
@@ -331,11 +338,7 @@ fn context_buckets(
             out.push((bucket, if per_second { v / interval as f64 } else { v }));
         }
     };
-    let rows = stmt.query_map(params![c.id, from, to], |r| {
-        Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)?))
-    })?;
-    for row in rows {
-        let (ts, v) = row?;
+    for (ts, v) in points {
         let bucket = ts.div_euclid(interval) * interval;
         if current != Some(bucket) {
             if let Some(b) = current {
@@ -349,6 +352,22 @@ fn context_buckets(
         flush(b, &mut vals, &mut out);
     }
     Ok(out)
+}
+
+/// Seconds one value of a rate stands for. Check series carry no interval (the Agent sends 0
+/// for them; only DogStatsD sets one), so it is taken from how far apart the context's points
+/// are: the smallest gap in the range, which is the check's run interval. A lone point stands
+/// for the bucket.
+fn rate_interval(c: &Context, points: &[(i64, f64)], bucket_s: i64) -> i64 {
+    if c.interval_s > 0 {
+        return c.interval_s;
+    }
+    points
+        .windows(2)
+        .map(|w| w[1].0 - w[0].0)
+        .filter(|&g| g > 0)
+        .min()
+        .unwrap_or(bucket_s)
 }
 
 #[derive(Debug, Serialize, Deserialize, Clone, PartialEq)]
