@@ -477,3 +477,26 @@ async fn active_metric_names_and_search_list_what_was_sent() {
     let (_, body) = get(&h, "/api/v1/search", &[("q", "hosts:".into())]).await;
     assert_eq!(body, json!({"results": {"hosts": ["a", "b", "c"]}}));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_group_by_that_would_explode_is_refused_not_built() {
+    let h = Harness::start().await;
+    let t0 = t0();
+    // One context with 200 values of `k`: by {k,k} would be 40,000 groups.
+    let tags: Vec<String> = (0..200).map(|i| format!("k:{i}")).collect();
+    let body = json!({"series": [{"metric": "wide", "type": 3, "tags": tags,
+        "points": [{"timestamp": t0, "value": 1}]}]});
+    let (status, text) = h
+        .post_raw("/api/v2/series", None, serde_json::to_vec(&body).unwrap())
+        .await;
+    assert_eq!(status, 202, "{text}");
+    let (status, body) = query(&h, t0, t0 + 29, "sum:wide{*} by {k}").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["series"].as_array().unwrap().len(), 200);
+    let (status, body) = query(&h, t0, t0 + 29, "sum:wide{*} by {k,k}").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["errors"][0].as_str().unwrap().contains("10000 groups"),
+        "{body}"
+    );
+}

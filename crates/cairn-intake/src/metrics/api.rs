@@ -23,6 +23,8 @@ pub const INTERVALS_S: &[i64] = &[
 /// Contexts one query may read; beyond, a 400 asks for a narrower scope.
 pub const MAX_CONTEXTS: usize = 100_000;
 pub const MAX_EVENTS: usize = 1_000;
+/// Series one query may answer with.
+pub const MAX_SERIES: usize = 10_000;
 const MAX_FILTER_TAGS: usize = 64;
 
 /// The interval for `[from, to]`: the smallest of [`INTERVALS_S`] that yields at most
@@ -165,7 +167,13 @@ fn run_one(
         if buckets.is_empty() {
             continue;
         }
-        for key in group_keys(q, &tags) {
+        for key in group_keys(q, &tags)? {
+            if groups.len() == MAX_SERIES && !groups.contains_key(&key) {
+                return Err(IntakeError::BadRequest(format!(
+                    "{}: more than {MAX_SERIES} series; group by fewer keys or narrow the scope",
+                    q.text
+                )));
+            }
             let g = groups.entry(key.clone()).or_default();
             for (b, v) in &buckets {
                 g.entry(*b).or_default().push(*v);
@@ -239,10 +247,18 @@ fn scope_of(q: &MetricQuery, tag_set: &[String]) -> String {
 }
 
 /// Every group a context is in: one per combination of its values of the group-by keys.
-fn group_keys(q: &MetricQuery, c: &ContextTags) -> Vec<Vec<String>> {
+fn group_keys(q: &MetricQuery, c: &ContextTags) -> Result<Vec<Vec<String>>, IntakeError> {
     let mut keys: Vec<Vec<String>> = vec![Vec::new()];
     for key in &q.group_by {
         let vals = super::query::group_values(key, c);
+        // A context with many values of several keys would multiply into more groups than
+        // any answer could hold; refused before the product is built.
+        if keys.len().saturating_mul(vals.len()) > MAX_SERIES {
+            return Err(IntakeError::BadRequest(format!(
+                "{}: one context falls into more than {MAX_SERIES} groups",
+                q.text
+            )));
+        }
         keys = keys
             .into_iter()
             .flat_map(|k| {
@@ -254,7 +270,7 @@ fn group_keys(q: &MetricQuery, c: &ContextTags) -> Vec<Vec<String>> {
             })
             .collect();
     }
-    keys
+    Ok(keys)
 }
 
 fn matching_contexts(
