@@ -391,17 +391,18 @@ fn submit_metric(
     // Tags are read (which may run Python code) before any lock is taken.
     let tags = tag_list(tags)?;
     if let Some(ctx) = context::resolve(check_id) {
-        let host = host_or_default(hostname);
+        // Borrowed: no allocation per sample for the agent's own hostname.
+        let host = hostname.filter(|h| !h.is_empty()).unwrap_or(hostname_str());
         ctx.metrics
             .lock()
-            .add(name, metric_kind, value, &tags, &host, flush_first_value);
+            .add(name, metric_kind, value, &tags, host, flush_first_value);
         if context::keeps_raw_submissions() {
             ctx.submissions.lock().metrics.push(Metric {
                 name: name.to_string(),
                 kind,
                 value,
                 tags,
-                hostname: host,
+                hostname: host.to_string(),
             });
         }
     }

@@ -112,7 +112,7 @@ pub fn run(config_dir: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
             let run = run_json(&report, logs);
             if !args.json {
                 if args.format == "summary" {
-                    println!("{}", summary_line(&report, &run, shown_logs, submitted));
+                    println!("{}", summary_line(&report, shown_logs, submitted));
                 } else {
                     print_full(&report, &run, &raw_logs);
                 }
@@ -190,20 +190,16 @@ fn aggregated_json(f: &cairn_checks::Flushed) -> Value {
     json!({"series": series, "service_checks": f.service_checks, "events": f.events})
 }
 
-fn count(run: &Value, key: &str) -> usize {
-    run[key].as_array().map(Vec::len).unwrap_or(0)
-}
-
 /// `submitted`: the run's metric samples, service checks and events, counted (the summary does
 /// not keep them).
-fn summary_line(r: &RunReport, run: &Value, logs: usize, submitted: [u64; 3]) -> String {
+fn summary_line(r: &RunReport, logs: usize, submitted: [u64; 3]) -> String {
     format!(
         "{} {:.1}ms metrics={} service_checks={} events={} logs={} warnings={} error={}",
         r.check_id,
         r.duration.as_secs_f64() * 1000.0,
-        (count(run, "metrics") as u64).max(submitted[0]),
-        (count(run, "service_checks") as u64).max(submitted[1]),
-        (count(run, "events") as u64).max(submitted[2]),
+        submitted[0],
+        submitted[1],
+        submitted[2],
         logs,
         r.warnings.len(),
         r.error.as_ref().map(|e| e.message.as_str()).unwrap_or("-")
