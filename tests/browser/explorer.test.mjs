@@ -1,7 +1,7 @@
 // The Log Explorer in a real headless Chromium against a real intake (started by run.sh).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { chromium } from "playwright-core";
+import { launch } from "./launch.mjs";
 
 const URL = process.env.INTAKE_URL;
 // The intake's token (run.sh): API calls send it, the page gets it once via ?token=.
@@ -45,14 +45,7 @@ function fixtures() {
 before(async () => {
   assert.ok(URL && TOKEN, "INTAKE_URL and INTAKE_TOKEN are set by run.sh");
   await ingest(fixtures());
-  // A fresh profile directory per run (playwright passes it as --user-data-dir).
-  context = await chromium.launchPersistentContext(process.env.PROFILE_DIR, {
-    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-    headless: true,
-    viewport: { width: 1500, height: 900 },
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
+  context = await launch("");
   page = context.pages()[0] || await context.newPage();
   page.on("pageerror", (e) => pageErrors.push(String(e)));
   page.on("dialog", async (d) => { dialogs.push(d.message()); await d.dismiss(); });

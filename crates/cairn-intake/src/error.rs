@@ -28,6 +28,8 @@ pub enum IntakeError {
     Syntax(#[from] crate::query::QueryError),
     #[error("bad request: {0}")]
     BadRequest(String),
+    #[error("not found: {0}")]
+    NotFound(String),
     #[error("cannot start the runtime: {0}")]
     Runtime(std::io::Error),
     #[error("token file {path}: {source}")]

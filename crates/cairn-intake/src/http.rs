@@ -79,6 +79,7 @@ pub fn router(store: Arc<Store>, access: Access, limits: &IntakeLimits) -> Route
         .route("/api/v1/query", get(metric_query_handler))
         .route("/api/v1/metrics", get(active_metrics_handler))
         .route("/api/v1/search", get(metric_search_handler))
+        .route("/api/v2/metrics/{name}/all-tags", get(all_tags_handler))
         .route(
             "/",
             get(|| {
@@ -94,6 +95,15 @@ pub fn router(store: Arc<Store>, access: Access, limits: &IntakeLimits) -> Route
                 static_file(
                     "text/javascript; charset=utf-8",
                     include_str!("explorer/app.js"),
+                )
+            }),
+        )
+        .route(
+            "/metrics.js",
+            get(|| {
+                static_file(
+                    "text/javascript; charset=utf-8",
+                    include_str!("explorer/metrics.js"),
                 )
             }),
         )
@@ -130,8 +140,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/query"),
     ("GET", "/api/v1/metrics"),
     ("GET", "/api/v1/search"),
+    ("GET", "/api/v2/metrics/{name}/all-tags"),
     ("GET", "/"),
     ("GET", "/app.js"),
+    ("GET", "/metrics.js"),
     ("GET", "/app.css"),
 ];
 
@@ -525,6 +537,7 @@ fn v1_store_error(e: IntakeError) -> Response {
     match e {
         IntakeError::Syntax(q) => v1_error(StatusCode::BAD_REQUEST, q.to_string()),
         IntakeError::BadRequest(m) => v1_error(StatusCode::BAD_REQUEST, m),
+        IntakeError::NotFound(m) => v1_error(StatusCode::NOT_FOUND, m),
         IntakeError::WriterGone => v1_error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
         other => {
             tracing::warn!(error = %other, "intake request failed");
@@ -762,6 +775,18 @@ async fn active_metrics_handler(State(st): State<Arc<AppState>>, Query(p): Param
 
 async fn metric_search_handler(State(st): State<Arc<AppState>>, Query(p): Params) -> Response {
     v1_read(&st, move |c| crate::metrics::api::search(c, &p)).await
+}
+
+async fn all_tags_handler(
+    State(st): State<Arc<AppState>>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    Query(p): Params,
+) -> Response {
+    let now_s = now_ms() / 1000;
+    v1_read(&st, move |c| {
+        crate::metrics::api::all_tags(c, &name, &p, now_s)
+    })
+    .await
 }
 
 async fn check_status_handler(State(st): State<Arc<AppState>>, Query(p): Params) -> Response {

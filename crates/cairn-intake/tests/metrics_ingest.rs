@@ -806,3 +806,144 @@ async fn senders_may_put_the_key_in_the_url_on_ingest_routes_only() {
         assert_eq!(resp.status().as_u16(), 401, "{path}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_explorer_reads_tags_and_scoped_metric_lists() {
+    let h = Harness::start().await;
+    let t = now_s();
+    let series = json!({"series": [
+        {"metric": "app.hits", "host": "web-1", "tags": ["service:shop", "env:prod"], "points": [[t - 60, 1.0]]},
+        {"metric": "app.hits", "host": "web-2", "device": "sda", "tags": ["service:shop", "env:dev"], "points": [[t - 60, 2.0]]},
+        {"metric": "db.rows", "host": "db-1", "tags": ["service:db", "env:prod"], "points": [[t - 60, 3.0]]},
+    ]});
+    let (status, resp) = post(
+        &h,
+        "/api/v1/series",
+        "application/json",
+        None,
+        serde_json::to_vec(&series).unwrap(),
+    )
+    .await;
+    assert_eq!(status, 202, "{resp}");
+
+    // Datadog's all-tags shape, host and device included as tags.
+    let tags = get(&h, "/api/v2/metrics/app.hits/all-tags", &[]).await;
+    assert_eq!(tags["data"]["id"], "app.hits");
+    assert_eq!(tags["data"]["type"], "metrics");
+    assert_eq!(
+        tags["data"]["attributes"]["tags"],
+        json!([
+            "device:sda",
+            "env:dev",
+            "env:prod",
+            "host:web-1",
+            "host:web-2",
+            "service:shop"
+        ])
+    );
+    let resp = h
+        .http
+        .get(h.url("/api/v2/metrics/no.such/all-tags"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 404);
+    let body: Value = resp.json().await.unwrap();
+    assert!(
+        body["errors"][0].as_str().unwrap().contains("no.such"),
+        "{body}"
+    );
+
+    // The metric list by host and by tags (host: matches the host; wildcards; all must hold).
+    let from = (t - 3600).to_string();
+    let list = |params: Vec<(&'static str, String)>| {
+        let h = &h;
+        async move { get(h, "/api/v1/metrics", &params).await["metrics"].clone() }
+    };
+    assert_eq!(
+        list(vec![("from", from.clone())]).await,
+        json!(["app.hits", "db.rows"])
+    );
+    assert_eq!(
+        list(vec![("from", from.clone()), ("host", "db-1".into())]).await,
+        json!(["db.rows"])
+    );
+    assert_eq!(
+        list(vec![
+            ("from", from.clone()),
+            ("tag_filter", "host:web-*".into())
+        ])
+        .await,
+        json!(["app.hits"])
+    );
+    assert_eq!(
+        list(vec![
+            ("from", from.clone()),
+            ("tag_filter", "env:prod,service:db".into())
+        ])
+        .await,
+        json!(["db.rows"])
+    );
+    assert_eq!(
+        list(vec![
+            ("from", from.clone()),
+            ("tag_filter", "env:dev,service:db".into())
+        ])
+        .await,
+        json!([])
+    );
+
+    // Service checks and events: `host:` in tags matches the host they came from.
+    let checks = json!([
+        {"check": "shop.up", "host_name": "web-1", "status": 0, "tags": ["service:shop"]},
+        {"check": "shop.up", "host_name": "web-2", "status": 2, "tags": ["service:shop"]},
+    ]);
+    let (status, _) = post(
+        &h,
+        "/api/v1/check_run",
+        "application/json",
+        None,
+        serde_json::to_vec(&checks).unwrap(),
+    )
+    .await;
+    assert_eq!(status, 202);
+    let got = get(&h, "/api/v1/check_run", &[("tags", "host:web-2".into())]).await;
+    let hosts: Vec<&str> = got["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["host_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(hosts, ["web-2"]);
+    let event = json!({"title": "deploy", "host": "web-1", "tags": ["service:shop"], "date_happened": t - 10});
+    let (status, _) = post(
+        &h,
+        "/api/v1/events",
+        "application/json",
+        None,
+        serde_json::to_vec(&event).unwrap(),
+    )
+    .await;
+    assert_eq!(status, 202);
+    let range = |tags: &str| {
+        vec![
+            ("start", (t - 60).to_string()),
+            ("end", t.to_string()),
+            ("tags", tags.to_string()),
+        ]
+    };
+    assert_eq!(
+        get(&h, "/api/v1/events", &range("host:web-1")).await["events"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        get(&h, "/api/v1/events", &range("host:web-2")).await["events"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+}

@@ -1,5 +1,6 @@
-// Cairn Log Explorer. Every piece of log data reaches the page through appendText, as text
-// nodes, never as markup; the server's Content-Security-Policy forbids inline script.
+// Cairn Explorer, the Logs view (metrics.js holds the Metrics view). Every piece of data reaches
+// the page through appendText, as text nodes, never as markup; the server's
+// Content-Security-Policy forbids inline script.
 "use strict";
 
 const PAGE = 100;
@@ -88,7 +89,9 @@ async function api(method, path, body) {
     throw new Error("This intake needs an API key.");
   }
   if (!resp.ok) {
-    const detail = data && data.errors && data.errors[0] && data.errors[0].detail;
+    // v2 APIs answer {"errors":[{"detail":…}]}, Datadog's v1 APIs {"errors":["…"]}.
+    const first = data && data.errors && data.errors[0];
+    const detail = typeof first === "string" ? first : first && first.detail;
     throw new Error(detail || ("HTTP " + resp.status));
   }
   return data;
@@ -134,7 +137,8 @@ function saveHash() {
   const p = new URLSearchParams();
   if (state.query) p.set("q", state.query);
   if (state.range === "custom") { p.set("from", state.from); p.set("to", state.to); } else p.set("range", state.range);
-  history.replaceState(null, "", "#" + p.toString());
+  logsHash = "#" + p.toString();
+  history.replaceState(null, "", logsHash);
 }
 function loadHash() {
   const p = new URLSearchParams(location.hash.slice(1));
@@ -344,9 +348,33 @@ function showDetail(log, row) {
     chips.appendChild(c);
   }
   body.appendChild(chips);
+  body.appendChild(relatedLinks(a));
   body.appendChild(el("h4", null, "Attributes"));
   body.appendChild(Object.keys(a.attributes).length ? tree(a.attributes, "") : el("div", "empty", "none"));
   $("detail").hidden = false;
+}
+
+// The seed's "correlate": the metrics, service checks and events of this log's host and of its
+// service, half an hour either side of it.
+const RELATED_SPAN_MS = 30 * 60 * 1000;
+function relatedLinks(a) {
+  const box = el("div", "related");
+  box.appendChild(el("h4", null, "Metrics and events"));
+  const t = Date.parse(a.timestamp);
+  for (const [field, value] of [["host", a.host], ["service", a.service]]) {
+    if (!value || isNaN(t)) continue;
+    const p = new URLSearchParams({ view: "metrics", scope: field + ":" + value,
+      from: String(t - RELATED_SPAN_MS), to: String(t + RELATED_SPAN_MS) });
+    const link = el("a", "related-link");
+    link.href = "#" + p.toString();
+    link.dataset.field = field;
+    link.appendChild(document.createTextNode("Same " + field + " "));
+    link.appendChild(dataEl("code", null, value));
+    link.title = "Metrics, service checks and events of " + field + ":" + plainText(value) + " around this log";
+    box.appendChild(link);
+  }
+  if (box.childElementCount === 1) box.appendChild(el("div", "empty", "no host or service"));
+  return box;
 }
 
 // ---- Live tail.
@@ -409,8 +437,30 @@ async function runSearch() {
   }
 }
 
+// ---- Views: the fragment's `view` picks Logs (default) or Metrics; a link or a pasted address
+// that changes the fragment applies at once.
+let logsHash = "";
+function route() {
+  const p = new URLSearchParams(location.hash.slice(1));
+  const metrics = p.get("view") === "metrics";
+  $("logs-view").hidden = metrics;
+  $("metrics-view").hidden = !metrics;
+  $("search-form").hidden = metrics;
+  for (const a of document.querySelectorAll("#views a")) {
+    a.setAttribute("aria-current", String(a.dataset.view === (metrics ? "metrics" : "logs")));
+  }
+  document.title = metrics ? "Cairn Metrics" : "Cairn Log Explorer";
+  if (metrics) {
+    if (state.live) setLive(false);
+    $("nav-logs").href = logsHash || "#";
+    openMetrics(p);
+  } else {
+    loadHash();
+    runSearch();
+  }
+}
+
 document.addEventListener("DOMContentLoaded", () => {
-  loadHash();
   $("search-form").addEventListener("submit", (ev) => { ev.preventDefault(); runSearch(); });
   $("range").addEventListener("change", () => { state.range = $("range").value; runSearch(); });
   $("live").addEventListener("click", () => setLive(!state.live));
@@ -420,7 +470,8 @@ document.addEventListener("DOMContentLoaded", () => {
     ev.preventDefault();
     sessionStorage.setItem("cairn-api-key", $("api-key").value);
     $("key-form").hidden = true;
-    runSearch();
+    route();
   });
-  runSearch();
+  window.addEventListener("hashchange", route);
+  route();
 });

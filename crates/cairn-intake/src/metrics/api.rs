@@ -392,23 +392,90 @@ pub struct MetricsList {
     pub from: String,
 }
 
-/// `GET /api/v1/metrics?from=`: names with a point since `from`.
+/// `GET /api/v1/metrics?from=[&host=][&tag_filter=]`: names with a point since `from`, of a
+/// context from `host` carrying every tag of `tag_filter` when those are given.
 pub fn active_metrics(
     conn: &Connection,
     params: &HashMap<String, String>,
     now_s: i64,
 ) -> Result<MetricsList, IntakeError> {
     let from = time_param("from", params.get("from"), now_s)?;
+    let host = params.get("host").filter(|h| !h.is_empty());
+    let wanted = tag_list_param(params, "tag_filter")?;
     let mut stmt = conn.prepare_cached(
-        "SELECT DISTINCT name FROM metric_contexts WHERE last_ts >= ?1 ORDER BY name",
+        "SELECT name, host, tags FROM metric_contexts WHERE last_ts >= ?1 ORDER BY name",
     )?;
-    let metrics = stmt
-        .query_map([from], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
+    let mut rows = stmt.query([from])?;
+    let mut metrics: Vec<String> = Vec::new();
+    while let Some(r) = rows.next()? {
+        let name: String = r.get(0)?;
+        if metrics.last() == Some(&name) {
+            continue;
+        }
+        let ctx_host: String = r.get(1)?;
+        if host.is_some_and(|h| *h != ctx_host) {
+            continue;
+        }
+        if !wanted.is_empty()
+            && !has_all_tags(&ctx_host, &tags_list(&r.get::<_, String>(2)?), &wanted)
+        {
+            continue;
+        }
+        metrics.push(name);
+    }
     Ok(MetricsList {
         metrics,
         from: from.to_string(),
     })
+}
+
+/// Most distinct tags `all_tags` answers: enough for any scope picker, bounded so that a
+/// metric with a million contexts cannot make one answer huge.
+pub const MAX_ALL_TAGS: usize = 10_000;
+
+/// `GET /api/v2/metrics/{name}/all-tags`, in Datadog's shape: every tag of the metric's
+/// contexts seen since `from` (default: the last day), with `host:` and `device:` as tags, as
+/// Datadog lists them; sorted, at most [`MAX_ALL_TAGS`].
+pub fn all_tags(
+    conn: &Connection,
+    name: &str,
+    params: &HashMap<String, String>,
+    now_s: i64,
+) -> Result<serde_json::Value, IntakeError> {
+    let from = match params.get("from") {
+        Some(_) => time_param("from", params.get("from"), now_s)?,
+        None => now_s - 86_400,
+    };
+    let mut stmt = conn.prepare_cached(
+        "SELECT DISTINCT host, device, tags FROM metric_contexts WHERE name = ?1 AND last_ts >= ?2",
+    )?;
+    let mut rows = stmt.query(params![name, from])?;
+    let mut found = false;
+    let mut tags = std::collections::BTreeSet::new();
+    while let Some(r) = rows.next()? {
+        found = true;
+        let host: String = r.get(0)?;
+        let device: String = r.get(1)?;
+        if !host.is_empty() {
+            tags.insert(format!("host:{host}"));
+        }
+        if !device.is_empty() {
+            tags.insert(format!("device:{device}"));
+        }
+        tags.extend(tags_list(&r.get::<_, String>(2)?));
+        if tags.len() >= MAX_ALL_TAGS {
+            break;
+        }
+    }
+    if !found {
+        return Err(IntakeError::NotFound(format!(
+            "no metric {name:?} was received since {from}"
+        )));
+    }
+    let tags: Vec<String> = tags.into_iter().take(MAX_ALL_TAGS).collect();
+    Ok(serde_json::json!({
+        "data": { "type": "metrics", "id": name, "attributes": { "tags": tags } }
+    }))
 }
 
 /// `GET /api/v1/search?q=metrics:<prefix>` (or `hosts:<prefix>`, or a bare prefix for both).
@@ -472,8 +539,12 @@ pub struct CheckStatusList {
 }
 
 fn filter_tags(params: &HashMap<String, String>) -> Result<Vec<String>, IntakeError> {
+    tag_list_param(params, "tags")
+}
+
+fn tag_list_param(params: &HashMap<String, String>, key: &str) -> Result<Vec<String>, IntakeError> {
     let tags: Vec<String> = params
-        .get("tags")
+        .get(key)
         .map(|t| {
             t.split(',')
                 .map(str::trim)
@@ -484,15 +555,20 @@ fn filter_tags(params: &HashMap<String, String>) -> Result<Vec<String>, IntakeEr
         .unwrap_or_default();
     if tags.len() > MAX_FILTER_TAGS {
         return Err(IntakeError::BadRequest(format!(
-            "tags: more than {MAX_FILTER_TAGS} tags"
+            "{key}: more than {MAX_FILTER_TAGS} tags"
         )));
     }
     Ok(tags)
 }
 
-fn has_all_tags(have: &[String], want: &[String]) -> bool {
-    want.iter()
-        .all(|w| have.iter().any(|t| crate::query::glob_matches(w, t)))
+/// Every wanted tag (wildcards allowed) is present; `host:<pattern>` also matches the host the
+/// item was sent from, as Datadog treats a host as a tag in a filter.
+fn has_all_tags(host: &str, have: &[String], want: &[String]) -> bool {
+    want.iter().all(|w| {
+        w.strip_prefix("host:")
+            .is_some_and(|h| crate::query::glob_matches(h, host))
+            || have.iter().any(|t| crate::query::glob_matches(w, t))
+    })
 }
 
 /// `GET /api/v1/check_run?check=&host=&tags=`: the latest status per check × host × tag set.
@@ -529,7 +605,7 @@ pub fn check_status(
         let c = row?;
         if check.is_some_and(|p| !crate::query::glob_matches(p, &c.check))
             || host.is_some_and(|p| !crate::query::glob_matches(p, &c.host_name))
-            || !has_all_tags(&c.tags, &tags)
+            || !has_all_tags(&c.host_name, &c.tags, &tags)
         {
             continue;
         }
@@ -630,7 +706,7 @@ pub fn events(
         if !sources.is_empty() && !sources.contains(&e.source_type_name.to_lowercase()) {
             continue;
         }
-        if !has_all_tags(&e.tags, &tags) {
+        if !has_all_tags(&e.host, &e.tags, &tags) {
             continue;
         }
         if skipped < page * MAX_EVENTS {
