@@ -35,7 +35,7 @@ pub struct Target {
     /// Read the token from this file (e.g. <data-dir>/auth_token of `cairn intake`).
     #[arg(long, conflicts_with = "token")]
     pub token_file: Option<PathBuf>,
-    /// One JSON object per line instead of one text line per log.
+    /// One JSON object per line instead of text.
     #[arg(long)]
     pub json: bool,
 }

@@ -65,10 +65,18 @@ impl Drop for Agent {
 
 /// Starts `cairn run` on a free port; returns once it printed the Explorer URL and said started.
 fn start_agent(dir: &Path) -> Agent {
-    let mut child = cairn(dir)
-        .arg("run")
+    start_agent_with(dir, &[])
+}
+
+fn start_agent_with(dir: &Path, env: &[(&str, &str)]) -> Agent {
+    let mut cmd = cairn(dir);
+    cmd.arg("run")
         .env("DD_LOGS_CONFIG_INTAKE_LISTEN", "127.0.0.1:0")
-        .env("DD_LOGS_CONFIG_BATCH_WAIT", BATCH_WAIT_SECS.to_string())
+        .env("DD_LOGS_CONFIG_BATCH_WAIT", BATCH_WAIT_SECS.to_string());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -115,14 +123,21 @@ fn start_agent(dir: &Path) -> Agent {
 
 /// `cairn logs search` against the agent of `dir`: the token comes from its run_path.
 fn search(dir: &Path, explorer: &str, query: &str) -> Vec<Value> {
+    read_json(dir, explorer, &["logs", "search", query])
+}
+
+/// A `cairn` read command (`logs search`, `metrics query`, …) with `--json` against the agent
+/// of `dir`, whose token it finds in the agent's run_path.
+fn read_json(dir: &Path, explorer: &str, args: &[&str]) -> Vec<Value> {
     let base = explorer.split("/?").next().unwrap().trim_end_matches('/');
     let out = cairn(dir)
-        .args(["logs", "search", query, "--json", "--url", base])
+        .args(args)
+        .args(["--json", "--url", base])
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "search failed: {}",
+        "{args:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout)
@@ -218,4 +233,138 @@ fn cairn_check_reads_the_cursors_cairn_run_made_durable_and_persist_waits_for_th
         "{stderr}"
     );
     drop(agent);
+}
+
+const METRICS_CHECK: &str = r#"
+from datadog_checks.base import AgentCheck
+
+
+class E2eCheck(AgentCheck):
+    runs = 0
+
+    def check(self, instance):
+        E2eCheck.runs += 1
+        self.gauge('e2e.temperature', 21.5, tags=['room:lab'])
+        self.count('e2e.jobs', 2)
+        self.monotonic_count('e2e.bytes', E2eCheck.runs * 100)
+        self.service_check('e2e.can_connect', AgentCheck.CRITICAL if E2eCheck.runs == 1 else AgentCheck.OK,
+                           message='refused' if E2eCheck.runs == 1 else '')
+        if E2eCheck.runs == 1:
+            self.event({'msg_title': 'e2e started', 'msg_text': 'hello', 'alert_type': 'success',
+                        'tags': ['phase:start']})
+        self.send_log({'message': 'e2e tick %d' % E2eCheck.runs})
+"#;
+
+/// Issue 9: with no Datadog account, what a check submits besides logs reaches the embedded
+/// intake through the flusher and the forwarder, and the CLI reads it back: gauges, counts and
+/// monotonic counts with the instance's tags and the agent's hostname, the latest service-check
+/// status, the event, and the agent's own `datadog.agent.up`.
+#[test]
+fn metrics_checks_and_events_reach_the_embedded_intake_and_read_back_through_the_cli() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::write(
+        dir.join("datadog.yaml"),
+        "logs_enabled: true\nhostname: e2e-host\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.join("conf.d/e2e.d")).unwrap();
+    std::fs::write(
+        dir.join("conf.d/e2e.d/conf.yaml"),
+        "init_config: {}\ninstances:\n  - min_collection_interval: 1\n    tags: [env:e2e]\nlogs:\n  - type: integration\n    source: e2e\n    service: e2e-app\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.join("checks.d")).unwrap();
+    std::fs::write(dir.join("checks.d/e2e.py"), METRICS_CHECK).unwrap();
+    let agent = start_agent_with(dir, &[("CAIRN_METRICS_FLUSH_SECS", "1")]);
+
+    let query = |q: &str| {
+        read_json(
+            dir,
+            &agent.explorer,
+            &["metrics", "query", q, "--from", "15m"],
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // Until the monotonic count has its second sample, three runs and a flush after them.
+    let bytes = loop {
+        let rows = query("sum:e2e.bytes{*}.as_count()");
+        let total: f64 = rows
+            .iter()
+            .flat_map(|r| r["pointlist"].as_array().cloned().unwrap_or_default())
+            .filter_map(|p| p[1].as_f64())
+            .sum();
+        if total >= 200.0 {
+            break rows;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "e2e.bytes never reached 200: {rows:?}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    // Each run adds 100 bytes: every delta is 100, none is lost or doubled.
+    for p in bytes[0]["pointlist"].as_array().unwrap() {
+        let v = p[1].as_f64().unwrap();
+        assert!(v % 100.0 == 0.0 && v > 0.0, "a delta of {v}: {bytes:?}");
+    }
+
+    let temp = query("avg:e2e.temperature{env:e2e,room:lab} by {host}");
+    assert_eq!(temp.len(), 1, "{temp:?}");
+    assert_eq!(temp[0]["tag_set"], serde_json::json!(["host:e2e-host"]));
+    let values: Vec<f64> = temp[0]["pointlist"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p[1].as_f64())
+        .collect();
+    assert!(
+        !values.is_empty() && values.iter().all(|v| *v == 21.5),
+        "{values:?}"
+    );
+    let jobs = query("sum:e2e.jobs{env:e2e}.as_count()");
+    let jobs_total: f64 = jobs[0]["pointlist"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p[1].as_f64())
+        .sum();
+    assert!(jobs_total >= 4.0 && jobs_total % 2.0 == 0.0, "{jobs:?}");
+
+    let checks = read_json(dir, &agent.explorer, &["checks", "status"]);
+    let can_connect = checks
+        .iter()
+        .find(|c| c["check"] == "e2e.can_connect")
+        .unwrap_or_else(|| panic!("no e2e.can_connect in {checks:?}"));
+    assert_eq!(
+        can_connect["status_name"], "OK",
+        "the latest status wins: {checks:?}"
+    );
+    assert_eq!(can_connect["host_name"], "e2e-host");
+    assert!(
+        can_connect["tags"]
+            .as_array()
+            .unwrap()
+            .contains(&"env:e2e".into()),
+        "{can_connect}"
+    );
+    assert!(
+        checks
+            .iter()
+            .any(|c| c["check"] == "datadog.agent.up" && c["status_name"] == "OK"),
+        "{checks:?}"
+    );
+
+    let events = read_json(dir, &agent.explorer, &["events", "list", "--from", "15m"]);
+    assert_eq!(events.len(), 1, "one event, sent once: {events:?}");
+    assert_eq!(events[0]["title"], "e2e started");
+    assert_eq!(events[0]["host"], "e2e-host");
+    let tags = events[0]["tags"].as_array().unwrap();
+    assert!(
+        tags.contains(&"phase:start".into()) && tags.contains(&"env:e2e".into()),
+        "{tags:?}"
+    );
+
+    // And the check's logs went the same way.
+    assert!(!search(dir, &agent.explorer, "source:e2e service:e2e-app tick").is_empty());
 }
