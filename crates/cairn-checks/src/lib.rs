@@ -43,6 +43,23 @@ pub fn flush_metrics() -> Flushed {
     out
 }
 
+/// [`flush_metrics`] for shipping: the series of a check with many are encoded from its
+/// sampler ([`metrics::CheckMetrics::flush_encoded`]). A check whose encoding fails loses its
+/// series of this flush (logged); the others are unaffected.
+pub fn flush_metrics_encoded() -> Flushed {
+    let mut out = context::take_unregistered();
+    for ctx in context::all() {
+        let flushed = ctx.metrics.lock().flush_encoded();
+        match flushed {
+            Ok(f) => out.append(f),
+            Err(e) => {
+                tracing::error!(check_id = %ctx.check_id, error = %e, "encoding series failed; they are dropped")
+            }
+        }
+    }
+    out
+}
+
 /// Loads every integration's check; a check that fails to load is reported and skipped, the
 /// others load. Starts the interpreter if needed. Each integration is marked in the crash
 /// record while it loads (importing and constructing run the check's own code).

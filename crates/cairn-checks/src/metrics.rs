@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use cairn_metrics::wire::ServiceCheck;
+use cairn_metrics::wire::{self, Compression, Payload, ServiceCheck, WireError};
 use cairn_metrics::{
     AggregatorConfig, CheckSampler, MetricKind, Sample, SampleError, Serie, Unsupported,
 };
@@ -36,10 +36,20 @@ pub struct MetricCounters {
     pub event_platform_events_dropped: u64,
 }
 
+/// A check with at least this many series pending has them encoded straight from its sampler
+/// at the flush (no owned [`Serie`] each, whose ~400 bytes per series the allocator would keep
+/// resident); fewer are handed out as series, so that the flusher packs many small checks into
+/// shared payloads rather than one request each.
+const ENCODE_IN_PLACE_MIN_SERIES: usize = 1_000;
+
 /// What one flush took from a check.
 #[derive(Debug, Default)]
 pub struct Flushed {
     pub series: Vec<Serie>,
+    /// Series already encoded into `/api/v2/series` payloads (zstd 1, the Agent's limits).
+    pub series_payloads: Vec<Payload>,
+    /// Series of `series_payloads` too large for any payload (dropped).
+    pub series_dropped: usize,
     pub service_checks: Vec<ServiceCheck>,
     /// As the check submitted them (the Agent's event dict, as JSON).
     pub events: Vec<serde_json::Value>,
@@ -47,11 +57,16 @@ pub struct Flushed {
 
 impl Flushed {
     pub fn is_empty(&self) -> bool {
-        self.series.is_empty() && self.service_checks.is_empty() && self.events.is_empty()
+        self.series.is_empty()
+            && self.series_payloads.is_empty()
+            && self.service_checks.is_empty()
+            && self.events.is_empty()
     }
 
     pub fn append(&mut self, other: Flushed) {
         self.series.extend(other.series);
+        self.series_payloads.extend(other.series_payloads);
+        self.series_dropped += other.series_dropped;
         self.service_checks.extend(other.service_checks);
         self.events.extend(other.events);
     }
@@ -258,7 +273,28 @@ impl CheckMetrics {
             series,
             service_checks: std::mem::take(&mut self.service_checks),
             events: std::mem::take(&mut self.events),
+            ..Flushed::default()
         }
+    }
+
+    /// [`flush`](Self::flush) for shipping: a check with many series pending gets them
+    /// encoded here, from its sampler's strings. That runs under the check's lock (a check
+    /// submitting meanwhile waits for it, as for a commit, whose cost it is of the same order).
+    pub fn flush_encoded(&mut self) -> Result<Flushed, WireError> {
+        if self.sampler.pending_series() < ENCODE_IN_PLACE_MIN_SERIES {
+            return Ok(self.flush());
+        }
+        self.counters.series_flushed += self.sampler.pending_series() as u64;
+        let p = self
+            .sampler
+            .flush_payloads(Compression::Zstd { level: 1 }, wire::SERIES_LIMITS)?;
+        Ok(Flushed {
+            series: Vec::new(),
+            series_payloads: p.payloads,
+            series_dropped: p.dropped,
+            service_checks: std::mem::take(&mut self.service_checks),
+            events: std::mem::take(&mut self.events),
+        })
     }
 
     pub fn counters(&self) -> MetricCounters {
@@ -353,5 +389,38 @@ mod tests {
         let c = m.counters();
         assert_eq!((c.metric_samples, c.metric_samples_rejected), (1, 2));
         assert_eq!(c.series_flushed, 1);
+    }
+
+    #[test]
+    fn a_check_with_many_series_ships_them_encoded_as_the_flush_would() {
+        let fill = |m: &mut CheckMetrics, n: usize| {
+            for i in 0..n {
+                let tag = [format!("i:{i}")];
+                m.add("g", MetricKind::Gauge, i as f64, &tag, "h", false);
+            }
+            m.commit(1_800_000_000.0);
+        };
+        let mut few = CheckMetrics::new("c:1", vec!["env:x".into()]);
+        fill(&mut few, 10);
+        let f = few.flush_encoded().unwrap();
+        assert_eq!((f.series.len(), f.series_payloads.len()), (10, 0));
+
+        let n = ENCODE_IN_PLACE_MIN_SERIES + 5;
+        let (mut direct, mut owned) = (
+            CheckMetrics::new("c:1", vec!["env:x".into()]),
+            CheckMetrics::new("c:1", vec!["env:x".into()]),
+        );
+        fill(&mut direct, n);
+        fill(&mut owned, n);
+        let f = direct.flush_encoded().unwrap();
+        assert!(f.series.is_empty());
+        let expect = wire::series_payloads(
+            &owned.flush().series,
+            Compression::Zstd { level: 1 },
+            wire::SERIES_LIMITS,
+        )
+        .unwrap();
+        assert_eq!(f.series_payloads, expect.payloads);
+        assert_eq!(direct.counters().series_flushed, n as u64);
     }
 }

@@ -140,6 +140,17 @@ impl AggregatorConfig {
         self
     }
 
+    /// The series name suffix of index `i` as `Metric::flush` emits it: 0 is none, then the
+    /// aggregates, then the percentiles (a byte, so a pending series stays 32 bytes).
+    pub(crate) fn suffix(&self, i: u8) -> &str {
+        let i = usize::from(i);
+        match i.checked_sub(1) {
+            None => "",
+            Some(a) if a < self.aggregates.len() => self.aggregates[a].suffix(),
+            Some(a) => &self.percentiles[a - self.aggregates.len()].1,
+        }
+    }
+
     pub fn aggregates(&self) -> &[Aggregate] {
         &self.aggregates
     }

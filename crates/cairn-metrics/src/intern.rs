@@ -159,6 +159,11 @@ where
         id
     }
 
+    /// One more reference to a live entry.
+    fn retain(&mut self, id: u32) {
+        self.entries[id as usize].refs += 1;
+    }
+
     /// Drops one reference; returns the value's box when it was the last one.
     fn release(&mut self, id: u32, hash: impl Fn(&T) -> u64) -> Option<Box<T>> {
         let e = &mut self.entries[id as usize];
@@ -199,6 +204,16 @@ impl Interner {
 
     pub(crate) fn acquire_str(&mut self, s: &str) -> u32 {
         self.strings.acquire(s, hash_str(s), hash_str, || s.into())
+    }
+
+    /// One more reference to a live string (a pending series outliving its context).
+    pub(crate) fn retain_str(&mut self, id: u32) {
+        self.strings.retain(id);
+    }
+
+    /// One more reference to a live tag set.
+    pub(crate) fn retain_tag_set(&mut self, id: u32) {
+        self.tag_sets.retain(id);
     }
 
     pub(crate) fn release_str(&mut self, id: u32) {

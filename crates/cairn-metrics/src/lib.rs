@@ -20,6 +20,7 @@ pub mod wire;
 
 pub use config::{Aggregate, AggregatorConfig, ConfigError};
 pub use sampler::{CheckSampler, MetricKind, Sample, SampleError, Serie, SeriesKind, Unsupported};
+pub use wire::SerieView;
 
 /// `source_type_name` the Agent puts on every series that comes from a check
 /// (`checksSourceTypeName` in the Agent's `pkg/aggregator/check_sampler.go`).

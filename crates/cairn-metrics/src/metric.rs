@@ -5,8 +5,9 @@
 use crate::config::{Aggregate, AggregatorConfig};
 use crate::sampler::{MetricKind, SeriesKind};
 
-/// What `flush` hands out: name suffix, series type, timestamp, value.
-pub(crate) type Emit<'a> = dyn FnMut(&str, SeriesKind, f64, f64) + 'a;
+/// What `flush` hands out: name suffix (an index, see [`AggregatorConfig::suffix`]), series
+/// type, timestamp, value.
+pub(crate) type Emit<'a> = dyn FnMut(u8, SeriesKind, f64, f64) + 'a;
 
 #[derive(Debug)]
 pub(crate) enum Metric {
@@ -178,18 +179,18 @@ impl Metric {
         match self {
             Metric::Gauge { value, sampled } => {
                 if std::mem::take(sampled) {
-                    emit("", SeriesKind::Gauge, ts, std::mem::take(value));
+                    emit(0, SeriesKind::Gauge, ts, std::mem::take(value));
                 }
             }
             Metric::Count { value, sampled } => {
                 if std::mem::take(sampled) {
-                    emit("", SeriesKind::Count, ts, std::mem::take(value));
+                    emit(0, SeriesKind::Count, ts, std::mem::take(value));
                 }
             }
             Metric::Counter { value, sampled } => {
                 if std::mem::take(sampled) {
                     // The check sampler gives counters an interval of 1: value / 1.
-                    emit("", SeriesKind::Rate, ts, std::mem::take(value));
+                    emit(0, SeriesKind::Rate, ts, std::mem::take(value));
                 }
             }
             Metric::Rate(r) => {
@@ -205,7 +206,7 @@ impl Metric {
                 let rate = (cv - pv) / (cts - pts);
                 // A negative rate means the underlying counter was reset: dropped.
                 if rate >= 0.0 {
-                    emit("", SeriesKind::Gauge, cts, rate);
+                    emit(0, SeriesKind::Gauge, cts, rate);
                 }
             }
             Metric::MonotonicCount {
@@ -223,7 +224,7 @@ impl Metric {
                 let v = std::mem::take(value);
                 *previous = std::mem::take(current);
                 *flags = MonoFlags(MonoFlags::HAS_PREVIOUS);
-                emit("", SeriesKind::Count, ts, v);
+                emit(0, SeriesKind::Count, ts, v);
             }
             Metric::Histogram { samples, last_len } => hist_flush(samples, last_len, ts, cfg, emit),
             Metric::Historate(h) => hist_flush(&mut h.samples, &mut h.last_len, ts, cfg, emit),
@@ -260,7 +261,7 @@ fn hist_flush(
     samples.sort_unstable_by(f64::total_cmp);
     let s = &samples;
     let n = s.len() as i64;
-    for agg in &cfg.aggregates {
+    for (i, agg) in cfg.aggregates.iter().enumerate() {
         let (kind, v) = match agg {
             Aggregate::Max => (SeriesKind::Gauge, s[s.len() - 1]),
             Aggregate::Min => (SeriesKind::Gauge, s[0]),
@@ -269,11 +270,12 @@ fn hist_flush(
             Aggregate::Sum => (SeriesKind::Gauge, sum),
             Aggregate::Count => (SeriesKind::Rate, n as f64),
         };
-        emit(agg.suffix(), kind, ts, v);
+        emit(1 + i as u8, kind, ts, v);
     }
-    for (p, suffix) in &cfg.percentiles {
+    let first_pct = 1 + cfg.aggregates.len();
+    for (j, (p, _)) in cfg.percentiles.iter().enumerate() {
         let idx = ((*p as i64 * n - 1) / 100).clamp(0, n - 1) as usize;
-        emit(suffix, SeriesKind::Gauge, ts, s[idx]);
+        emit((first_pct + j) as u8, SeriesKind::Gauge, ts, s[idx]);
     }
     *last_len = u32::try_from(samples.len()).unwrap_or(u32::MAX);
     if samples.capacity() > KEEP_SAMPLES {

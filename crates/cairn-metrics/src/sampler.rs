@@ -28,7 +28,7 @@ use hashbrown::HashTable;
 use crate::config::AggregatorConfig;
 use crate::intern::{hash_field, same, Interner, SEED};
 use crate::metric::Metric;
-use crate::wire::DEVICE_TAG_PREFIX;
+use crate::wire::{self, Compression, Limits, Payloads, SerieView, WireError, DEVICE_TAG_PREFIX};
 use crate::CHECKS_SOURCE_TYPE_NAME;
 
 /// A submission type, as in `aggregator.GAUGE..HISTORATE` (SPEC §3), flushed as:
@@ -137,6 +137,19 @@ pub struct Serie {
     pub points: Vec<(i64, f64)>,
     pub source_type_name: String,
 }
+
+/// One series waiting for the flush: its context's ids (one reference each), the suffix index
+/// ([`AggregatorConfig::suffix`]) and its one point.
+struct Pending {
+    name: u32,
+    host: u32,
+    tags: u32,
+    suffix: u8,
+    kind: SeriesKind,
+    point: (i64, f64),
+}
+
+const _: () = assert!(std::mem::size_of::<Pending>() <= 32);
 
 /// One context: ids into the sampler's [`Interner`] and its metric, 64 bytes.
 struct Context {
@@ -254,7 +267,10 @@ pub struct CheckSampler {
     index: HashTable<u32>,
     live: usize,
     commits: u64,
-    pending: Vec<Serie>,
+    /// Series of the commits since the last flush, 32 bytes each: ids into `strings` (each
+    /// holding a reference), not owned strings, so a flush's transient memory is a few
+    /// dozen bytes per series rather than the ~400 of a [`Serie`].
+    pending: Vec<Pending>,
     unsupported: [u64; 2],
     /// Reused for the `device:` tag, so that a sample with a device allocates nothing.
     device_tag: String,
@@ -366,25 +382,24 @@ impl CheckSampler {
     pub fn commit(&mut self, ts: f64) {
         let cfg = &*self.cfg;
         let pending = &mut self.pending;
-        let strings = &self.strings;
+        let strings = &mut self.strings;
         let ts_secs = ts as i64;
         for c in self.slots.iter_mut().flatten() {
-            let name = strings.str(c.name);
-            let host = strings.str(c.host);
-            let tags = strings.tag_set(c.tags);
+            let (name, host, tags) = (c.name, c.host, c.tags);
             c.metric.flush(ts, cfg, &mut |suffix, kind, pts, value| {
                 let pts = if pts == ts { ts_secs } else { pts as i64 };
-                let mut full_name = String::with_capacity(name.len() + suffix.len());
-                full_name.push_str(name);
-                full_name.push_str(suffix);
-                pending.push(Serie {
-                    name: full_name,
-                    host: host.to_string(),
-                    tags: tags.iter().map(|&t| strings.str(t).to_string()).collect(),
+                // The series holds its own references: its context may expire below, before
+                // the flush encodes it.
+                strings.retain_str(name);
+                strings.retain_str(host);
+                strings.retain_tag_set(tags);
+                pending.push(Pending {
+                    name,
+                    host,
+                    tags,
+                    suffix,
                     kind,
-                    interval: 0,
-                    points: vec![(pts, value)],
-                    source_type_name: CHECKS_SOURCE_TYPE_NAME.to_string(),
+                    point: (pts, value),
                 });
             });
         }
@@ -430,9 +445,68 @@ impl CheckSampler {
         self.free_slots.push(slot);
     }
 
-    /// The series of every commit since the last flush.
+    /// The series of every commit since the last flush, as owned [`Serie`]s (for display and
+    /// tests; [`flush_payloads`](Self::flush_payloads) encodes without building them).
     pub fn flush(&mut self) -> Vec<Serie> {
-        std::mem::take(&mut self.pending)
+        let pending = std::mem::take(&mut self.pending);
+        let series = pending
+            .iter()
+            .map(|p| {
+                let v = self.view(p);
+                Serie {
+                    name: [v.name, v.suffix].concat(),
+                    host: v.host.to_string(),
+                    tags: v.tags.map(str::to_string).collect(),
+                    kind: v.kind,
+                    interval: v.interval,
+                    points: v.points.to_vec(),
+                    source_type_name: v.source_type_name.to_string(),
+                }
+            })
+            .collect();
+        self.release_pending(&pending);
+        series
+    }
+
+    /// The series of every commit since the last flush, encoded straight from the sampler's
+    /// strings into `/api/v2/series` payloads (as [`wire::series_payloads`] would pack the
+    /// same series from [`flush`](Self::flush)).
+    pub fn flush_payloads(
+        &mut self,
+        compression: Compression,
+        limits: Limits,
+    ) -> Result<Payloads, WireError> {
+        let pending = std::mem::take(&mut self.pending);
+        let out = wire::views_payloads(pending.iter().map(|p| self.view(p)), compression, limits);
+        self.release_pending(&pending);
+        out
+    }
+
+    /// Series waiting for the next flush.
+    pub fn pending_series(&self) -> usize {
+        self.pending.len()
+    }
+
+    fn view<'a>(&'a self, p: &'a Pending) -> SerieView<'a, impl Iterator<Item = &'a str> + Clone> {
+        let strings = &self.strings;
+        SerieView {
+            name: strings.str(p.name),
+            suffix: self.cfg.suffix(p.suffix),
+            host: strings.str(p.host),
+            tags: strings.tag_set(p.tags).iter().map(|&t| strings.str(t)),
+            kind: p.kind,
+            interval: 0,
+            points: std::slice::from_ref(&p.point),
+            source_type_name: CHECKS_SOURCE_TYPE_NAME,
+        }
+    }
+
+    fn release_pending(&mut self, pending: &[Pending]) {
+        for p in pending {
+            self.strings.release_str(p.name);
+            self.strings.release_str(p.host);
+            self.strings.release_tag_set(p.tags);
+        }
     }
 
     /// Live contexts (sampled within the last `expiry_commits` commits).

@@ -99,7 +99,13 @@ impl Compression {
     fn compress(self, body: Vec<u8>) -> Result<Vec<u8>, WireError> {
         Ok(match self {
             Compression::None => body,
-            Compression::Zstd { level } => zstd::bulk::compress(&body, level)?,
+            Compression::Zstd { level } => {
+                // Allocated at the compress bound (the input's size): a payload waiting in
+                // the forwarder would hold ~12 times its bytes.
+                let mut z = zstd::bulk::compress(&body, level)?;
+                z.shrink_to_fit();
+                z
+            }
             Compression::Gzip { level } => {
                 let mut e = flate2::write::GzEncoder::new(
                     Vec::with_capacity(body.len() / 4),
@@ -203,70 +209,110 @@ fn metadata_len() -> usize {
     len_field_len(METADATA_ORIGIN, metadata_origin_len())
 }
 
-/// The device of a series: the value of its last `device:` tag, as the Agent's
-/// `PopulateDeviceField`.
-fn device_of(s: &Serie) -> Option<&str> {
-    s.tags
-        .iter()
-        .rev()
-        .find_map(|t| t.strip_prefix(DEVICE_TAG_PREFIX))
+/// A series as the encoder reads it, borrowing every string: from a [`Serie`], or straight
+/// from a sampler's intern tables (no owned copy per series). The name is `name` + `suffix`.
+#[derive(Clone)]
+pub struct SerieView<'a, T> {
+    pub name: &'a str,
+    pub suffix: &'a str,
+    pub host: &'a str,
+    /// Sorted, de-duplicated; read three times (device, length, bytes), hence `Clone`.
+    pub tags: T,
+    pub kind: SeriesKind,
+    pub interval: i64,
+    pub points: &'a [(i64, f64)],
+    pub source_type_name: &'a str,
 }
 
-fn plain_tags(s: &Serie) -> impl Iterator<Item = &str> {
-    s.tags
-        .iter()
-        .map(String::as_str)
-        .filter(|t| !t.starts_with(DEVICE_TAG_PREFIX))
-}
-
-fn series_body_len(s: &Serie) -> usize {
-    let mut n = len_field_len(SERIES_RESOURCES, resource_len("host", &s.host));
-    if let Some(d) = device_of(s) {
-        n += len_field_len(SERIES_RESOURCES, resource_len("device", d));
+impl Serie {
+    pub fn view(&self) -> SerieView<'_, impl Iterator<Item = &str> + Clone> {
+        SerieView {
+            name: &self.name,
+            suffix: "",
+            host: &self.host,
+            tags: self.tags.iter().map(String::as_str),
+            kind: self.kind,
+            interval: self.interval,
+            points: &self.points,
+            source_type_name: &self.source_type_name,
+        }
     }
-    n += len_field_len(SERIES_METRIC, s.name.len());
-    n += plain_tags(s)
-        .map(|t| len_field_len(SERIES_TAGS, t.len()))
-        .sum::<usize>();
-    n += s
-        .points
-        .iter()
-        .map(|&(ts, _)| len_field_len(SERIES_POINTS, point_len(ts)))
-        .sum::<usize>();
-    n += key_len(SERIES_TYPE) + varint_len(metric_type_code(s.kind));
-    n += len_field_len(SERIES_SOURCE_TYPE_NAME, s.source_type_name.len());
-    n += key_len(SERIES_INTERVAL) + varint_len(s.interval as u64);
-    n += len_field_len(SERIES_METADATA, metadata_len());
-    n
+}
+
+impl<'a, T: Iterator<Item = &'a str> + Clone> SerieView<'a, T> {
+    /// The device of a series: the value of its last `device:` tag, as the Agent's
+    /// `PopulateDeviceField`.
+    fn device(&self) -> Option<&'a str> {
+        self.tags
+            .clone()
+            .filter_map(|t| t.strip_prefix(DEVICE_TAG_PREFIX))
+            .last()
+    }
+
+    fn plain_tags(&self) -> impl Iterator<Item = &'a str> {
+        self.tags
+            .clone()
+            .filter(|t| !t.starts_with(DEVICE_TAG_PREFIX))
+    }
+
+    fn body_len(&self, device: Option<&str>) -> usize {
+        let mut n = len_field_len(SERIES_RESOURCES, resource_len("host", self.host));
+        if let Some(d) = device {
+            n += len_field_len(SERIES_RESOURCES, resource_len("device", d));
+        }
+        n += len_field_len(SERIES_METRIC, self.name.len() + self.suffix.len());
+        n += self
+            .plain_tags()
+            .map(|t| len_field_len(SERIES_TAGS, t.len()))
+            .sum::<usize>();
+        n += self
+            .points
+            .iter()
+            .map(|&(ts, _)| len_field_len(SERIES_POINTS, point_len(ts)))
+            .sum::<usize>();
+        n += key_len(SERIES_TYPE) + varint_len(metric_type_code(self.kind));
+        n += len_field_len(SERIES_SOURCE_TYPE_NAME, self.source_type_name.len());
+        n += key_len(SERIES_INTERVAL) + varint_len(self.interval as u64);
+        n += len_field_len(SERIES_METADATA, metadata_len());
+        n
+    }
+
+    /// Appends one `series` entry (field 1 of `MetricPayload`) to `buf`.
+    pub fn encode(&self, buf: &mut Vec<u8>) {
+        let device = self.device();
+        let body = self.body_len(device);
+        buf.reserve(body + 6);
+        put_len_prefix(buf, PAYLOAD_SERIES, body);
+        let start = buf.len();
+        put_resource(buf, "host", self.host);
+        if let Some(d) = device {
+            put_resource(buf, "device", d);
+        }
+        put_len_prefix(buf, SERIES_METRIC, self.name.len() + self.suffix.len());
+        buf.extend_from_slice(self.name.as_bytes());
+        buf.extend_from_slice(self.suffix.as_bytes());
+        for t in self.plain_tags() {
+            put_str(buf, SERIES_TAGS, t);
+        }
+        for &(ts, v) in self.points {
+            put_len_prefix(buf, SERIES_POINTS, point_len(ts));
+            put_key(buf, POINT_VALUE, WIRE_FIXED64);
+            buf.extend_from_slice(&v.to_le_bytes());
+            put_uint(buf, POINT_TIMESTAMP, ts as u64);
+        }
+        put_uint(buf, SERIES_TYPE, metric_type_code(self.kind));
+        put_str(buf, SERIES_SOURCE_TYPE_NAME, self.source_type_name);
+        put_uint(buf, SERIES_INTERVAL, self.interval as u64);
+        put_len_prefix(buf, SERIES_METADATA, metadata_len());
+        put_len_prefix(buf, METADATA_ORIGIN, metadata_origin_len());
+        put_uint(buf, ORIGIN_PRODUCT, ORIGIN_PRODUCT_AGENT);
+        debug_assert_eq!(buf.len() - start, body, "series length computed = written");
+    }
 }
 
 /// Appends one `series` entry (field 1 of `MetricPayload`) to `buf`.
 pub fn encode_serie(buf: &mut Vec<u8>, s: &Serie) {
-    let body = series_body_len(s);
-    buf.reserve(body + 6);
-    put_len_prefix(buf, PAYLOAD_SERIES, body);
-    let start = buf.len();
-    put_resource(buf, "host", &s.host);
-    if let Some(d) = device_of(s) {
-        put_resource(buf, "device", d);
-    }
-    put_str(buf, SERIES_METRIC, &s.name);
-    for t in plain_tags(s) {
-        put_str(buf, SERIES_TAGS, t);
-    }
-    for &(ts, v) in &s.points {
-        put_len_prefix(buf, SERIES_POINTS, point_len(ts));
-        put_key(buf, POINT_VALUE, WIRE_FIXED64);
-        buf.extend_from_slice(&v.to_le_bytes());
-        put_uint(buf, POINT_TIMESTAMP, ts as u64);
-    }
-    put_uint(buf, SERIES_TYPE, metric_type_code(s.kind));
-    put_str(buf, SERIES_SOURCE_TYPE_NAME, &s.source_type_name);
-    put_uint(buf, SERIES_INTERVAL, s.interval as u64);
-    put_len_prefix(buf, SERIES_METADATA, metadata_len());
-    put_len_prefix(buf, METADATA_ORIGIN, metadata_origin_len());
-    put_uint(buf, ORIGIN_PRODUCT, ORIGIN_PRODUCT_AGENT);
-    debug_assert_eq!(buf.len() - start, body, "series length computed = written");
+    s.view().encode(buf);
 }
 
 /// A whole `MetricPayload` holding every series (no splitting, no compression).
@@ -284,11 +330,20 @@ pub fn series_payloads(
     compression: Compression,
     limits: Limits,
 ) -> Result<Payloads, WireError> {
+    views_payloads(series.iter().map(Serie::view), compression, limits)
+}
+
+/// [`series_payloads`] of borrowed series.
+pub fn views_payloads<'a, T: Iterator<Item = &'a str> + Clone>(
+    series: impl Iterator<Item = SerieView<'a, T>>,
+    compression: Compression,
+    limits: Limits,
+) -> Result<Payloads, WireError> {
     let mut buf = Vec::new();
-    let mut items = Vec::with_capacity(series.len());
+    let mut items = Vec::with_capacity(series.size_hint().0);
     for s in series {
         let start = buf.len();
-        encode_serie(&mut buf, s);
+        s.encode(&mut buf);
         items.push(Item {
             range: start..buf.len(),
             points: s.points.len(),

@@ -489,3 +489,43 @@ fn aggregator_codes_map_to_kinds() {
         ]
     );
 }
+
+/// `flush_payloads` encodes from the sampler's own strings; its bytes must be those of the
+/// owned series `flush` hands out, packed the same way, and expiry between commit and flush
+/// must not take the strings a pending series still reads.
+#[test]
+fn flush_payloads_is_the_encoding_of_flush() {
+    use cairn_metrics::wire::{self, Compression, Limits};
+    let limits = Limits {
+        max_compressed_bytes: 1 << 20,
+        max_uncompressed_bytes: 2_000,
+        max_points: 7,
+    };
+    let play = |direct: bool| {
+        let cfg = AggregatorConfig::new(&["max", "count", "avg"], &[0.5, 0.95]).unwrap();
+        let mut cs = CheckSampler::new(Arc::new(cfg.with_expiry_commits(1)));
+        let mut out = Vec::new();
+        for run in 0..4 {
+            for i in 0..30usize {
+                let kind = [K::Gauge, K::Histogram, K::MonotonicCount, K::Rate][i % 4];
+                let tags: Vec<String> = vec![format!("e:{}", i % 7), "device:sd".into()];
+                let mut s = Sample::new(["a", "b.c", "d"][i % 3], kind, (run * i) as f64);
+                s.tags = &tags;
+                s.host = if run % 2 == 0 { "h1" } else { "h2" };
+                cs.add(&s, 100.0 + run as f64).unwrap();
+            }
+            // Two commits before a flush: the second expires every context of the first.
+            cs.commit(110.0 + run as f64);
+            cs.commit(111.0 + run as f64);
+            out.push(if direct {
+                cs.flush_payloads(Compression::None, limits).unwrap()
+            } else {
+                wire::series_payloads(&cs.flush(), Compression::None, limits).unwrap()
+            });
+        }
+        out
+    };
+    let (direct, owned) = (play(true), play(false));
+    assert!(owned.iter().all(|p| p.payloads.len() > 1), "limits split");
+    assert_eq!(direct, owned);
+}
