@@ -441,6 +441,24 @@ impl CheckBase {
     }
 }
 
+/// Keeps `item` for [`submit`] if it is a str (false otherwise: the tags are converted).
+fn hold_str_tag<'py>(
+    held: &mut [Option<Bound<'py, PyAny>>; INLINE_TAGS],
+    spill: &mut Vec<Bound<'py, PyAny>>,
+    n: &mut usize,
+    item: Bound<'py, PyAny>,
+) -> bool {
+    if !item.is_instance_of::<PyString>() {
+        return false;
+    }
+    match held.get_mut(*n) {
+        Some(slot) => *slot = Some(item),
+        None => spill.push(item),
+    }
+    *n += 1;
+    true
+}
+
 /// The common path of `gauge` & co.: as the bundled `AgentCheck._submit_metric` did in Python
 /// (None is skipped, a value `float()` refuses is a warning, `__NAMESPACE__` prefixes the name
 /// unless `raw`, `device_name` is a `device:` tag), with the tags borrowed from their Python
@@ -534,13 +552,19 @@ fn submit(
     let mut spill: Vec<&str> = Vec::new();
     let mut n = 0;
     let list = tags.filter(|t| !t.is_none());
+    // The items are held while their text is borrowed: the first INLINE_TAGS on the stack, so
+    // that the usual call allocates nothing, and the list is walked once (no iterator object).
+    let mut held: [Option<Bound<'_, PyAny>>; INLINE_TAGS] = Default::default();
+    let mut held_spill: Vec<Bound<'_, PyAny>> = Vec::new();
+    let mut held_n = 0;
+    let mut hold = |i| hold_str_tag(&mut held, &mut held_spill, &mut held_n, i);
     let all_str = match list {
         None => true,
         Some(t) => {
             if let Ok(l) = t.cast::<pyo3::types::PyList>() {
-                l.iter().all(|i| i.is_instance_of::<PyString>())
+                l.iter().all(&mut hold)
             } else if let Ok(tu) = t.cast::<PyTuple>() {
-                tu.iter().all(|i| i.is_instance_of::<PyString>())
+                tu.iter().all(&mut hold)
             } else {
                 false
             }
@@ -551,12 +575,15 @@ fn submit(
     } else {
         metric_tags(list)?
     };
-    let borrowed_items: Vec<Bound<'_, PyAny>> = match list {
-        Some(t) if all_str => t.try_iter()?.collect::<PyResult<_>>()?,
-        _ => Vec::new(),
-    };
+    let borrowed_items = match all_str {
+        true => &held[..held_n.min(INLINE_TAGS)],
+        false => &held[..0],
+    }
+    .iter()
+    .flatten()
+    .chain(if all_str { &held_spill[..] } else { &[] });
     let mut strs: Vec<&str> = Vec::new();
-    for item in &borrowed_items {
+    for item in borrowed_items {
         let s = item
             .cast::<PyString>()
             .expect("checked above")
