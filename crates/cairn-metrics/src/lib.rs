@@ -8,8 +8,9 @@
 //! [`MetricKind`] and in `sampler.rs`, with the Agent source file each rule comes from.
 //!
 //! The protobuf is written by hand (`wire.rs`) rather than with `prost`: the message is five
-//! small types, a hand encoder writes straight from [`Serie`] without building an owned copy
-//! of every name and tag, it knows each series' encoded size exactly (needed to split payloads
+//! small types, a hand encoder writes straight from borrowed strings ([`SerieView`]: a
+//! [`Serie`], or the sampler's intern tables in [`CheckSampler::flush_payloads`]) without
+//! building an owned copy of every name and tag, it knows each series' encoded size exactly (needed to split payloads
 //! at the Agent's limits), and it needs no derive or build-script dependency.
 
 mod config;
