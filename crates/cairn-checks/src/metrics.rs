@@ -19,6 +19,9 @@ use serde::Serialize;
 /// past this a check's further offenders are counted only.
 const MAX_WARNED_NAMES: usize = 64;
 
+/// Tags (the sample's and the instance's) a borrowed sample passes on the stack.
+const INLINE_TAGS: usize = 32;
+
 /// Counters of one check instance, since the agent started.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct MetricCounters {
@@ -155,8 +158,8 @@ impl CheckMetrics {
     }
 
     /// [`add`](Self::add) with borrowed tags (the native `AgentCheck.gauge` & co. borrow them
-    /// from the Python strings): they are copied into reused strings, so a repeat sample
-    /// allocates nothing.
+    /// from the Python strings): the sampler reads them where they are, so a repeat sample
+    /// copies and allocates nothing (up to [`INLINE_TAGS`] tags with the instance's).
     #[allow(clippy::too_many_arguments)]
     pub fn add_borrowed(
         &mut self,
@@ -168,33 +171,30 @@ impl CheckMetrics {
         host: &str,
         flush_first_value: bool,
     ) {
-        fn put(scratch: &mut Vec<String>, used: &mut usize, parts: &[&str]) {
-            match scratch.get_mut(*used) {
-                Some(s) => s.clear(),
-                None => scratch.push(String::new()),
+        let mut inline: [&str; INLINE_TAGS] = [""; INLINE_TAGS];
+        let spill: Vec<&str>;
+        let n = tags.len() + self.instance_tags.len();
+        let all: &[&str] = if n <= INLINE_TAGS {
+            inline[..tags.len()].copy_from_slice(tags);
+            for (slot, t) in inline[tags.len()..n].iter_mut().zip(&self.instance_tags) {
+                *slot = t;
             }
-            for p in parts {
-                scratch[*used].push_str(p);
-            }
-            *used += 1;
-        }
-        let mut used = 0;
-        for t in tags {
-            put(&mut self.scratch, &mut used, &[t]);
-        }
-        if let Some(d) = device {
-            put(&mut self.scratch, &mut used, &["device:", d]);
-        }
-        for t in &self.instance_tags {
-            put(&mut self.scratch, &mut used, &[t]);
-        }
+            &inline[..n]
+        } else {
+            spill = tags
+                .iter()
+                .copied()
+                .chain(self.instance_tags.iter().map(String::as_str))
+                .collect();
+            &spill
+        };
         let sample = Sample {
             name,
             kind,
             value,
-            tags: &self.scratch[..used],
+            tags: all,
             host,
-            device: None,
+            device,
             flush_first_value,
         };
         match self.sampler.add(&sample, now_secs()) {

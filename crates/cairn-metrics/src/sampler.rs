@@ -77,13 +77,14 @@ pub enum SeriesKind {
     Gauge,
 }
 
-/// One submission from a check.
-#[derive(Debug, Clone, Copy)]
-pub struct Sample<'a> {
+/// One submission from a check. Tags are owned strings or borrowed ones (`T = &str`: a caller
+/// holding them elsewhere, such as the native module borrowing Python's, copies nothing).
+#[derive(Debug)]
+pub struct Sample<'a, T = String> {
     pub name: &'a str,
     pub kind: MetricKind,
     pub value: f64,
-    pub tags: &'a [String],
+    pub tags: &'a [T],
     /// The resolved hostname (the caller applies the agent's default).
     pub host: &'a str,
     /// `device_name=`: becomes the tag `device:<name>`.
@@ -91,6 +92,15 @@ pub struct Sample<'a> {
     /// `monotonic_count(..., flush_first_value=True)`.
     pub flush_first_value: bool,
 }
+
+// By hand: derived, they would require `T: Copy`, which the slice does not need.
+impl<T> Clone for Sample<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for Sample<'_, T> {}
 
 impl<'a> Sample<'a> {
     pub fn new(name: &'a str, kind: MetricKind, value: f64) -> Self {
@@ -177,7 +187,13 @@ impl Context {
         !self.retain_until.is_nan()
     }
 
-    fn matches(&self, strings: &Interner, name: &str, host: &str, tags: &OrderedTags) -> bool {
+    fn matches<T: AsRef<str>>(
+        &self,
+        strings: &Interner,
+        name: &str,
+        host: &str,
+        tags: &OrderedTags<'_, T>,
+    ) -> bool {
         let ids = strings.tag_set(self.tags);
         same(strings.str(self.name), name)
             && same(strings.str(self.host), host)
@@ -191,8 +207,8 @@ impl Context {
 
 /// The tags of one sample in context order (sorted, de-duplicated), as positions in the
 /// sample's slice (the device tag after it), so that nothing is copied or allocated.
-struct OrderedTags<'a> {
-    tags: &'a [String],
+struct OrderedTags<'a, T> {
+    tags: &'a [T],
     device: &'a str,
     /// (first 8 bytes big-endian, position): sorting on the integer first makes most
     /// comparisons one instruction, since the tags of one context rarely share 8 bytes
@@ -200,15 +216,19 @@ struct OrderedTags<'a> {
     order: &'a [(u64, u32)],
 }
 
-impl<'a> OrderedTags<'a> {
-    fn new(tags: &'a [String], device: Option<&'a str>, order: &'a mut Vec<(u64, u32)>) -> Self {
+impl<'a, T: AsRef<str>> OrderedTags<'a, T> {
+    fn new(tags: &'a [T], device: Option<&'a str>, order: &'a mut Vec<(u64, u32)>) -> Self {
         order.clear();
-        order.extend(tags.iter().enumerate().map(|(i, t)| (prefix(t), i as u32)));
+        order.extend(
+            tags.iter()
+                .enumerate()
+                .map(|(i, t)| (prefix(t.as_ref()), i as u32)),
+        );
         if let Some(d) = device {
             order.push((prefix(d), tags.len() as u32));
         }
         let device = device.unwrap_or("");
-        let at = |i: u32| -> &str { tags.get(i as usize).map_or(device, String::as_str) };
+        let at = |i: u32| -> &str { tags.get(i as usize).map_or(device, T::as_ref) };
         // Checks usually send one tag list in one order, rarely sorted: an insertion sort on
         // the prefixes alone, then a pass that settles equal prefixes on the whole string
         // and drops duplicates. Both passes are a few integer comparisons for 3–6 tags.
@@ -235,11 +255,9 @@ impl<'a> OrderedTags<'a> {
     }
 
     fn iter(&self) -> impl Iterator<Item = &'a str> + '_ {
-        self.order.iter().map(|&(_, i)| {
-            self.tags
-                .get(i as usize)
-                .map_or(self.device, String::as_str)
-        })
+        self.order
+            .iter()
+            .map(|&(_, i)| self.tags.get(i as usize).map_or(self.device, T::as_ref))
     }
 }
 
@@ -297,7 +315,7 @@ impl CheckSampler {
 
     /// Adds one sample submitted at `ts` (seconds). NaN and infinities are refused with an
     /// error naming the metric; the sampler is unchanged then.
-    pub fn add(&mut self, s: &Sample<'_>, ts: f64) -> Result<(), SampleError> {
+    pub fn add<T: AsRef<str>>(&mut self, s: &Sample<'_, T>, ts: f64) -> Result<(), SampleError> {
         if !s.value.is_finite() {
             return Err(SampleError::NotFinite {
                 metric: s.name.to_string(),
@@ -318,7 +336,12 @@ impl CheckSampler {
         Ok(())
     }
 
-    fn add_to_context(&mut self, s: &Sample<'_>, tags: &OrderedTags<'_>, ts: f64) {
+    fn add_to_context<T: AsRef<str>>(
+        &mut self,
+        s: &Sample<'_, T>,
+        tags: &OrderedTags<'_, T>,
+        ts: f64,
+    ) {
         let hash = context_hash(s.name, s.host, tags);
         let commits = self.commits as u32;
         let (slots, strings) = (&self.slots, &self.strings);
@@ -534,7 +557,7 @@ impl CheckSampler {
 }
 
 /// Name, host and tags, each hashed as its own field (see [`hash_field`]).
-fn context_hash(name: &str, host: &str, tags: &OrderedTags<'_>) -> u64 {
+fn context_hash<T: AsRef<str>>(name: &str, host: &str, tags: &OrderedTags<'_, T>) -> u64 {
     let mut h = hash_field(SEED, name.as_bytes());
     h = hash_field(h, host.as_bytes());
     for t in tags.iter() {
