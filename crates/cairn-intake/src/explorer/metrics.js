@@ -144,19 +144,18 @@ function replaceTerm(input, value) {
   input.value = before + value + after;
 }
 
-async function allNames() {
-  if (mstate.allNames === null) {
-    const since = Math.floor(Date.now() / 1000) - 7 * 86400;
-    const r = await api("GET", "/api/v1/metrics?from=" + since);
-    mstate.allNames = r.metrics || [];
-  }
-  return mstate.allNames;
+// Refreshed at every graph, so that a metric a check started sending is offered without a reload.
+async function refreshAllNames() {
+  const since = Math.floor(Date.now() / 1000) - 7 * 86400;
+  const r = await api("GET", "/api/v1/metrics?from=" + since);
+  mstate.allNames = r.metrics || [];
 }
 
+// Asked again at every graph (new tags appear as checks run); the last answer stays offered
+// until the new one arrives.
 async function loadTags(name) {
-  if (mstate.tagsFor === name) return;
+  if (mstate.tagsFor !== name) mstate.tags = [];
   mstate.tagsFor = name;
-  mstate.tags = [];
   if (!name) return;
   const since = Math.floor(Date.now() / 1000) - 7 * 86400;
   try {
@@ -469,6 +468,7 @@ async function graph() {
   $("m-chart-wrap").setAttribute("aria-busy", "true");
   showMetricsError("");
   const failed = (e) => { if (gen === mstate.generation) showMetricsError(e.message); };
+  refreshAllNames().catch(() => {});
   const names = loadNames(gen, range).catch((e) => { failed(e); return []; });
   loadServiceChecks(gen).catch(failed);
   const events = loadEvents(gen, range).catch(failed);
@@ -528,7 +528,6 @@ function openMetrics(p) {
     $("m-range").addEventListener("change", () => { mstate.range = $("m-range").value; graph(); });
     $("metric-filter").addEventListener("input", renderNames);
     window.addEventListener("resize", () => { if (!$("metrics-view").hidden) renderChart(); });
-    allNames().catch(() => {});
   }
   $("m-name").value = p.get("m") || "";
   $("m-agg").value = ["avg", "sum", "min", "max"].includes(p.get("agg")) ? p.get("agg") : "avg";
