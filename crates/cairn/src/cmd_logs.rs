@@ -22,9 +22,10 @@ pub enum LogsCommand {
 
 #[derive(Debug, clap::Args)]
 pub struct Target {
-    /// The intake to ask.
-    #[arg(long, default_value = client::DEFAULT_URL)]
-    pub url: String,
+    /// The intake to ask. Default: the address the agent in --config-dir gives its embedded
+    /// intake (`logs_config.intake.listen`), else http://127.0.0.1:10518.
+    #[arg(long)]
+    pub url: Option<String>,
     /// Sent as DD-API-KEY when the intake checks keys.
     #[arg(long, env = "CAIRN_INTAKE_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
@@ -71,11 +72,38 @@ pub struct TailArgs {
 
 pub(crate) fn client_config(config_dir: &Path, t: &Target) -> anyhow::Result<ClientConfig> {
     Ok(ClientConfig {
-        url: t.url.clone(),
+        url: match &t.url {
+            Some(u) => u.clone(),
+            None => agent_intake_url(config_dir),
+        },
         api_key: t.api_key.clone(),
         token: token(config_dir, t)?,
         ..ClientConfig::default()
     })
+}
+
+/// Where the agent of `config_dir` would listen: its `logs_config.intake.listen`, with an
+/// unspecified address asked on loopback; a port of 0 (chosen at start) cannot be known from
+/// the config, so then the default.
+fn agent_intake_url(config_dir: &Path) -> String {
+    let listen = cairn_config::load_from_process_env(config_dir)
+        .ok()
+        .and_then(|l| {
+            l.agent
+                .logs
+                .intake_listen
+                .parse::<std::net::SocketAddr>()
+                .ok()
+        });
+    match listen {
+        Some(mut addr) if addr.port() != 0 => {
+            if addr.ip().is_unspecified() {
+                addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            format!("http://{addr}")
+        }
+        _ => client::DEFAULT_URL.to_owned(),
+    }
 }
 
 /// `--token`, `--token-file`, else the agent's: `logs_config.intake.token` or the token file
@@ -129,8 +157,9 @@ pub fn run(config_dir: &Path, args: LogsArgs) -> anyhow::Result<()> {
                 limit: a.limit,
                 json: a.target.json,
             };
-            client::run_search(client_config(config_dir, &a.target)?, &opts, &mut out)
-                .with_context(|| format!("searching {}", a.target.url))?;
+            let cfg = client_config(config_dir, &a.target)?;
+            let url = cfg.url.clone();
+            client::run_search(cfg, &opts, &mut out).with_context(|| format!("searching {url}"))?;
         }
         LogsCommand::Tail(a) => {
             let opts = TailOptions {
@@ -139,8 +168,9 @@ pub fn run(config_dir: &Path, args: LogsArgs) -> anyhow::Result<()> {
                 poll_every: Duration::from_secs_f64(a.every.max(0.1)),
                 stop_after: None,
             };
-            client::run_tail(client_config(config_dir, &a.target)?, &opts, &mut out)
-                .with_context(|| format!("tailing {}", a.target.url))?;
+            let cfg = client_config(config_dir, &a.target)?;
+            let url = cfg.url.clone();
+            client::run_tail(cfg, &opts, &mut out).with_context(|| format!("tailing {url}"))?;
         }
     }
     Ok(())

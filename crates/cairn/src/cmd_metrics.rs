@@ -100,14 +100,10 @@ pub fn run_metrics(config_dir: &Path, args: MetricsArgs) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     match args.command {
         MetricsCommand::Query(a) => {
-            client::run_metrics_query(
-                client_config(config_dir, &a.target)?,
-                &a.query,
-                &a.range.range(),
-                a.target.json,
-                &mut out,
-            )
-            .with_context(|| format!("querying {}", a.target.url))?;
+            let cfg = client_config(config_dir, &a.target)?;
+            let url = cfg.url.clone();
+            client::run_metrics_query(cfg, &a.query, &a.range.range(), a.target.json, &mut out)
+                .with_context(|| format!("querying {url}"))?;
         }
     }
     Ok(())
@@ -117,15 +113,17 @@ pub fn run_events(config_dir: &Path, args: EventsArgs) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     match args.command {
         EventsCommand::List(a) => {
+            let cfg = client_config(config_dir, &a.target)?;
+            let url = cfg.url.clone();
             client::run_events_list(
-                client_config(config_dir, &a.target)?,
+                cfg,
                 &a.range.range(),
                 a.tags.as_deref(),
                 a.sources.as_deref(),
                 a.target.json,
                 &mut out,
             )
-            .with_context(|| format!("listing events of {}", a.target.url))?;
+            .with_context(|| format!("listing events of {url}"))?;
         }
     }
     Ok(())
@@ -135,13 +133,10 @@ pub fn run_checks(config_dir: &Path, args: ChecksArgs) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     match args.command {
         ChecksCommand::Status(a) => {
-            client::run_checks_status(
-                client_config(config_dir, &a.target)?,
-                a.check.as_deref(),
-                a.target.json,
-                &mut out,
-            )
-            .with_context(|| format!("reading service checks of {}", a.target.url))?;
+            let cfg = client_config(config_dir, &a.target)?;
+            let url = cfg.url.clone();
+            client::run_checks_status(cfg, a.check.as_deref(), a.target.json, &mut out)
+                .with_context(|| format!("reading service checks of {url}"))?;
         }
     }
     Ok(())

@@ -368,3 +368,50 @@ fn metrics_checks_and_events_reach_the_embedded_intake_and_read_back_through_the
     // And the check's logs went the same way.
     assert!(!search(dir, &agent.explorer, "source:e2e service:e2e-app tick").is_empty());
 }
+
+/// The read commands find the agent's intake from its config: no `--url` needed when
+/// `logs_config.intake.listen` is not the default.
+#[test]
+fn read_commands_ask_the_intake_the_config_names() {
+    let dir = seed_copy();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let yaml = std::fs::read_to_string(dir.path().join("datadog.yaml")).unwrap();
+    std::fs::write(
+        dir.path().join("datadog.yaml"),
+        format!("{yaml}\nlogs_config:\n  intake:\n    listen: {listen}\n"),
+    )
+    .unwrap();
+    let agent = start_agent_with(dir.path(), &[("DD_LOGS_CONFIG_INTAKE_LISTEN", &listen)]);
+    assert!(agent.explorer.contains(&listen), "{}", agent.explorer);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = cairn(dir.path())
+            .args(["logs", "search", "source:cursor_log", "--json"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if !out.stdout.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no logs found without --url");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = cairn(dir.path())
+        .args(["checks", "status", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
