@@ -130,11 +130,17 @@ fn search(dir: &Path, explorer: &str, query: &str) -> Vec<Value> {
 /// of `dir`, whose token it finds in the agent's run_path.
 fn read_json(dir: &Path, explorer: &str, args: &[&str]) -> Vec<Value> {
     let base = explorer.split("/?").next().unwrap().trim_end_matches('/');
-    let out = cairn(dir)
-        .args(args)
-        .args(["--json", "--url", base])
-        .output()
-        .unwrap();
+    cli_json(dir, args, Some(base))
+}
+
+/// The same, asking `url`, or with no `--url` the intake the agent's config names.
+fn cli_json(dir: &Path, args: &[&str], url: Option<&str>) -> Vec<Value> {
+    let mut cmd = cairn(dir);
+    cmd.args(args).arg("--json");
+    if let Some(url) = url {
+        cmd.args(["--url", url]);
+    }
+    let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
         "{args:?} failed: {}",
@@ -389,29 +395,10 @@ fn read_commands_ask_the_intake_the_config_names() {
     let agent = start_agent_with(dir.path(), &[("DD_LOGS_CONFIG_INTAKE_LISTEN", &listen)]);
     assert!(agent.explorer.contains(&listen), "{}", agent.explorer);
     let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let out = cairn(dir.path())
-            .args(["logs", "search", "source:cursor_log", "--json"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        if !out.stdout.is_empty() {
-            break;
-        }
+    while cli_json(dir.path(), &["logs", "search", "source:cursor_log"], None).is_empty() {
         assert!(Instant::now() < deadline, "no logs found without --url");
         std::thread::sleep(Duration::from_millis(200));
     }
-    let out = cairn(dir.path())
-        .args(["checks", "status", "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // Answered by the same intake (empty: the first 15 s flush has not happened yet).
+    cli_json(dir.path(), &["checks", "status"], None);
 }
