@@ -989,3 +989,152 @@ fn aggregate_over_the_widest_range_is_a_400_or_200() {
         }
     });
 }
+
+// ---- Metric, service check and event reads (the Explorer's Metrics view sends these).
+
+/// Pieces of the metric query syntax, and pieces that look like it but are not.
+const METRIC_FRAGMENTS: &[&str] = &[
+    "avg:",
+    "sum:",
+    "min:",
+    "max:",
+    "p99:",
+    "avg",
+    ":",
+    "app.hits",
+    "app.*",
+    "{",
+    "}",
+    "{*}",
+    "*",
+    ",",
+    "!",
+    "host:web-1",
+    "env:prod",
+    "!env:dev",
+    "host:*",
+    " by ",
+    "by",
+    "{host}",
+    "{host,env}",
+    ".as_count()",
+    ".as_rate()",
+    ".rollup(sum)",
+    ".rollup(avg,60)",
+    ".rollup(max,0)",
+    ".rollup(sum,-1)",
+    ".rollup(",
+    ")",
+    "(",
+    "\u{0}",
+    "\u{202e}",
+    "é",
+    " ",
+    "\"",
+    "\\",
+    "9999999999999999999999",
+    "-",
+    "/",
+    "a:b:c",
+];
+
+fn metric_query() -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => prop::collection::vec(prop::sample::select(METRIC_FRAGMENTS), 0..14)
+            .prop_map(|v| v.concat()),
+        1 => (prop::sample::select(&["avg", "sum", "min", "max"][..]), word(), word(), word())
+            .prop_map(|(a, m, s, b)| format!("{a}:{m}{{{s}}} by {{{b}}}")),
+        1 => "\\PC{0,40}",
+        1 => prop::collection::vec(any::<char>(), 0..20).prop_map(|c| c.into_iter().collect()),
+    ]
+}
+
+fn time_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => prop::sample::select(&["now-1h", "now", "now-7d", "now+1h", "now-100000d", "",
+            "1970-01-01T00:00:00Z", "2024-02-30T00:00:00Z", "-1", "0", "yesterday",
+            "9999999999999999999", "-9223372036854775808", "253402300800"][..]).prop_map(str::to_owned),
+        2 => any::<i64>().prop_map(|n| n.to_string()),
+        1 => ".{0,6}",
+    ]
+}
+
+#[test]
+fn metric_reads_over_http_are_200_or_4xx() {
+    let rt = runtime();
+    let h = rt.block_on(async {
+        let h = Harness::start().await;
+        let now = now_ms() / 1000;
+        let series = json!({"series": [
+            {"metric": "app.hits", "type": "count", "interval": 10, "host": "web-1", "tags": ["env:prod", "odd:\u{202e}x", "bare"], "points": [[now - 60, 1.0], [now - 30, 2.0]]},
+            {"metric": "app.hits", "type": "rate", "host": "web-2", "device": "sda", "tags": ["env:dev"], "points": [[now - 60, 1e300], [now - 30, -1e300]]},
+            {"metric": "app.gauge", "host": "", "tags": [], "points": [[0, 0.0], [253402300799i64, 1.0]]},
+        ]});
+        let (status, text) = h
+            .post_raw("/api/v1/series", None, serde_json::to_vec(&series).unwrap())
+            .await;
+        assert_eq!(status, 202, "{text}");
+        h
+    });
+    let strategy = (metric_query(), time_text(), time_text(), word(), word());
+    let mut runner = TestRunner::new(config(300));
+    runner
+        .run(&strategy, |(q, from, to, name, tags)| {
+            rt.block_on(async {
+                let reads: [(String, Vec<(&str, String)>); 5] = [
+                    (
+                        "/api/v1/query".into(),
+                        vec![
+                            ("query", q.clone()),
+                            ("from", from.clone()),
+                            ("to", to.clone()),
+                        ],
+                    ),
+                    (
+                        "/api/v1/metrics".into(),
+                        vec![
+                            ("from", from.clone()),
+                            ("host", name.clone()),
+                            ("tag_filter", tags.clone()),
+                        ],
+                    ),
+                    (all_tags_url(&h, &name), vec![("from", from.clone())]),
+                    (
+                        "/api/v1/check_run".into(),
+                        vec![("tags", tags.clone()), ("check", name.clone())],
+                    ),
+                    (
+                        "/api/v1/events".into(),
+                        vec![
+                            ("start", from.clone()),
+                            ("end", to.clone()),
+                            ("tags", tags.clone()),
+                        ],
+                    ),
+                ];
+                for (path, params) in reads {
+                    let url = if path.starts_with('/') {
+                        h.url(&path)
+                    } else {
+                        path.clone()
+                    };
+                    let resp = h.http.get(url).query(&params).send().await.unwrap();
+                    let status = resp.status().as_u16();
+                    not_5xx(
+                        &format!("{path} {params:?}"),
+                        status,
+                        &resp.text().await.unwrap(),
+                    )?;
+                }
+                Ok(())
+            })
+        })
+        .unwrap();
+}
+
+/// The metric name as one path segment, percent-encoded by the URL library, not by the test.
+fn all_tags_url(h: &Harness, name: &str) -> String {
+    let mut url = reqwest::Url::parse(&h.url("/api/v2/metrics")).unwrap();
+    url.path_segments_mut().unwrap().push(name).push("all-tags");
+    url.to_string()
+}
