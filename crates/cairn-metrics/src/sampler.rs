@@ -14,7 +14,8 @@
 //! Storage, sized for ≤ 200 bytes per live context (measured in BENCHMARKS.md, enforced by
 //! `tests/memory.rs`): a context is 64 bytes of ids into the sampler's intern tables (names,
 //! hosts, tags, tag sets), its 32-byte metric state and its hash; an index maps the hash to
-//! its slot and every hit is confirmed by comparing the text. `add` allocates nothing once
+//! its slot and every hit is confirmed by comparing the text. The hash of the tags does not
+//! depend on their order, so a sample of a known context is found without sorting its tags. `add` allocates nothing once
 //! its context exists.
 //!
 //! Keeping state across reloads of an unchanged instance is the caller's part: keep the
@@ -205,6 +206,12 @@ impl Context {
     }
 }
 
+/// Samples with more tags than this (the device tag included) are looked up sorted: the hit
+/// path's scan grows with the square of the count, and its set of matched members is a `u32`.
+const MAX_UNSORTED_TAGS: usize = 16;
+
+const _: () = assert!(MAX_UNSORTED_TAGS <= 32 && MAX_UNSORTED_TAGS <= u8::MAX as usize);
+
 /// The tags of one sample in context order (sorted, de-duplicated), as positions in the
 /// sample's slice (the device tag after it), so that nothing is copied or allocated.
 struct OrderedTags<'a, T> {
@@ -294,6 +301,9 @@ pub struct CheckSampler {
     device_tag: String,
     /// Reused by [`OrderedTags`].
     tag_order: Vec<(u64, u32)>,
+    /// For each position of a sample's tags, where in its context's set the last hit found
+    /// it (see [`same_set`]).
+    tag_hint: [u8; MAX_UNSORTED_TAGS],
 }
 
 impl CheckSampler {
@@ -310,6 +320,7 @@ impl CheckSampler {
             unsupported: [0; 2],
             device_tag: String::new(),
             tag_order: Vec::new(),
+            tag_hint: [0; MAX_UNSORTED_TAGS],
         }
     }
 
@@ -329,11 +340,57 @@ impl CheckSampler {
             device_tag.push_str(DEVICE_TAG_PREFIX);
             device_tag.push_str(d);
         }
-        let tags = OrderedTags::new(s.tags, s.device.map(|_| device_tag.as_str()), &mut order);
-        self.add_to_context(s, &tags, ts);
+        let device = s.device.map(|_| device_tag.as_str());
+        if !self.add_to_known_context(s, device, ts) {
+            let tags = OrderedTags::new(s.tags, device, &mut order);
+            self.add_to_context(s, &tags, ts);
+        }
         self.tag_order = order;
         self.device_tag = device_tag;
         Ok(())
+    }
+
+    /// The hit path: finds the context from the tags in the order given, without sorting
+    /// them (the key's tag hash is order-independent). False when it finds none, which is
+    /// not a definite miss (duplicate tags hash differently from their de-duplicated set):
+    /// the caller then takes the path that sorts, which alone creates contexts.
+    fn add_to_known_context<T: AsRef<str>>(
+        &mut self,
+        s: &Sample<'_, T>,
+        device: Option<&str>,
+        ts: f64,
+    ) -> bool {
+        let n = s.tags.len() + usize::from(device.is_some());
+        if n > MAX_UNSORTED_TAGS {
+            return false;
+        }
+        let given = || s.tags.iter().map(T::as_ref).chain(device);
+        let hash = context_hash(s.name, s.host, given());
+        let (slots, strings, hint) = (&self.slots, &self.strings, &mut self.tag_hint);
+        let found = self.index.find(hash, |&i| {
+            let c = slots[i as usize].as_ref().expect("indexed slots are full");
+            c.hash == hash
+                && same(strings.str(c.name), s.name)
+                && same(strings.str(c.host), s.host)
+                && same_set(strings, strings.tag_set(c.tags), n, given(), hint)
+        });
+        let Some(&i) = found else {
+            return false;
+        };
+        self.sample_context(i, s, ts);
+        true
+    }
+
+    fn sample_context<T>(&mut self, i: u32, s: &Sample<'_, T>, ts: f64) {
+        let c = self.slots[i as usize]
+            .as_mut()
+            .expect("indexed slots are full");
+        c.last_seen = self.commits as u32;
+        if c.retained() {
+            c.retain_until = f64::NAN;
+            self.live += 1;
+        }
+        c.metric.add(s.value, ts, s.flush_first_value);
     }
 
     fn add_to_context<T: AsRef<str>>(
@@ -342,7 +399,7 @@ impl CheckSampler {
         tags: &OrderedTags<'_, T>,
         ts: f64,
     ) {
-        let hash = context_hash(s.name, s.host, tags);
+        let hash = context_hash(s.name, s.host, tags.iter());
         let commits = self.commits as u32;
         let (slots, strings) = (&self.slots, &self.strings);
         let found = self.index.find(hash, |&i| {
@@ -350,15 +407,7 @@ impl CheckSampler {
             c.hash == hash && c.matches(strings, s.name, s.host, tags)
         });
         if let Some(&i) = found {
-            let c = self.slots[i as usize]
-                .as_mut()
-                .expect("indexed slots are full");
-            c.last_seen = commits;
-            if c.retained() {
-                c.retain_until = f64::NAN;
-                self.live += 1;
-            }
-            c.metric.add(s.value, ts, s.flush_first_value);
+            self.sample_context(i, s, ts);
             return;
         }
         let mut metric = Metric::new(s.kind);
@@ -556,12 +605,48 @@ impl CheckSampler {
     }
 }
 
-/// Name, host and tags, each hashed as its own field (see [`hash_field`]).
-fn context_hash<T: AsRef<str>>(name: &str, host: &str, tags: &OrderedTags<'_, T>) -> u64 {
+/// Name and host, each hashed as its own field (see [`hash_field`]), then the tags as the
+/// wrapping sum of their own hashes: the same in any order, so that the hit path needs no
+/// sort. A set's sum is over its de-duplicated tags; a sample repeating a tag hashes
+/// otherwise and is found by the sorting path.
+fn context_hash<'t>(name: &str, host: &str, tags: impl Iterator<Item = &'t str>) -> u64 {
     let mut h = hash_field(SEED, name.as_bytes());
     h = hash_field(h, host.as_bytes());
-    for t in tags.iter() {
-        h = hash_field(h, t.as_bytes());
+    let sum = tags.fold(0u64, |sum, t| {
+        sum.wrapping_add(hash_field(SEED, t.as_bytes()))
+    });
+    hash_field(h, &sum.to_le_bytes())
+}
+
+/// Whether `given` (`n` tags, in any order) is exactly the sorted, de-duplicated `set`: as
+/// many tags, each matched to a distinct member (so a repeated tag never passes, whatever
+/// the hashes say). A linear scan per tag: for the few tags of a context it costs less than
+/// sorting them, and most tags differ from a non-matching member in their length.
+fn same_set<'t>(
+    strings: &Interner,
+    set: &[u32],
+    n: usize,
+    given: impl Iterator<Item = &'t str>,
+    hint: &mut [u8; MAX_UNSORTED_TAGS],
+) -> bool {
+    if set.len() != n {
+        return false;
     }
-    h
+    let mut matched: u32 = 0;
+    for (i, t) in given.enumerate() {
+        let at = |j: usize| matched & (1 << j) == 0 && same(strings.str(set[j]), t);
+        // A check sends its tags in one order, usually the same for all its metrics (one
+        // entity's tags, then the metric's): where the last hit found this position's tag.
+        let hinted = usize::from(hint[i]);
+        let Some(j) = (if hinted < n && at(hinted) {
+            Some(hinted)
+        } else {
+            (0..n).find(|&j| at(j))
+        }) else {
+            return false;
+        };
+        hint[i] = j as u8;
+        matched |= 1 << j;
+    }
+    true
 }

@@ -378,6 +378,43 @@ fn tags_are_sorted_and_deduplicated_into_one_context() {
 }
 
 #[test]
+fn any_order_or_repetition_of_a_tag_set_is_one_context() {
+    // (tags of the sample that creates the context, tags of each later one): the hit path
+    // looks contexts up unsorted, so every later spelling must land in the first context,
+    // whichever spelling came first.
+    let spellings: &[&[&str]] = &[
+        &["a:1", "b:2", "c:3", "d:4"],
+        &["d:4", "c:3", "b:2", "a:1"],
+        &["c:3", "a:1", "d:4", "b:2"],
+        &["a:1", "b:2", "c:3", "d:4", "a:1"],
+        &["d:4", "d:4", "c:3", "b:2", "a:1", "c:3"],
+        &["b:2", "a:1", "c:3", "d:4", "b:2", "b:2", "a:1"],
+    ];
+    for first in spellings {
+        let mut cs = sampler();
+        cs.add(&gauge("m", &tags(first)), 1.0).unwrap();
+        for later in spellings {
+            cs.add(&gauge("m", &tags(later)), 1.0).unwrap();
+            assert_eq!(cs.contexts(), 1, "{first:?} then {later:?}");
+        }
+        // Four tags with one repeated (the set of three), that set, a superset: not the first.
+        for other in [
+            &["a:1", "b:2", "c:3", "c:3"][..],
+            &["a:1", "b:2", "c:3"],
+            &["a:1", "b:2", "c:3", "d:4", "e:5"],
+        ] {
+            cs.add(&gauge("m", &tags(other)), 1.0).unwrap();
+        }
+        assert_eq!(cs.contexts(), 3, "after {first:?}");
+        cs.commit(2.0);
+        let series = cs.flush();
+        let s = series.iter().find(|s| s.tags.len() == 4).unwrap();
+        assert_eq!(s.tags, tags(&["a:1", "b:2", "c:3", "d:4"]));
+        assert_eq!(s.points[0].1, 1.0);
+    }
+}
+
+#[test]
 fn device_name_becomes_a_device_tag() {
     let mut cs = sampler();
     let t = tags(&["z:1", "a:1"]);
