@@ -1,5 +1,6 @@
 //! Every flush interval (15 s, as the Datadog Agent's check metrics): take what every check
-//! committed, add the agent's own `datadog.agent.up`, encode it (`cairn-metrics::wire`) and
+//! committed, add the agent's own `datadog.agent.up` service check and `datadog.agent.running`
+//! gauge, encode it (`cairn-metrics::wire`) and
 //! hand it to the forwarder, which makes it durable and delivers it.
 
 use std::time::{Duration, Instant};
@@ -99,6 +100,17 @@ impl Flusher {
             status: 0,
             message: String::new(),
             tags: Vec::new(),
+        });
+        // As the Datadog Agent does at every flush: 1 per running agent, tagged with its version,
+        // so that a host with no check metrics still shows as reporting.
+        f.series.push(cairn_metrics::Serie {
+            name: "datadog.agent.running".into(),
+            host: self.hostname.clone(),
+            tags: vec![concat!("version:", env!("CARGO_PKG_VERSION")).into()],
+            kind: cairn_metrics::SeriesKind::Gauge,
+            interval: 0,
+            points: vec![(cairn_checks::metrics::now_secs() as i64, 1.0)],
+            source_type_name: cairn_metrics::CHECKS_SOURCE_TYPE_NAME.into(),
         });
         let Some(fwd) = &self.forwarder else {
             let encoded: usize = f.series_payloads.iter().map(|p| p.items).sum();

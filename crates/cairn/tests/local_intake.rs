@@ -337,6 +337,16 @@ fn metrics_checks_and_events_reach_the_embedded_intake_and_read_back_through_the
         .sum();
     assert!(jobs_total >= 4.0 && jobs_total % 2.0 == 0.0, "{jobs:?}");
 
+    let running = query("avg:datadog.agent.running{*} by {host,version}");
+    assert_eq!(running.len(), 1, "{running:?}");
+    assert_eq!(
+        running[0]["tag_set"],
+        serde_json::json!([
+            "host:e2e-host",
+            concat!("version:", env!("CARGO_PKG_VERSION"))
+        ])
+    );
+
     let checks = read_json(dir, &agent.explorer, &["checks", "status"]);
     let can_connect = checks
         .iter()

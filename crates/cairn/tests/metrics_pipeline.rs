@@ -337,6 +337,22 @@ fn every_kind_is_aggregated_and_delivered_as_the_agent_ships_it() {
     assert_eq!(g.host, "test-host");
     assert_eq!(g.tags, ["env:test", "team:a"], "sorted, de-duplicated");
     assert_eq!(g.source_type_name, "System");
+    // The agent's own gauge, at every flush, as the Datadog Agent sends it.
+    let running = series
+        .iter()
+        .find(|s| s.metric == "datadog.agent.running")
+        .unwrap();
+    assert_eq!((running.kind, running.host.as_str()), (3, "test-host"));
+    assert!(
+        running.points.iter().all(|p| p.1 == 1.0),
+        "{:?}",
+        running.points
+    );
+    assert!(
+        running.tags.iter().any(|t| t.starts_with("version:")),
+        "{:?}",
+        running.tags
+    );
     // NaN is refused, named once, and nothing else lost.
     assert!(points(&series, "kinds.nan").is_empty());
     assert_eq!(
