@@ -24,11 +24,16 @@ pub struct CheckArgs {
     #[arg(long, value_parser = ["full", "summary"], default_value = "full")]
     format: String,
     /// Run every instance this many times, in one process (cursors carry over).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(short = 't', long, visible_alias = "check-times", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..))]
     times: u32,
     /// Milliseconds to wait between repeated runs.
     #[arg(long, default_value_t = 0)]
     pause: u64,
+    /// Milliseconds to wait after the runs, before the aggregated flush and the exit (as
+    /// `agent check --delay`).
+    #[arg(short = 'd', long, default_value_t = 0)]
+    delay: u64,
     /// Write cursors and the persistent cache to run_path (by default they stay in memory, so
     /// a running agent's cursors never move). The logs themselves are not shipped: the next
     /// `cairn run` starts after them. Refused while an agent runs on the same run_path.
@@ -41,7 +46,7 @@ pub struct CheckArgs {
     aggregated: bool,
     /// Run every instance twice, a second apart, so that rates and monotonic counts get the
     /// second sample they need (as `agent check --check-rate`). Implies at least 2 `--times`.
-    #[arg(long)]
+    #[arg(short = 'r', long)]
     check_rate: bool,
 }
 
@@ -119,6 +124,9 @@ pub fn run(config_dir: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
             }
             runs.push(run);
         }
+    }
+    if args.delay > 0 {
+        std::thread::sleep(Duration::from_millis(args.delay));
     }
     let aggregated = args
         .aggregated

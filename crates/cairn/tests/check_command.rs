@@ -850,3 +850,49 @@ fn identical_instances_never_run_twice_under_one_check_id() {
         "a check id must identify one instance: {ids:?}"
     );
 }
+
+/// The Datadog Agent's short flags: `-t/--check-times`, `-r/--check-rate`, `-d/--delay`.
+#[test]
+fn agent_check_flags_are_understood() {
+    let dir = submitting_dir();
+    for args in [
+        &["check", "sub", "--format", "summary", "-t", "3"][..],
+        &["check", "sub", "--format", "summary", "--check-times", "3"][..],
+    ] {
+        let out = dir.cairn(args).run();
+        out.assert_code(0);
+        assert_eq!(
+            out.stdout.lines().count(),
+            6,
+            "2 instances x 3 runs\n{}",
+            out.dump()
+        );
+    }
+    let started = std::time::Instant::now();
+    let out = dir
+        .cairn(&[
+            "check",
+            "sub",
+            "--format",
+            "summary",
+            "-r",
+            "-d",
+            "300",
+            "--aggregated",
+        ])
+        .run();
+    out.assert_code(0);
+    assert_eq!(
+        out.stdout.lines().filter(|l| l.starts_with("sub:")).count(),
+        4,
+        "-r runs twice\n{}",
+        out.dump()
+    );
+    // Two runs a second apart, then the delay.
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(1300),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(out.stdout.contains("aggregated series"), "{}", out.dump());
+}
