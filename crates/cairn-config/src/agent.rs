@@ -198,6 +198,9 @@ pub struct AgentConfig {
     pub dd_url: String,
     pub hostname: String,
     pub logs_enabled: bool,
+    /// `enable_metadata_collection`: on by default, as in the Datadog Agent; the real
+    /// library runs a check's `@metadata_entrypoint` methods only when it is on.
+    pub enable_metadata_collection: bool,
     /// Absolute, or relative to the current directory when `config_dir` is.
     pub run_path: PathBuf,
     pub check_runners: usize,
@@ -254,6 +257,7 @@ const KEYS: &[(&str, Kind)] = &[
     ("dd_url", Kind::Str),
     ("hostname", Kind::Str),
     ("logs_enabled", Kind::Bool),
+    ("enable_metadata_collection", Kind::Bool),
     ("run_path", Kind::Str),
     (
         "check_runners",
@@ -368,7 +372,6 @@ const KNOWN_UNUSED: &[&str] = &[
     "env",
     "proxy",
     "no_proxy_nonexact_match",
-    "enable_metadata_collection",
     "enable_gohai",
     "log_file",
     "log_format_json",
@@ -597,6 +600,7 @@ impl AgentConfig {
             site,
             hostname: os_hostname(),
             logs_enabled: false,
+            enable_metadata_collection: true,
             run_path: config_dir.join("run"),
             check_runners: 4,
             cmd_host: "localhost".to_string(),
@@ -764,6 +768,9 @@ impl AgentConfig {
                 }
             }
             "logs_enabled" => self.logs_enabled = v.as_bool().unwrap_or(false),
+            "enable_metadata_collection" => {
+                self.enable_metadata_collection = v.as_bool().unwrap_or(true)
+            }
             "run_path" => self.run_path = resolve_path(&self.config_dir, &as_string(&v)),
             "check_runners" => self.check_runners = as_u64(&v) as usize,
             "cmd_host" => self.cmd_host = as_string(&v),
@@ -842,6 +849,7 @@ impl AgentConfig {
             "dd_url" => Value::from(self.dd_url.as_str()),
             "hostname" => Value::from(self.hostname.as_str()),
             "logs_enabled" => Value::from(self.logs_enabled),
+            "enable_metadata_collection" => Value::from(self.enable_metadata_collection),
             "run_path" => Value::from(self.run_path.display().to_string()),
             "check_runners" => Value::from(self.check_runners),
             "cmd_host" => Value::from(self.cmd_host.as_str()),

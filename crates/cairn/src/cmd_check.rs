@@ -170,6 +170,8 @@ fn run_json(r: &RunReport, logs: Vec<Value>) -> Value {
         "metrics": r.submissions.metrics,
         "service_checks": r.submissions.service_checks,
         "events": r.submissions.events,
+        // As `agent check` shows it: name → value, the last value of a name winning.
+        "metadata": r.submissions.metadata.iter().map(|(k, v)| (k.clone(), Value::from(v.as_str()))).collect::<serde_json::Map<String, Value>>(),
         "logs": logs,
     })
 }
@@ -231,6 +233,12 @@ fn print_full(r: &RunReport, run: &Value, raw_logs: &[Vec<u8>]) {
     section("metrics", "metrics");
     section("service checks", "service_checks");
     section("events", "events");
+    if let Some(meta) = run["metadata"].as_object().filter(|m| !m.is_empty()) {
+        println!("metadata ({}):", meta.len());
+        for (k, v) in meta {
+            println!("  {k}: {}", v.as_str().unwrap_or_default());
+        }
+    }
     println!("logs ({}):", raw_logs.len());
     for l in raw_logs {
         println!("  {}", String::from_utf8_lossy(l));

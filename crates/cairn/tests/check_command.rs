@@ -75,6 +75,7 @@ fn json_output_has_exactly_the_documented_shape() {
                 "metrics",
                 "service_checks",
                 "events",
+                "metadata",
                 "logs"
             ])
         );
@@ -895,4 +896,67 @@ fn agent_check_flags_are_understood() {
         started.elapsed()
     );
     assert!(out.stdout.contains("aggregated series"), "{}", out.dump());
+}
+
+const METADATA_CHECK: &str = r#"
+from datadog_checks.base import AgentCheck
+
+
+class MetaCheck(AgentCheck):
+    def check(self, instance):
+        self.collect()
+        self.broken()
+        self.set_metadata('flavor', 'vanilla')
+
+    @AgentCheck.metadata_entrypoint
+    def collect(self):
+        self.set_metadata('version', instance_version(self.instance))
+
+    @AgentCheck.metadata_entrypoint
+    def broken(self):
+        raise RuntimeError('no version endpoint')
+
+
+def instance_version(instance):
+    return instance['version']
+"#;
+
+/// Metadata is collected by default, as in the Datadog Agent (`enable_metadata_collection`),
+/// `version` split the way the Datadog library splits it, and shown by `cairn check`; turned
+/// off, nothing is collected; a failing metadata method does not fail the run.
+#[test]
+fn metadata_is_collected_by_default_and_shown() {
+    let dir = ConfigDir::new();
+    dir.conf("meta", "instances:\n  - version: 2.14.1-rc.1+b7\n")
+        .check_py("meta", METADATA_CHECK);
+    let (out, json) = dir.check_json("meta", &[]);
+    out.assert_code(0);
+    assert_eq!(
+        runs(&json)[0]["metadata"],
+        serde_json::json!({
+            "version.major": "2", "version.minor": "14", "version.patch": "1",
+            "version.release": "rc.1", "version.build": "b7",
+            "version.raw": "2.14.1-rc.1+b7", "version.scheme": "semver", "flavor": "vanilla"
+        }),
+        "{}",
+        out.dump()
+    );
+    let out = dir.cairn(&["check", "meta"]).run();
+    out.assert_code(0);
+    assert!(out.stdout.contains("metadata (8):\n"), "{}", out.dump());
+    assert!(
+        out.stdout.contains("  version.raw: 2.14.1-rc.1+b7\n"),
+        "{}",
+        out.dump()
+    );
+
+    dir.datadog_yaml("enable_metadata_collection: false\n");
+    let (out, json) = dir.check_json("meta", &[]);
+    out.assert_code(0);
+    assert_eq!(
+        runs(&json)[0]["metadata"],
+        serde_json::json!({}),
+        "{}",
+        out.dump()
+    );
 }

@@ -386,3 +386,30 @@ fn the_real_library_s_log_line_is_normalised_as_the_intake_would_store_it() {
         serde_json::json!({"normalized": ["number", "surrogate"]})
     );
 }
+
+/// `enable_metadata_collection` answers true by default, as in the Datadog Agent, so the real
+/// library's `@AgentCheck.metadata_entrypoint` methods run and their `set_metadata('version')`
+/// reaches `cairn check` split the library's own way.
+#[test]
+fn the_real_library_s_metadata_entrypoints_run_and_are_shown() {
+    let dir = config_dir();
+    write(
+        dir.path(),
+        "conf.d/meta.d/conf.yaml",
+        "instances:\n  - {}\n",
+    );
+    write(
+        dir.path(),
+        "checks.d/meta.py",
+        "from datadog_checks.base import AgentCheck\n\n\nclass Meta(AgentCheck):\n    def check(self, instance):\n        self.collect()\n\n    @AgentCheck.metadata_entrypoint\n    def collect(self):\n        self.set_metadata('version', '3.4.5')\n",
+    );
+    let (code, v, stderr) = cairn_check(dir.path(), &["meta"]);
+    let run = &v["runs"][0];
+    assert_eq!(run["error"], Value::Null, "stderr: {stderr}");
+    assert_eq!(code, 0);
+    let meta = &run["metadata"];
+    assert_eq!(meta["version.raw"], "3.4.5", "{meta} {stderr}");
+    assert_eq!(meta["version.major"], "3", "{meta}");
+    assert_eq!(meta["version.patch"], "5", "{meta}");
+    assert_eq!(meta["version.scheme"], "semver", "{meta}");
+}

@@ -5,8 +5,10 @@ of ``_cairn.CheckBase``: each log goes from the check's dict straight into the a
 with no JSON round trip in Python.
 """
 import copy
+import functools
 import json
 import logging
+import re
 import traceback
 
 import aggregator
@@ -15,7 +17,29 @@ from _cairn import CheckBase
 
 from ..log import CheckLoggingAdapter, init_logging
 
+_SEMVER = re.compile(
+    r'^v?(?P<major>0|[1-9]\d*)\.(?P<minor>0|[1-9]\d*)\.(?P<patch>0|[1-9]\d*)'
+    r'(?:-(?P<release>[0-9A-Za-z.-]+))?(?:\+(?P<build>[0-9A-Za-z.-]+))?$'
+)
+
 init_logging()
+
+
+def metadata_entrypoint(method):
+    """Marks a method that collects metadata: it does nothing when metadata collection is off,
+    and an exception inside it is logged, never failing the check run."""
+
+    @functools.wraps(method)
+    def entrypoint(self, *args, **kwargs):
+        if not self.is_metadata_collection_enabled():
+            return None
+        try:
+            return method(self, *args, **kwargs)
+        except Exception:
+            self.log.debug('error collecting metadata in %s', method.__name__, exc_info=True)
+            return None
+
+    return entrypoint
 
 
 class AgentCheck(CheckBase):
@@ -54,6 +78,8 @@ class AgentCheck(CheckBase):
 
     OK, WARNING, CRITICAL, UNKNOWN = (0, 1, 2, 3)
     __NAMESPACE__ = ''
+
+    metadata_entrypoint = staticmethod(metadata_entrypoint)
 
     def __init__(self, *args, **kwargs):
         # Accepts (name, init_config, instances) and the legacy
@@ -137,9 +163,33 @@ class AgentCheck(CheckBase):
             raise TypeError(f'event must be a dict, got {type(event).__name__}')
         aggregator.submit_event(self, self.check_id, event)
 
+    def is_metadata_collection_enabled(self):
+        """``enable_metadata_collection`` in datadog.yaml (on unless turned off)."""
+        return bool(datadog_agent.get_config('enable_metadata_collection'))
+
     def set_metadata(self, name, value, **options):
-        """Record metadata about the monitored thing (a version, say)."""
-        datadog_agent.set_check_metadata(self.check_id, name, str(value))
+        """Record metadata about the monitored thing. ``version`` is split as the Datadog
+        library splits it: ``version.raw``, ``version.scheme`` and, for semver (the default
+        scheme), ``version.major/minor/patch`` (and ``release``/``build`` when present); a
+        value that is not semver is logged at debug and not recorded."""
+        if not self.is_metadata_collection_enabled():
+            return
+        if name != 'version':
+            datadog_agent.set_check_metadata(self.check_id, name, str(value))
+            return
+        raw = str(value)
+        scheme = options.get('scheme', 'semver')
+        parts = {}
+        if scheme == 'semver':
+            m = _SEMVER.match(raw)
+            if m is None:
+                self.log.debug('unable to transform `version` metadata value `%s`: not semver', raw)
+                return
+            parts = {k: v for k, v in m.groupdict().items() if v is not None}
+        for key, part in parts.items():
+            datadog_agent.set_check_metadata(self.check_id, 'version.' + key, part)
+        datadog_agent.set_check_metadata(self.check_id, 'version.raw', raw)
+        datadog_agent.set_check_metadata(self.check_id, 'version.scheme', scheme)
 
     # -- warnings ---------------------------------------------------------------------------
 
