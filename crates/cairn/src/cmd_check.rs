@@ -44,6 +44,10 @@ pub struct CheckArgs {
     /// monotonic counts from consecutive samples, histogram aggregates).
     #[arg(long)]
     aggregated: bool,
+    /// Show each run's metrics as an aligned table (name, type, value, tags, host) instead of
+    /// one JSON object per line (as `agent check --table`).
+    #[arg(long, conflicts_with = "json")]
+    table: bool,
     /// Run every instance twice, a second apart, so that rates and monotonic counts get the
     /// second sample they need (as `agent check --check-rate`). Implies at least 2 `--times`.
     #[arg(short = 'r', long)]
@@ -119,7 +123,7 @@ pub fn run(config_dir: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
                 if args.format == "summary" {
                     println!("{}", summary_line(&report, shown_logs, submitted));
                 } else {
-                    print_full(&report, &run, &raw_logs);
+                    print_full(&report, &run, &raw_logs, args.table);
                 }
             }
             runs.push(run);
@@ -158,6 +162,47 @@ pub fn run(config_dir: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Columns padded to their widest cell (counted in characters), the last one left ragged.
+fn print_metric_table(metrics: &[cairn_checks::context::Metric]) {
+    println!("metrics ({}):", metrics.len());
+    if metrics.is_empty() {
+        return;
+    }
+    let rows: Vec<[String; 5]> =
+        std::iter::once(["NAME", "TYPE", "VALUE", "TAGS", "HOST"].map(String::from))
+            .chain(metrics.iter().map(|m| {
+                [
+                    m.name.clone(),
+                    m.kind.to_string(),
+                    m.value.to_string(),
+                    if m.tags.is_empty() {
+                        "-".into()
+                    } else {
+                        m.tags.join(",")
+                    },
+                    m.hostname.clone(),
+                ]
+            }))
+            .collect();
+    let mut widths = [0usize; 5];
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for row in &rows {
+        let mut line = String::from(" ");
+        for (i, cell) in row.iter().enumerate() {
+            line.push(' ');
+            line.push_str(cell);
+            if i + 1 < row.len() {
+                line.extend(std::iter::repeat_n(' ', widths[i] - cell.chars().count()));
+            }
+        }
+        println!("{}", line.trim_end());
+    }
 }
 
 fn run_json(r: &RunReport, logs: Vec<Value>) -> Value {
@@ -217,7 +262,7 @@ fn summary_line(r: &RunReport, logs: usize, submitted: [u64; 3]) -> String {
 }
 
 /// Logs are printed byte for byte as they would go on the wire.
-fn print_full(r: &RunReport, run: &Value, raw_logs: &[Vec<u8>]) {
+fn print_full(r: &RunReport, run: &Value, raw_logs: &[Vec<u8>], table: bool) {
     println!(
         "=== {} ({:.1} ms) ===",
         r.check_id,
@@ -230,7 +275,11 @@ fn print_full(r: &RunReport, run: &Value, raw_logs: &[Vec<u8>]) {
             println!("  {i}");
         }
     };
-    section("metrics", "metrics");
+    if table {
+        print_metric_table(&r.submissions.metrics);
+    } else {
+        section("metrics", "metrics");
+    }
     section("service checks", "service_checks");
     section("events", "events");
     if let Some(meta) = run["metadata"].as_object().filter(|m| !m.is_empty()) {

@@ -960,3 +960,32 @@ fn metadata_is_collected_by_default_and_shown() {
         out.dump()
     );
 }
+
+/// `--table` prints each run's metrics as aligned columns, as `agent check --table`.
+#[test]
+fn table_prints_metrics_as_aligned_columns() {
+    let dir = submitting_dir();
+    let out = dir.cairn(&["check", "sub", "--table"]).run();
+    out.assert_code(0);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    let head = lines
+        .iter()
+        .position(|l| l.trim_start().starts_with("NAME"))
+        .unwrap_or_else(|| panic!("no table header\n{}", out.dump()));
+    let header = lines[head];
+    let col = |name: &str| header.find(name).unwrap();
+    let (ty, value, tags) = (col("TYPE"), col("VALUE"), col("TAGS"));
+    let gauge = lines[head + 1..]
+        .iter()
+        .find(|l| l.trim_start().starts_with("ns.g "))
+        .unwrap_or_else(|| panic!("no ns.g row\n{}", out.dump()));
+    // Every column starts where its header does.
+    assert_eq!(&gauge[ty..ty + 5], "gauge", "{gauge}\n{header}");
+    assert_eq!(&gauge[value..value + 3], "1.5", "{gauge}\n{header}");
+    assert!(gauge[tags..].starts_with("a:b "), "{gauge}\n{header}");
+    assert!(
+        !out.stdout.contains(r#"{"name":"ns.g""#),
+        "no JSON lines for metrics\n{}",
+        out.dump()
+    );
+}
