@@ -44,6 +44,11 @@ pub struct CheckArgs {
     /// monotonic counts from consecutive samples, histogram aggregates).
     #[arg(long)]
     aggregated: bool,
+    /// Log level of this command and of the check's own logger (`self.log`), e.g. `debug`
+    /// (as `agent check --log-level`); default: `log_level` of datadog.yaml for the check,
+    /// `info` for Cairn.
+    #[arg(short = 'l', long, value_parser = crate::common::LOG_LEVELS)]
+    log_level: Option<String>,
     /// Show each run's metrics as an aligned table (name, type, value, tags, host) instead of
     /// one JSON object per line (as `agent check --table`).
     #[arg(long, conflicts_with = "json")]
@@ -54,8 +59,18 @@ pub struct CheckArgs {
     check_rate: bool,
 }
 
+impl CheckArgs {
+    pub fn log_level(&self) -> Option<&str> {
+        self.log_level.as_deref()
+    }
+}
+
 pub fn run(config_dir: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
-    let loaded = common::load_config(config_dir)?;
+    let mut loaded = common::load_config(config_dir)?;
+    if let Some(level) = &args.log_level {
+        // The check's logger takes its level from the agent's `log_level`.
+        loaded.agent.log_level = level.clone();
+    }
     let Some(integration) = loaded.integrations.iter().find(|i| i.name == args.name) else {
         if let Some(err) = loaded
             .errors

@@ -5,11 +5,24 @@ use std::path::Path;
 use anyhow::Context;
 use cairn_config::LoadedConfig;
 
+/// The Datadog Agent's log levels, as `-l/--log-level` takes them.
+pub const LOG_LEVELS: [&str; 8] = [
+    "trace", "debug", "info", "warn", "warning", "error", "critical", "off",
+];
+
 /// Logs go to stderr so that stdout stays for command output (`cairn check --json`).
-/// `CAIRN_LOG` (an env-filter) overrides the default `info`.
-pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+/// A command's `--log-level` (one of [`LOG_LEVELS`]) wins; else `CAIRN_LOG` (an env-filter)
+/// overrides the default `info`.
+pub fn init_tracing(level: Option<&str>) {
+    let filter = match level {
+        Some(l) => tracing_subscriber::EnvFilter::new(match l {
+            "warning" => "warn",
+            "critical" => "error",
+            other => other,
+        }),
+        None => tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+    };
     use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)

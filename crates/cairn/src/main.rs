@@ -57,7 +57,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    common::init_tracing();
+    common::init_tracing(match &cli.command {
+        Command::Check(a) => a.log_level(),
+        _ => None,
+    });
     common::raise_fd_limit();
     let result = match cli.command {
         Command::Run(args) => cmd_run::run(&cli.config_dir, args),

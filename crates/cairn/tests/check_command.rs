@@ -989,3 +989,44 @@ fn table_prints_metrics_as_aligned_columns() {
         out.dump()
     );
 }
+
+/// `-l/--log-level` sets the level of the check's own logger and of the command's log.
+#[test]
+fn log_level_flag_reaches_the_check_logger() {
+    let dir = ConfigDir::new();
+    dir.conf("chatty", "instances:\n  - {}\n").check_py(
+        "chatty",
+        "from datadog_checks.base import AgentCheck\n\n\nclass Chatty(AgentCheck):\n    def check(self, instance):\n        self.log.debug('debug detail %d', 42)\n        self.log.info('info line')\n",
+    );
+    let quiet = dir.cairn(&["check", "chatty", "--format", "summary"]).run();
+    quiet.assert_code(0);
+    assert!(!quiet.stderr.contains("debug detail"), "{}", quiet.dump());
+    assert!(quiet.stderr.contains("info line"), "{}", quiet.dump());
+    let loud = dir
+        .cairn(&["check", "chatty", "-l", "debug", "--format", "summary"])
+        .run();
+    loud.assert_code(0);
+    assert!(loud.stderr.contains("debug detail 42"), "{}", loud.dump());
+    let errors_only = dir
+        .cairn(&[
+            "check",
+            "chatty",
+            "--log-level",
+            "error",
+            "--format",
+            "summary",
+        ])
+        .run();
+    errors_only.assert_code(0);
+    assert!(
+        !errors_only.stderr.contains("info line"),
+        "{}",
+        errors_only.dump()
+    );
+    let bad = dir.cairn(&["check", "chatty", "-l", "loud"]).run();
+    assert!(
+        bad.stderr.contains("invalid value 'loud'"),
+        "{}",
+        bad.dump()
+    );
+}
