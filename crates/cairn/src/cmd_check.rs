@@ -88,6 +88,13 @@ pub fn run(config_dir: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
         );
     };
     let run_path = loaded.agent.run_path.clone();
+    if let Some(pid) = common::running_agent(&run_path) {
+        tracing::warn!(
+            pid,
+            run_path = %run_path.display(),
+            "an agent is running on this run_path: it runs these checks too (this run reads its cursors and does not move them)"
+        );
+    }
     let (times, pause) = if args.check_rate {
         (args.times.max(2), args.pause.max(1000))
     } else {

@@ -204,6 +204,7 @@ pub fn run(config_dir: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
     for e in &errors {
         tracing::error!("{e}");
     }
+    common::write_pid_file(&agent.run_path);
     tracing::info!(
         checks = checks.len(),
         version = cairn_checks::VERSION,
@@ -247,6 +248,7 @@ pub fn run(config_dir: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(intake) = local_intake {
         intake.stop();
     }
+    common::remove_pid_file(&agent.run_path);
     tracing::info!("cairn stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -66,3 +66,33 @@ pub fn raise_fd_limit() {
         }
     }
 }
+
+/// `<run_path>/cairn.pid`: the pid of the `cairn run` using this run_path, so that other
+/// commands can tell that an agent runs there without touching its buffer lock (probing that
+/// lock would hold it for an instant, and an agent starting just then would refuse to start).
+pub const PID_FILE: &str = "cairn.pid";
+
+/// Written once the agent holds its run_path; a failure only costs the warning of
+/// `cairn check`, so it is logged, not fatal.
+pub fn write_pid_file(run_path: &Path) {
+    let pid = format!("{}\n", std::process::id());
+    if let Err(e) = cairn_logs::private_fs::write_atomic(run_path, PID_FILE, pid.as_bytes()) {
+        tracing::warn!(error = %e, path = %run_path.join(PID_FILE).display(), "cannot write the pid file");
+    }
+}
+
+pub fn remove_pid_file(run_path: &Path) {
+    let _ = std::fs::remove_file(run_path.join(PID_FILE));
+}
+
+/// The pid of a live `cairn` process that wrote `run_path`'s pid file, if any. A file left by
+/// a `kill -9` names a dead process (or, rarely, a reused pid of another program): ignored.
+pub fn running_agent(run_path: &Path) -> Option<u32> {
+    let bytes = cairn_logs::private_fs::read(&run_path.join(PID_FILE)).ok()?;
+    let pid: u32 = std::str::from_utf8(&bytes).ok()?.trim().parse().ok()?;
+    if pid == std::process::id() {
+        return None;
+    }
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    (comm.trim() == "cairn").then_some(pid)
+}

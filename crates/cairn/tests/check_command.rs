@@ -1030,3 +1030,24 @@ fn log_level_flag_reaches_the_check_logger() {
         bad.dump()
     );
 }
+
+/// With no agent on the run_path there is no warning, also when a `kill -9` left its pid file.
+#[test]
+fn a_stale_pid_file_is_not_a_running_agent() {
+    let dir = submitting_dir();
+    let out = dir.cairn(&["check", "sub", "--format", "summary"]).run();
+    assert!(
+        !out.stderr.contains("an agent is running"),
+        "{}",
+        out.dump()
+    );
+    // A pid no process has (above the kernel's pid_max limit of 4,194,304).
+    dir.write("run/cairn.pid", "4194305\n");
+    let out = dir.cairn(&["check", "sub", "--format", "summary"]).run();
+    out.assert_code(0);
+    assert!(
+        !out.stderr.contains("an agent is running"),
+        "{}",
+        out.dump()
+    );
+}

@@ -218,6 +218,11 @@ fn cairn_check_reads_the_cursors_cairn_run_made_durable_and_persist_waits_for_th
         .args(["check", "cursor_log", "--json"])
         .output()
         .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("an agent is running on this run_path"),
+        "cairn check warns that the agent runs these checks too: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     let first = v["runs"][0]["logs"][0]["message"]
         .as_str()
