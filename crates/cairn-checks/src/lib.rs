@@ -35,21 +35,22 @@ use cairn_logs::RecordSink;
 
 /// Takes what every check committed since the last flush (unloaded ones included).
 pub fn flush_metrics() -> Flushed {
-    let mut out = context::take_unregistered();
-    for ctx in context::all() {
-        let flushed = ctx.metrics.lock().flush();
-        out.append(flushed);
-    }
-    out
+    flush_each(|m| Ok(m.flush()))
 }
 
 /// [`flush_metrics`] for shipping: the series of a check with many are encoded from its
 /// sampler ([`metrics::CheckMetrics::flush_encoded`]). A check whose encoding fails loses its
 /// series of this flush (logged); the others are unaffected.
 pub fn flush_metrics_encoded() -> Flushed {
+    flush_each(metrics::CheckMetrics::flush_encoded)
+}
+
+fn flush_each(
+    flush: impl Fn(&mut metrics::CheckMetrics) -> Result<Flushed, cairn_metrics::wire::WireError>,
+) -> Flushed {
     let mut out = context::take_unregistered();
     for ctx in context::all() {
-        let flushed = ctx.metrics.lock().flush_encoded();
+        let flushed = flush(&mut ctx.metrics.lock());
         match flushed {
             Ok(f) => out.append(f),
             Err(e) => {

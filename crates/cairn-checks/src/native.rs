@@ -575,13 +575,13 @@ fn submit(
     } else {
         metric_tags(list)?
     };
-    let borrowed_items = match all_str {
-        true => &held[..held_n.min(INLINE_TAGS)],
-        false => &held[..0],
-    }
-    .iter()
-    .flatten()
-    .chain(if all_str { &held_spill[..] } else { &[] });
+    // `held` is filled in order and holds exactly `held_n` items with `held_spill`; a list
+    // that was not all str was converted instead.
+    let borrowed_items =
+        held.iter()
+            .flatten()
+            .chain(&held_spill)
+            .take(if all_str { held_n } else { 0 });
     let mut strs: Vec<&str> = Vec::new();
     for item in borrowed_items {
         let s = item

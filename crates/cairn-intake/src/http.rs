@@ -411,6 +411,7 @@ fn store_error(e: IntakeError) -> Response {
     match e {
         IntakeError::Syntax(q) => error(StatusCode::BAD_REQUEST, q.to_string()),
         IntakeError::BadRequest(m) => error(StatusCode::BAD_REQUEST, m),
+        IntakeError::NotFound(m) => error(StatusCode::NOT_FOUND, m),
         IntakeError::WriterGone => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
         other => {
             tracing::warn!(error = %other, "intake request failed");

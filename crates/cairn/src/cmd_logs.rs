@@ -71,30 +71,29 @@ pub struct TailArgs {
 }
 
 pub(crate) fn client_config(config_dir: &Path, t: &Target) -> anyhow::Result<ClientConfig> {
+    // The agent's config is read once, quietly (its warnings belong to `cairn run`, not to a
+    // search), and only when the flags leave something to take from it.
+    let needed = t.url.is_none() || (t.token.is_none() && t.token_file.is_none());
+    let agent = needed
+        .then(|| cairn_config::load_from_process_env(config_dir).ok())
+        .flatten()
+        .map(|l| l.agent);
     Ok(ClientConfig {
         url: match &t.url {
             Some(u) => u.clone(),
-            None => agent_intake_url(config_dir),
+            None => agent_intake_url(agent.as_ref()),
         },
         api_key: t.api_key.clone(),
-        token: token(config_dir, t)?,
+        token: token(config_dir, agent.as_ref(), t)?,
         ..ClientConfig::default()
     })
 }
 
-/// Where the agent of `config_dir` would listen: its `logs_config.intake.listen`, with an
-/// unspecified address asked on loopback; a port of 0 (chosen at start) cannot be known from
-/// the config, so then the default.
-fn agent_intake_url(config_dir: &Path) -> String {
-    let listen = cairn_config::load_from_process_env(config_dir)
-        .ok()
-        .and_then(|l| {
-            l.agent
-                .logs
-                .intake_listen
-                .parse::<std::net::SocketAddr>()
-                .ok()
-        });
+/// Where the agent would listen: its `logs_config.intake.listen`, with an unspecified address
+/// asked on loopback; a port of 0 (chosen at start) cannot be known from the config, so then
+/// the default.
+fn agent_intake_url(agent: Option<&cairn_config::AgentConfig>) -> String {
+    let listen = agent.and_then(|a| a.logs.intake_listen.parse::<std::net::SocketAddr>().ok());
     match listen {
         Some(mut addr) if addr.port() != 0 => {
             if addr.ip().is_unspecified() {
@@ -109,22 +108,25 @@ fn agent_intake_url(config_dir: &Path) -> String {
 /// `--token`, `--token-file`, else the agent's: `logs_config.intake.token` or the token file
 /// in its run_path. No token found is not an error here: an intake without auth needs none,
 /// and one with auth answers 401 with what to do.
-fn token(config_dir: &Path, t: &Target) -> anyhow::Result<Option<String>> {
+fn token(
+    config_dir: &Path,
+    agent: Option<&cairn_config::AgentConfig>,
+    t: &Target,
+) -> anyhow::Result<Option<String>> {
     if let Some(tok) = &t.token {
         return Ok(Some(tok.trim().to_owned()));
     }
     if let Some(path) = &t.token_file {
         return read_token_file(path).map(Some);
     }
-    // The config is read quietly: its warnings belong to `cairn run`, not to a search.
-    let run_path = match cairn_config::load_from_process_env(config_dir) {
-        Ok(loaded) => {
-            if let Some(tok) = &loaded.agent.logs.intake_token {
+    let run_path = match agent {
+        Some(a) => {
+            if let Some(tok) = &a.logs.intake_token {
                 return Ok(Some(tok.expose().to_owned()));
             }
-            loaded.agent.run_path
+            a.run_path.clone()
         }
-        Err(_) => config_dir.join("run"),
+        None => config_dir.join("run"),
     };
     let path = run_path.join(crate::cmd_run::AUTH_TOKEN_FILE);
     match std::fs::symlink_metadata(&path) {

@@ -16,7 +16,7 @@ const TIME_STEPS_S = [1, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200
   43200, 86400, 172800, 604800];
 
 const mstate = { name: "", agg: "avg", scope: "", by: "", as: "", range: "1h", from: null, to: null,
-  generation: 0, allNames: null, tags: [], tagsFor: null, series: [], hidden: new Set(), events: [],
+  generation: 0, allNames: [], scopedNames: [], tags: [], tagsFor: null, series: [], hidden: new Set(), events: [],
   shownRange: null };
 
 function svgEl(tag, attrs) {
@@ -168,7 +168,7 @@ async function loadTags(name) {
 
 function setupCombos() {
   combo($("m-name"), $("m-name-suggest"), (text) =>
-    matching(mstate.allNames || [], text.trim()).map((v) => ({ value: v, label: v })),
+    matching(mstate.allNames, text.trim()).map((v) => ({ value: v, label: v })),
   (v) => { $("m-name").value = v; graph(); });
   combo($("m-scope"), $("m-scope-suggest"), (text, caret) => {
     const { term } = currentTerm(text, caret);
@@ -200,7 +200,7 @@ function renderNames() {
   const ul = $("metric-names");
   clear(ul);
   const f = $("metric-filter").value.trim().toLowerCase();
-  for (const name of mstate.scopedNames || []) {
+  for (const name of mstate.scopedNames) {
     if (f && !name.toLowerCase().includes(f)) continue;
     const li = dataEl("li", name === mstate.name ? "selected" : null, name);
     li.dataset.value = name;

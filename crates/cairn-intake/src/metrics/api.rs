@@ -402,27 +402,34 @@ pub fn active_metrics(
     let from = time_param("from", params.get("from"), now_s)?;
     let host = params.get("host").filter(|h| !h.is_empty());
     let wanted = tag_list_param(params, "tag_filter")?;
-    let mut stmt = conn.prepare_cached(
-        "SELECT name, host, tags FROM metric_contexts WHERE last_ts >= ?1 ORDER BY name",
-    )?;
-    let mut rows = stmt.query([from])?;
-    let mut metrics: Vec<String> = Vec::new();
-    while let Some(r) = rows.next()? {
-        let name: String = r.get(0)?;
-        if metrics.last() == Some(&name) {
-            continue;
+    let metrics = if wanted.is_empty() {
+        // Names only: the index answers without reading every context's tags (the Explorer
+        // asks this at every graph).
+        let mut stmt = conn.prepare_cached(
+            "SELECT DISTINCT name FROM metric_contexts
+             WHERE last_ts >= ?1 AND (?2 IS NULL OR host = ?2) ORDER BY name",
+        )?;
+        let rows = stmt.query_map(params![from, host], |r| r.get(0))?;
+        rows.collect::<Result<Vec<String>, _>>()?
+    } else {
+        let mut stmt = conn.prepare_cached(
+            "SELECT name, host, tags FROM metric_contexts
+             WHERE last_ts >= ?1 AND (?2 IS NULL OR host = ?2) ORDER BY name",
+        )?;
+        let mut rows = stmt.query(params![from, host])?;
+        let mut names: Vec<String> = Vec::new();
+        while let Some(r) = rows.next()? {
+            let name: String = r.get(0)?;
+            if names.last() == Some(&name) {
+                continue;
+            }
+            let ctx_host: String = r.get(1)?;
+            if has_all_tags(&ctx_host, &tags_list(&r.get::<_, String>(2)?), &wanted) {
+                names.push(name);
+            }
         }
-        let ctx_host: String = r.get(1)?;
-        if host.is_some_and(|h| *h != ctx_host) {
-            continue;
-        }
-        if !wanted.is_empty()
-            && !has_all_tags(&ctx_host, &tags_list(&r.get::<_, String>(2)?), &wanted)
-        {
-            continue;
-        }
-        metrics.push(name);
-    }
+        names
+    };
     Ok(MetricsList {
         metrics,
         from: from.to_string(),
