@@ -6,12 +6,18 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod api;
+mod api_client;
 mod cmd_check;
 mod cmd_configcheck;
+mod cmd_cursors;
 mod cmd_intake;
 mod cmd_logs;
 mod cmd_metrics;
+mod cmd_reload;
 mod cmd_run;
+mod cmd_status;
+mod cmd_stream_logs;
 mod common;
 mod flusher;
 
@@ -53,6 +59,14 @@ enum Command {
     Events(cmd_metrics::EventsArgs),
     /// Show the latest service-check statuses in a running local intake.
     Checks(cmd_metrics::ChecksArgs),
+    /// Show the running agent's state: checks, logs pipeline, intake (like `agent status`).
+    Status(cmd_status::StatusArgs),
+    /// Make the running agent re-read datadog.yaml and conf.d/ (like SIGHUP).
+    Reload(cmd_reload::ReloadArgs),
+    /// Follow, live, the logs the running agent ships (after processing rules).
+    StreamLogs(cmd_stream_logs::StreamLogsArgs),
+    /// List, show or reset check cursors (through the running agent when there is one).
+    Cursors(cmd_cursors::CursorsArgs),
 }
 
 fn main() -> ExitCode {
@@ -77,6 +91,10 @@ fn main() -> ExitCode {
         Command::Checks(a) => {
             cmd_metrics::run_checks(&cli.config_dir, a).map(|()| ExitCode::SUCCESS)
         }
+        Command::Status(a) => cmd_status::run(&cli.config_dir, a),
+        Command::Reload(a) => cmd_reload::run(&cli.config_dir, a),
+        Command::StreamLogs(a) => cmd_stream_logs::run(&cli.config_dir, a),
+        Command::Cursors(a) => cmd_cursors::run(&cli.config_dir, a),
     };
     match result {
         Ok(code) => code,
