@@ -18,6 +18,7 @@ pub mod sender;
 pub mod sink;
 pub mod staging;
 pub mod state;
+pub mod tap;
 pub mod wire;
 
 pub use buffer::{read_state_snapshot, Buffer, BufferGauges, BufferOptions};
