@@ -160,12 +160,19 @@ pub struct CheckLogs {
     sink: Arc<dyn RecordSink>,
     state: Mutex<State>,
     /// Held while moving staged records to the sink so that two flushes keep their order.
-    /// Holds the spare staging buffer, swapped in at each flush so no flush reallocates.
-    flush_order: Mutex<Staging>,
+    /// Holds the spare staging buffers (logs, owned cache), swapped in at each flush so no
+    /// flush reallocates.
+    flush_order: Mutex<(Staging, Staging)>,
 }
 
 struct State {
     staging: Staging,
+    /// The identity the cache is stored under when it is not the check id (the check
+    /// overrides `persistent_cache_id()`): `<name>[:<instance name>]:<persistent_cache_id>`.
+    cache_owner: Option<String>,
+    /// Cache writes and resets for `cache_owner`, appended under it right after the logs
+    /// staged with them (so a cursor is still never durable before its logs).
+    owned: Staging,
     cache: CacheState,
     counters: LogCounters,
     warned_drop: bool,
@@ -185,6 +192,21 @@ pub fn formatted_instance_tags(tags: &[String]) -> Vec<&str> {
     v.sort_unstable();
     v.dedup();
     v
+}
+
+impl State {
+    /// Where cache records go: with the logs, or apart under the cache owner.
+    fn cache_staging(&mut self) -> &mut Staging {
+        if self.cache_owner.is_some() {
+            &mut self.owned
+        } else {
+            &mut self.staging
+        }
+    }
+
+    fn staged_bytes(&self) -> usize {
+        self.staging.len_bytes() + self.owned.len_bytes()
+    }
 }
 
 impl CheckLogs {
@@ -224,12 +246,14 @@ impl CheckLogs {
             sink,
             state: Mutex::new(State {
                 staging: Staging::new(),
+                cache_owner: None,
+                owned: Staging::new(),
                 cache,
                 counters: LogCounters::default(),
                 warned_drop: false,
                 lost: None,
             }),
-            flush_order: Mutex::new(Staging::new()),
+            flush_order: Mutex::new((Staging::new(), Staging::new())),
         })
     }
 
@@ -241,6 +265,32 @@ impl CheckLogs {
 
     pub fn check_id(&self) -> &str {
         &self.check_id
+    }
+
+    /// The identity the check's cache (cursors included) is stored under: the check id, or
+    /// what [`set_cache_id`](Self::set_cache_id) made it.
+    pub fn cache_id(&self) -> String {
+        let st = self.state.lock();
+        st.cache_owner
+            .clone()
+            .unwrap_or_else(|| self.check_id.clone())
+    }
+
+    /// Stores this check's cache under `cache_id` from now on and loads what is stored there
+    /// (the library's `<name>[:<instance name>]:<persistent_cache_id()>`: a check that
+    /// overrides `persistent_cache_id()` keeps its cursors when the rest of its config, and
+    /// so its check id, changes). Call it once, after construction, before the first run;
+    /// anything written before goes on under the check id. May block: call it without the GIL.
+    pub fn set_cache_id(&self, cache_id: &str) -> Result<(), SinkError> {
+        if cache_id == self.check_id {
+            return Ok(());
+        }
+        self.flush()?;
+        let loaded = self.sink.load_state(cache_id)?;
+        let mut st = self.state.lock();
+        st.cache_owner = Some(cache_id.to_string());
+        st.cache = loaded;
+        Ok(())
     }
 
     /// The largest log, as its final JSON object, that [`push_log`](Self::push_log) accepts.
@@ -303,10 +353,10 @@ impl CheckLogs {
         }
         if let Some((stream, value)) = cursor {
             let key = cursor_key(stream);
-            st.staging.push_cache(&key, value);
+            st.cache_staging().push_cache(&key, value);
             st.cache.insert(key, value.to_string());
         }
-        Ok(st.staging.len_bytes() >= FLUSH_THRESHOLD_BYTES)
+        Ok(st.staged_bytes() >= FLUSH_THRESHOLD_BYTES)
     }
 
     /// Writes the log's JSON object at the end of `out` (it starts at `start`), or refuses it
@@ -382,28 +432,76 @@ impl CheckLogs {
             return Ok(false);
         }
         let mut st = self.state.lock();
-        st.staging.push_cache(key, value);
+        st.cache_staging().push_cache(key, value);
         st.cache.insert(key.to_string(), value.to_string());
-        Ok(st.staging.len_bytes() >= FLUSH_THRESHOLD_BYTES)
+        Ok(st.staged_bytes() >= FLUSH_THRESHOLD_BYTES)
     }
 
     pub fn read_cache(&self, key: &str) -> Option<String> {
         self.state.lock().cache.get(key).cloned()
     }
 
+    /// The check's cache entries (cursors included) as they stand in memory, sorted by key.
+    pub fn cache_entries(&self) -> Vec<(String, String)> {
+        let mut v: Vec<_> = self
+            .state
+            .lock()
+            .cache
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Removes `keys` from the cache as one staged record, ordered after everything staged
+    /// before it: replay applies it whole or not at all. The next read of any of them sees
+    /// nothing. Returns the keys that were there (only those are reset); stage nothing when
+    /// none was. Follow it with [`finish_run`](Self::finish_run) to make it durable.
+    pub fn reset_cache(&self, keys: &[&str]) -> Vec<String> {
+        let mut st = self.state.lock();
+        let present: Vec<&str> = keys
+            .iter()
+            .copied()
+            .filter(|k| st.cache.contains_key(*k))
+            .collect();
+        if present.is_empty() {
+            return Vec::new();
+        }
+        st.cache_staging().push_reset(&present);
+        for k in &present {
+            st.cache.remove(*k);
+        }
+        present.into_iter().map(str::to_string).collect()
+    }
+
     /// Moves staged records to the sink. May block: call it without the GIL.
     pub fn flush(&self) -> Result<(), SinkError> {
-        let mut batch = self.flush_order.lock();
-        std::mem::swap(&mut *batch, &mut self.state.lock().staging);
-        if batch.is_empty() {
+        let mut spare = self.flush_order.lock();
+        let (batch, owned) = &mut *spare;
+        let owner = {
+            let mut st = self.state.lock();
+            std::mem::swap(batch, &mut st.staging);
+            std::mem::swap(owned, &mut st.owned);
+            st.cache_owner.clone()
+        };
+        if batch.is_empty() && owned.is_empty() {
             return Ok(());
         }
         // Counted before the sink sees the batch: a failed append may have emptied it.
-        let logs = batch.logs();
-        let result = self.sink.append(&self.check_id, &mut batch);
+        let mut lost_logs = batch.logs();
+        let mut result = self.sink.append(&self.check_id, batch);
+        if result.is_ok() && !owned.is_empty() {
+            // The logs are the sink's now; the cache records come after them, so they are
+            // never durable before them.
+            lost_logs = 0;
+            let owner = owner.as_deref().unwrap_or(&self.check_id);
+            result = self.sink.append(owner, owned);
+        }
         batch.clear();
+        owned.clear();
         if let Err(e) = &result {
-            self.rewind(e, logs);
+            self.rewind(e, lost_logs);
         }
         result
     }
@@ -416,10 +514,12 @@ impl CheckLogs {
     /// instead. Logs that an earlier flush of the same run did hand over stay processed: the
     /// sink has them, and either delivers them or counts their loss itself.
     fn rewind(&self, e: &SinkError, lost_logs: usize) {
-        let restored = self.sink.load_state(&self.check_id);
+        let owner = self.cache_id();
+        let restored = self.sink.load_state(&owner);
         let mut st = self.state.lock();
         let dropped_after = st.staging.logs();
         st.staging.clear();
+        st.owned.clear();
         let lost = (lost_logs + dropped_after) as u64;
         // Saturating: every lost log was counted when staged, but a caller may have taken the
         // counters in between (see `take_counters`).
@@ -441,6 +541,10 @@ impl CheckLogs {
         self.flush()?;
         let _order = self.flush_order.lock();
         self.sink.commit(&self.check_id)?;
+        let owner = self.state.lock().cache_owner.clone();
+        if let Some(owner) = owner {
+            self.sink.commit(&owner)?;
+        }
         match self.state.lock().lost.take() {
             Some(message) => Err(SinkError::Lost(message)),
             None => Ok(()),

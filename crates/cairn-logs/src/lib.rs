@@ -21,7 +21,7 @@ pub mod state;
 pub mod tap;
 pub mod wire;
 
-pub use buffer::{read_state_snapshot, Buffer, BufferGauges, BufferOptions};
+pub use buffer::{read_all_states, read_state_snapshot, Buffer, BufferGauges, BufferOptions};
 pub use check_logs::{
     CheckLogs, CheckLogsConfig, DropReason, HandoffError, LogCounters, MAX_CACHE_VALUE_BYTES,
 };

@@ -111,6 +111,11 @@ impl RecordSink for MemorySink {
                 Record::Cache { key, value } => {
                     rec.written.insert(key.to_string(), value.to_string());
                 }
+                Record::Reset(keys) => {
+                    for key in crate::staging::decode_keys(keys).unwrap_or_default() {
+                        rec.written.remove(key);
+                    }
+                }
             }
         }
         staging.clear();

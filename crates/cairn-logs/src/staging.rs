@@ -6,6 +6,7 @@
 
 const KIND_LOG: u8 = 0;
 const KIND_CACHE: u8 = 1;
+const KIND_RESET: u8 = 2;
 const HEADER: usize = 5;
 
 #[derive(Debug, Default, Clone)]
@@ -22,6 +23,29 @@ pub enum Record<'a> {
     Log(&'a [u8]),
     /// A persistent-cache write (cursors are cache writes under `log_cursor_<stream>`).
     Cache { key: &'a str, value: &'a str },
+    /// A reset of cache entries: the keys as [`encode_keys`] lays them out (read them with
+    /// [`decode_keys`]). Removes them all at once.
+    Reset(&'a [u8]),
+}
+
+/// Lays out a list of cache keys as `key_len: u32 LE | key`, one after the other: the payload
+/// of a staged reset and of the buffer's reset record.
+pub fn encode_keys<'k>(out: &mut Vec<u8>, keys: impl IntoIterator<Item = &'k str>) {
+    for key in keys {
+        out.extend_from_slice(&(key.len() as u32).to_le_bytes());
+        out.extend_from_slice(key.as_bytes());
+    }
+}
+
+/// The keys of an [`encode_keys`] payload, or `None` when it is malformed.
+pub fn decode_keys(mut payload: &[u8]) -> Option<Vec<&str>> {
+    let mut keys = Vec::new();
+    while !payload.is_empty() {
+        let len = u32::from_le_bytes(payload.get(..4)?.try_into().ok()?) as usize;
+        keys.push(std::str::from_utf8(payload.get(4..4 + len)?).ok()?);
+        payload = &payload[4 + len..];
+    }
+    Some(keys)
 }
 
 impl Staging {
@@ -70,6 +94,17 @@ impl Staging {
             .extend_from_slice(&(key.len() as u32).to_le_bytes());
         self.bytes.extend_from_slice(key.as_bytes());
         self.bytes.extend_from_slice(value.as_bytes());
+        self.records += 1;
+    }
+
+    /// Stages the removal of `keys`, as one record: it is applied whole or not at all.
+    pub fn push_reset(&mut self, keys: &[&str]) {
+        let start = self.bytes.len();
+        self.bytes.push(KIND_RESET);
+        self.bytes.extend_from_slice(&[0; 4]);
+        encode_keys(&mut self.bytes, keys.iter().copied());
+        let len = (self.bytes.len() - start - HEADER) as u32;
+        self.bytes[start + 1..start + HEADER].copy_from_slice(&len.to_le_bytes());
         self.records += 1;
     }
 
@@ -128,6 +163,7 @@ impl<'a> Iterator for RecordIter<'a> {
                 let value = std::str::from_utf8(payload.get(4 + klen..)?).ok()?;
                 Some(Record::Cache { key, value })
             }
+            KIND_RESET => Some(Record::Reset(payload)),
             _ => None,
         }
     }
@@ -184,5 +220,23 @@ mod tests {
         );
         s.clear();
         assert!(s.is_empty() && s.iter().next().is_none());
+    }
+
+    #[test]
+    fn a_reset_is_one_record_listing_every_key() {
+        let mut s = Staging::new();
+        s.push_cache("log_cursor_a", "1");
+        s.push_reset(&["log_cursor_a", "log_cursor_b"]);
+        let got: Vec<_> = s.iter().collect();
+        assert_eq!(got.len(), 2);
+        let Record::Reset(payload) = got[1] else {
+            panic!("expected a reset, got {:?}", got[1]);
+        };
+        assert_eq!(
+            decode_keys(payload),
+            Some(vec!["log_cursor_a", "log_cursor_b"])
+        );
+        assert_eq!((s.logs(), s.records()), (0, 2));
+        assert_eq!(decode_keys(&[9, 0, 0, 0, b'x']), None);
     }
 }

@@ -46,7 +46,7 @@ use crate::private_fs::{self, is_disk_full};
 use crate::sink::{RecordSink, SinkError};
 use crate::staging::{Record, Staging};
 use crate::state::CacheState;
-use record::{SegmentIntro, HEADER_BYTES, KIND_CHECK, KIND_INTRO, KIND_LOG};
+use record::{SegmentIntro, HEADER_BYTES, KIND_CACHE_RESET, KIND_CHECK, KIND_INTRO, KIND_LOG};
 use scan::{scan_segment, Item};
 
 pub use reader::{ReadOutcome, ReadRecord, Reader};
@@ -156,7 +156,14 @@ struct Inner {
 
 impl Inner {
     /// A cache write that became durable joins the durable state.
+    /// An empty value is a removal (a reset): the library reads an absent key as `''` anyway.
     fn apply_durable(&mut self, check: &str, key: String, value: String) {
+        if value.is_empty() {
+            if let Some(s) = self.durable_state.get_mut(check) {
+                s.remove(&key);
+            }
+            return;
+        }
         match self.durable_state.get_mut(check) {
             Some(s) => {
                 s.insert(key, value);
@@ -1152,7 +1159,11 @@ impl RecordSink for Buffer {
             .unwrap_or_default();
         for (_, check, k, v) in &inner.pending_cache {
             if &**check == check_id {
-                state.insert(k.clone(), v.clone());
+                if v.is_empty() {
+                    state.remove(k);
+                } else {
+                    state.insert(k.clone(), v.clone());
+                }
             }
         }
         Ok(state)
@@ -1180,6 +1191,14 @@ impl RecordSink for Buffer {
                 Record::Cache { key, value } => {
                     record::encode_cache(&mut out, idx, key, value);
                     cache_at.push((out.len(), key, value));
+                }
+                Record::Reset(keys) => {
+                    record::encode(&mut out, KIND_CACHE_RESET, idx, keys);
+                    // Every key ends at the record's end: they become durable together.
+                    let end = out.len();
+                    for key in crate::staging::decode_keys(keys).unwrap_or_default() {
+                        cache_at.push((end, key, ""));
+                    }
                 }
             }
         }
@@ -1278,13 +1297,21 @@ impl RecordSink for Buffer {
 /// The cache state of `check_id` as a running agent would give it now, read without disturbing
 /// it: the snapshot plus a read-only replay of the buffer. Used by `cairn check`.
 pub fn read_state_snapshot(run_path: &Path, check_id: &str) -> Result<CacheState, SinkError> {
+    let mut all = read_all_states(run_path)?;
+    Ok(all.remove(check_id).unwrap_or_default())
+}
+
+/// The cache state of every check (by the id its records were written under), read like
+/// [`read_state_snapshot`]. Checks whose every entry was reset are left out. Used by
+/// `cairn cursors`.
+pub fn read_all_states(run_path: &Path) -> Result<HashMap<String, CacheState>, SinkError> {
     let dir = run_path.join("buffer");
     // A running agent may delete segments between our reads; a newer snapshot then covers
     // them, so start over.
     for _ in 0..5 {
-        match recover::replay_state(&dir, check_id)? {
-            Some(state) => return Ok(state.unwrap_or_default()),
-            None => continue,
+        if let Some(mut states) = recover::replay_states(&dir)? {
+            states.retain(|_, s| !s.is_empty());
+            return Ok(states);
         }
     }
     Err(SinkError::State {

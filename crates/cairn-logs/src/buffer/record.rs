@@ -24,6 +24,10 @@ pub const KIND_INTRO: u8 = 3;
 /// Filler written over a corrupt region found at recovery, so that later reads skip it without
 /// counting it again.
 pub const KIND_PAD: u8 = 4;
+/// A reset of persistent-cache entries (`cairn cursors reset`): the payload lists the keys, each
+/// `key_len: u32 LE | key` ([`crate::staging::encode_keys`]). One record, one checksum: replay
+/// removes every key it names or, when the record is damaged, none.
+pub const KIND_CACHE_RESET: u8 = 5;
 
 const MAGIC: u16 = 0xCA1B;
 const MAGIC_BYTES: [u8; 2] = MAGIC.to_le_bytes();
@@ -121,7 +125,7 @@ fn header(buf: &[u8]) -> Option<(u8, u32, usize, u32)> {
         return None;
     }
     let len = u32::from_le_bytes([h[7], h[8], h[9], h[10]]) as usize;
-    if h[2] > KIND_PAD || len > MAX_PAYLOAD_BYTES {
+    if h[2] > KIND_CACHE_RESET || len > MAX_PAYLOAD_BYTES {
         return None;
     }
     let check = u32::from_le_bytes([h[3], h[4], h[5], h[6]]);

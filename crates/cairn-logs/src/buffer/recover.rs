@@ -23,7 +23,9 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::record::{self, SegmentIntro, HEADER_BYTES, KIND_CACHE, KIND_INTRO, KIND_LOG};
+use super::record::{
+    self, SegmentIntro, HEADER_BYTES, KIND_CACHE, KIND_CACHE_RESET, KIND_INTRO, KIND_LOG,
+};
 use super::scan::{scan_segment, Item};
 use super::{io_err, list_segments, HeadFile, Segment, Snapshot};
 use crate::counters::{Counters, LossReason};
@@ -69,7 +71,14 @@ impl Losses {
     }
 }
 
+/// An empty value removes the key (what a reset record leaves).
 fn apply_cache(state: &mut HashMap<String, CacheState>, check: &str, key: &str, value: &str) {
+    if value.is_empty() {
+        if let Some(s) = state.get_mut(check) {
+            s.remove(key);
+        }
+        return;
+    }
     match state.get_mut(check) {
         Some(s) => {
             s.insert(key.to_string(), value.to_string());
@@ -240,6 +249,17 @@ pub(super) fn recover(dir: &Path, counters: &Counters) -> Result<Recovered, Sink
                                 (checks.get(&r.check), record::split_cache(r.payload))
                             {
                                 apply_cache(&mut durable_state, check, k, v);
+                            }
+                        }
+                        KIND_CACHE_RESET if begin >= snapshot.offset => {
+                            if untrusted_from.is_some_and(|u| begin >= u) {
+                                skipped_cache += 1;
+                            } else if let (Some(check), Some(keys)) =
+                                (checks.get(&r.check), crate::staging::decode_keys(r.payload))
+                            {
+                                for k in keys {
+                                    apply_cache(&mut durable_state, check, k, "");
+                                }
                             }
                         }
                         KIND_INTRO if is_first => first_intro = SegmentIntro::decode(r.payload),
@@ -453,14 +473,12 @@ pub(super) fn recover(dir: &Path, counters: &Counters) -> Result<Recovered, Sink
     })
 }
 
-/// The cache state of one check from a read-only replay: the snapshot, then the cache writes of
-/// every readable record at or past its offset. No lock, no writes.
-pub(super) fn replay_state(
-    dir: &Path,
-    check_id: &str,
-) -> Result<Option<Option<CacheState>>, SinkError> {
+/// The cache state of every check from a read-only replay: the snapshot, then the cache writes
+/// and resets of every readable record at or past its offset. No lock, no writes. `None` when a
+/// segment was deleted under the replay (a newer snapshot covers it: start over).
+pub(super) fn replay_states(dir: &Path) -> Result<Option<HashMap<String, CacheState>>, SinkError> {
     let (snap, _) = read_snapshot_with_fallback(dir);
-    let mut state = snap.checks.get(check_id).cloned();
+    let mut states = snap.checks.clone();
     let segments = match list_segments(dir) {
         Ok(s) => s,
         Err(SinkError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => Vec::new(),
@@ -469,28 +487,37 @@ pub(super) fn replay_state(
     for (start, path) in segments {
         let file = match private_fs::options().read(true).open(&path) {
             Ok(f) => f,
-            // Deleted under us by a running agent: a newer snapshot covers it; start over.
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(SinkError::Io { path, source: e }),
         };
         scan_segment(&file, |item, checks| {
-            if let Item::Record {
+            let Item::Record {
                 begin, record: r, ..
             } = item
-            {
-                if r.kind == KIND_CACHE
-                    && start + begin >= snap.offset
-                    && checks.get(&r.check).is_some_and(|c| &**c == check_id)
-                {
+            else {
+                return;
+            };
+            if start + begin < snap.offset {
+                return;
+            }
+            let Some(check) = checks.get(&r.check) else {
+                return;
+            };
+            match r.kind {
+                KIND_CACHE => {
                     if let Some((k, v)) = record::split_cache(r.payload) {
-                        state
-                            .get_or_insert_with(CacheState::new)
-                            .insert(k.to_string(), v.to_string());
+                        apply_cache(&mut states, check, k, v);
                     }
                 }
+                KIND_CACHE_RESET => {
+                    for k in crate::staging::decode_keys(r.payload).unwrap_or_default() {
+                        apply_cache(&mut states, check, k, "");
+                    }
+                }
+                _ => {}
             }
         })
         .map_err(io_err(&path))?;
     }
-    Ok(Some(state))
+    Ok(Some(states))
 }

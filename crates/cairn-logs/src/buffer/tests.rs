@@ -629,3 +629,99 @@ mod recovery_properties {
         }
     }
 }
+
+/// Two cursors, then one reset record removing both.
+fn stage_two_cursors_then_reset() -> (Staging, Staging) {
+    let mut s = stage_run(0, 5);
+    s.push_cache("log_cursor_other", "{\"n\":7}");
+    let mut reset = Staging::new();
+    reset.push_reset(&["log_cursor_default", "log_cursor_other"]);
+    (s, reset)
+}
+
+#[test]
+fn a_reset_record_removes_every_key_it_names_at_recovery_and_in_a_read_only_replay() {
+    let tmp = tempfile::tempdir().unwrap();
+    {
+        let (b, _) = open(tmp.path(), 1 << 20, WhenFull::Block);
+        let (mut s, mut reset) = stage_two_cursors_then_reset();
+        b.append("c:1", &mut s).unwrap();
+        b.commit("c:1").unwrap();
+        assert_eq!(read_all_states(tmp.path()).unwrap()["c:1"].len(), 2);
+        b.append("c:1", &mut reset).unwrap();
+        b.commit("c:1").unwrap();
+        assert!(
+            b.load_state("c:1").unwrap().is_empty(),
+            "a durable reset leaves the live state empty"
+        );
+        assert!(read_state_snapshot(tmp.path(), "c:1").unwrap().is_empty());
+        assert!(
+            !read_all_states(tmp.path()).unwrap().contains_key("c:1"),
+            "a check whose entries were all reset is not listed"
+        );
+        // A write after the reset starts over.
+        b.append("c:1", &mut stage_run(5, 6)).unwrap();
+        b.commit("c:1").unwrap();
+        b.close().unwrap();
+    }
+    let (b, _) = open(tmp.path(), 1 << 20, WhenFull::Block);
+    let state = b.load_state("c:1").unwrap();
+    assert_eq!(cursor(&state), 6);
+    assert_eq!(state.get("log_cursor_other"), None);
+    assert_eq!(read_all(&mut b.reader()), (0..6).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_reset_record_is_applied_whole_or_not_at_all_when_its_tail_is_torn() {
+    // Cut the segment at every byte of the reset record: recovery either removes both keys
+    // or neither, never one.
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let reset_len;
+    {
+        let (b, _) = open(&run, 1 << 20, WhenFull::Block);
+        let (mut s, mut reset) = stage_two_cursors_then_reset();
+        b.append("c:1", &mut s).unwrap();
+        b.commit("c:1").unwrap();
+        reset_len = reset.len_bytes();
+        b.append("c:1", &mut reset).unwrap();
+        b.close().unwrap();
+    }
+    let segs = list_segments(&run.join("buffer")).unwrap();
+    let (_, last) = segs
+        .iter()
+        .find(|(_, p)| fs::metadata(p).unwrap().len() > 0)
+        .unwrap()
+        .clone();
+    let full = fs::read(&last).unwrap();
+    let from = full.len() - (reset_len - 5 + HEADER_BYTES);
+    let mut outcomes = std::collections::BTreeSet::new();
+    for cut in from..=full.len() {
+        let copy = tmp.path().join(format!("cut{cut}"));
+        fs::create_dir_all(copy.join("buffer")).unwrap();
+        fs::write(
+            copy.join("buffer").join(last.file_name().unwrap()),
+            &full[..cut],
+        )
+        .unwrap();
+        let (b, _) = open(&copy, 1 << 20, WhenFull::Block);
+        let state = b.load_state("c:1").unwrap();
+        let kept = state.len();
+        assert!(
+            kept == 0 || kept == 2,
+            "cut {cut}: the reset was half applied: {state:?}"
+        );
+        if kept == 2 {
+            assert_eq!(cursor(&state), 5, "cut {cut}");
+        }
+        outcomes.insert(kept);
+        b.close().unwrap();
+        drop(b);
+        fs::remove_dir_all(&copy).unwrap();
+    }
+    assert_eq!(
+        outcomes.into_iter().collect::<Vec<_>>(),
+        vec![0, 2],
+        "both outcomes were seen"
+    );
+}
