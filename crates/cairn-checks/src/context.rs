@@ -48,6 +48,10 @@ pub struct CheckContext {
     pub submissions: Mutex<Submissions>,
     /// Aggregated metrics, service checks and events waiting for the next flush.
     pub metrics: Mutex<CheckMetrics>,
+    /// Held for the whole of each run ([`crate::run_once`]); work on the check's state from
+    /// outside its runs (`cairn cursors reset` through the local API) takes it so that it
+    /// never lands in the middle of one. Never taken with the GIL held by a waiter.
+    pub run_lock: Mutex<()>,
 }
 
 impl CheckContext {
@@ -106,6 +110,23 @@ pub fn take_unregistered() -> Flushed {
 
 pub fn lookup(check_id: &str) -> Option<Arc<CheckContext>> {
     registry().read().get(check_id).cloned()
+}
+
+/// The check whose cache identity (`CheckLogs::cache_id`, the check id unless the check
+/// overrides `persistent_cache_id()`) prefixes `key` as `<identity>_`, the longest one when
+/// several do; with the key that follows the prefix.
+pub fn lookup_cache_owner(key: &str) -> Option<(Arc<CheckContext>, String)> {
+    let mut best: Option<(usize, Arc<CheckContext>)> = None;
+    for ctx in registry().read().values() {
+        let id = ctx.logs.cache_id();
+        let prefixed = key
+            .strip_prefix(id.as_str())
+            .is_some_and(|rest| rest.starts_with('_'));
+        if prefixed && best.as_ref().is_none_or(|(len, _)| id.len() > *len) {
+            best = Some((id.len(), ctx.clone()));
+        }
+    }
+    best.map(|(len, ctx)| (ctx, key[len + 1..].to_string()))
 }
 
 thread_local! {

@@ -223,25 +223,28 @@ fn send_log(py: Python<'_>, json_line: &Bound<'_, PyString>, check_id: &str) -> 
     Ok(())
 }
 
-/// Maps a library cache key to (check, key). The library prefixes keys with the check id and
-/// `_`; the bundled base does not, so both meet under the bare key.
+/// Maps a library cache key to (check, key). The library prefixes keys with the check's cache
+/// identity and `_`: `<name>[:<instance name>]:<persistent_cache_id()>_`, which is the check id
+/// unless the check overrides `persistent_cache_id()` (datadog-checks-base ≥ 37.20). The prefix
+/// is the identity the entry is stored under ([`cairn_logs::CheckLogs::cache_id`]), so it is
+/// cut and the rest kept as is; the bundled base passes bare keys, so both meet under the same
+/// (identity, key). A key without the prefix (the library's calls before its first run) is
+/// kept whole.
 fn cache_target(key: &str) -> Option<(std::sync::Arc<context::CheckContext>, String)> {
     if let Some(ctx) = context::current() {
+        let id = ctx.logs.cache_id();
         let bare = key
-            .strip_prefix(ctx.check_id.as_str())
-            .and_then(|k| k.strip_prefix('_'));
+            .strip_prefix(id.as_str())
+            .and_then(|k| k.strip_prefix('_'))
+            .or_else(|| {
+                key.strip_prefix(ctx.check_id.as_str())
+                    .and_then(|k| k.strip_prefix('_'))
+            });
         let bare = bare.unwrap_or(key).to_string();
         return Some((ctx, bare));
     }
-    // Outside a run: the longest registered check id that prefixes the key.
-    let mut cut = key.len();
-    while let Some(pos) = key[..cut].rfind('_') {
-        if let Some(ctx) = context::lookup(&key[..pos]) {
-            return Some((ctx, key[pos + 1..].to_string()));
-        }
-        cut = pos;
-    }
-    None
+    // Outside a run: the check whose identity prefixes the key.
+    context::lookup_cache_owner(key)
 }
 
 #[pyfunction]

@@ -215,6 +215,7 @@ pub fn load(
                 &id,
                 instance.tags.clone(),
             )),
+            run_lock: Default::default(),
         });
         context::register(ctx.clone());
         let object = {
@@ -233,6 +234,15 @@ pub fn load(
                 });
             }
         };
+        if let Some(cache_id) = cache_identity(py, object.bind(py), &id) {
+            if let Err(e) = py.detach(|| ctx.logs.set_cache_id(&cache_id)) {
+                context::unregister(&id);
+                return Err(CheckError::State {
+                    name: name.into(),
+                    message: e.to_string(),
+                });
+            }
+        }
         out.push(LoadedCheck {
             name: name.to_string(),
             check_id: id,
@@ -243,6 +253,31 @@ pub fn load(
         });
     }
     Ok(out)
+}
+
+/// The identity a check's persistent cache is stored under, as datadog-checks-base (≥ 37.20)
+/// builds its key prefix: the check id with its last `:` part replaced by what the check's
+/// `persistent_cache_id()` returns (by default that last part, so the check id itself).
+/// `None` when it is the check id, or when the method is missing or fails (logged: the
+/// check id is the safe side, a fresh cursor rather than another check's).
+fn cache_identity(py: Python<'_>, object: &Bound<'_, PyAny>, check_id: &str) -> Option<String> {
+    if !object.hasattr("persistent_cache_id").unwrap_or(false) {
+        return None;
+    }
+    let custom = match object
+        .call_method0("persistent_cache_id")
+        .and_then(|v| v.str())
+        .map(|v| v.to_string())
+    {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(check_id = %check_id, error = %describe(py, &e), "persistent_cache_id() failed; the cache stays under the check id");
+            return None;
+        }
+    };
+    let namespace = check_id.rsplit_once(':').map_or("", |(ns, _)| ns);
+    let identity = format!("{namespace}:{custom}");
+    (identity != check_id).then_some(identity)
 }
 
 fn init_config_or_empty(v: &serde_json::Value) -> serde_json::Value {

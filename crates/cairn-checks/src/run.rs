@@ -37,6 +37,8 @@ pub struct RunReport {
 
 /// Runs `check` once on this thread. Takes the GIL for the Python part only.
 pub fn run_once(check: &LoadedCheck) -> RunReport {
+    // Taken before the GIL: a holder waiting for it (a cursor reset) never holds the GIL.
+    let _run = check.ctx.run_lock.lock();
     let started_at = SystemTime::now();
     let start = Instant::now();
     let (mut error, mut warnings) = Python::attach(|py| {

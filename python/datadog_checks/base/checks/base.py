@@ -116,6 +116,15 @@ class AgentCheck(CheckBase):
         except Exception as e:
             return json.dumps([{'message': str(e), 'traceback': traceback.format_exc()}])
 
+    def persistent_cache_id(self):
+        """The ID that identifies this check instance in the persistent cache (cursors
+        included). By default the digest part of ``check_id``, so any config change starts a
+        fresh cache. Override it to keep the cache across changes of options that do not
+        matter to it (``tags``, timeouts): the cache is stored under
+        ``<name>[:<instance name>]:<persistent_cache_id()>``, as datadog-checks-base (37.20 and
+        later) stores it. The agent asks once, after construction."""
+        return self.check_id.split(':')[-1]
+
     def cancel(self):
         """Called when the check is unscheduled; override to release resources."""
 
