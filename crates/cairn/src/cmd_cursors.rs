@@ -289,9 +289,12 @@ pub fn live_reset(check: &str, stream: Option<&str>) -> anyhow::Result<Value> {
         if removed.is_empty() {
             continue;
         }
-        ctx.logs
-            .finish_run()
-            .with_context(|| format!("check {}: the reset could not be made durable", ctx.check_id))?;
+        ctx.logs.finish_run().with_context(|| {
+            format!(
+                "check {}: the reset could not be made durable",
+                ctx.check_id
+            )
+        })?;
         for key in removed {
             let s = key.strip_prefix(CURSOR_PREFIX).unwrap_or(&key);
             reset.push(json!({ "check": ctx.name, "check_id": ctx.check_id, "stream": s }));
@@ -346,7 +349,13 @@ fn check_name(id: &str) -> &str {
     id.split(':').next().unwrap_or(id)
 }
 
-fn push_cursors(out: &mut Vec<Value>, name: &str, check_id: &str, cache_id: &str, state: &CacheState) {
+fn push_cursors(
+    out: &mut Vec<Value>,
+    name: &str,
+    check_id: &str,
+    cache_id: &str,
+    state: &CacheState,
+) {
     let mut keys: Vec<&String> = state
         .keys()
         .filter(|k| k.starts_with(CURSOR_PREFIX))
