@@ -9,6 +9,8 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
+mod support;
+
 const PACKAGES: &[&str] = &[
     "datadog-checks-base==38.7.0",
     "lazy-loader",
@@ -412,4 +414,93 @@ fn the_real_library_s_metadata_entrypoints_run_and_are_shown() {
     assert_eq!(meta["version.major"], "3", "{meta}");
     assert_eq!(meta["version.patch"], "5", "{meta}");
     assert_eq!(meta["version.scheme"], "semver", "{meta}");
+}
+
+/// A real-library check whose `persistent_cache_id()` only its `source_id` decides: its cursor
+/// lives under `kept:src-<id>` and survives a change of the instance's tags (a new check id).
+const KEPT_CHECK: &str = r#"
+import json
+from datadog_checks.base import AgentCheck
+
+
+class Kept(AgentCheck):
+    def persistent_cache_id(self):
+        return 'src-' + str(self.instance['source_id'])
+
+    def check(self, instance):
+        seen = self.get_log_cursor()
+        with open(instance['out'], 'a') as f:
+            f.write(json.dumps(seen) + '\n')
+        n = (seen or {}).get('n', 0) + 1
+        self.send_log({'message': 'kept %d' % n}, cursor={'n': n})
+"#;
+
+fn kept_conf(root: &Path, tag: &str) {
+    let out = root.join("kept.out");
+    write(
+        root,
+        "conf.d/kept.d/conf.yaml",
+        &format!(
+            "instances:\n  - min_collection_interval: 0.2\n    source_id: 7\n    tags: [\"{tag}\"]\n    out: {}\nlogs:\n  - type: integration\n    source: kept\n",
+            serde_json::to_string(&out.display().to_string()).unwrap()
+        ),
+    );
+}
+
+fn kept_seen(root: &Path) -> Vec<Value> {
+    std::fs::read_to_string(root.join("kept.out"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn run_kept_for(root: &Path, runs: usize) {
+    let before = kept_seen(root).len();
+    let mut agent = support::Cairn::new(root, &["run"]).spawn();
+    agent.wait_for_stderr("cairn started", std::time::Duration::from_secs(60));
+    let ok = support::wait_for(std::time::Duration::from_secs(60), || {
+        kept_seen(root).len() >= before + runs
+    });
+    let out = agent.sigterm(std::time::Duration::from_secs(15));
+    assert!(ok, "kept did not run {runs} times\n{}", out.dump());
+    out.assert_code(0);
+}
+
+#[test]
+fn the_real_library_s_persistent_cache_id_keeps_a_cursor_across_an_instance_change() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    write(
+        root,
+        "datadog.yaml",
+        &format!(
+            "logs_enabled: true\nhostname: test-host\npython_env: {}\n",
+            venv().display()
+        ),
+    );
+    write(root, "checks.d/kept.py", KEPT_CHECK);
+    kept_conf(root, "v:1");
+    run_kept_for(root, 2);
+    let runs = kept_seen(root).len();
+    assert_eq!(
+        kept_seen(root)[0],
+        Value::Null,
+        "the first run has no cursor"
+    );
+
+    let listed = support::Cairn::new(root, &["cursors", "list", "kept", "--json"]).run();
+    listed.assert_code(0);
+    let cursors = listed.json()["cursors"].clone();
+    assert_eq!(cursors[0]["cache_id"], "kept:src-7", "{cursors}");
+    assert_eq!(cursors[0]["stream"], "default", "{cursors}");
+    assert_eq!(cursors[0]["cursor"], serde_json::json!({ "n": runs }));
+
+    kept_conf(root, "v:2");
+    run_kept_for(root, 1);
+    assert_eq!(
+        kept_seen(root)[runs],
+        serde_json::json!({ "n": runs }),
+        "a new check id, the same persistent_cache_id: the cursor is kept"
+    );
 }
