@@ -769,4 +769,67 @@ mod tests {
         );
         assert_eq!(logs.read_cache("other").as_deref(), Some("v"));
     }
+
+    fn buffer(dir: &std::path::Path) -> Arc<crate::Buffer> {
+        let opts = crate::BufferOptions::new(dir, 1 << 20, cairn_config::WhenFull::Block);
+        crate::Buffer::open(opts, Arc::new(crate::Counters::default())).unwrap()
+    }
+
+    fn check_logs(id: &str, sink: Arc<crate::Buffer>) -> CheckLogs {
+        let cfg = CheckLogsConfig {
+            check_id: id.into(),
+            hostname: "h".into(),
+            logs_enabled: true,
+            has_logs_entry: true,
+            ..Default::default()
+        };
+        CheckLogs::new(cfg, sink).unwrap()
+    }
+
+    #[test]
+    fn a_cache_identity_keeps_cursors_across_check_ids_and_a_reset_removes_them() {
+        let tmp = tempfile::tempdir().unwrap();
+        {
+            let b = buffer(tmp.path());
+            let logs = check_logs("c:1", b.clone());
+            logs.set_cache_id("c:src-1").unwrap();
+            assert_eq!(logs.cache_id(), "c:src-1");
+            logs.push_log(&msg("a"), b"", Some(("default", "{\"n\":1}")))
+                .unwrap();
+            logs.write_cache("k", "v").unwrap();
+            logs.finish_run().unwrap();
+            assert!(
+                b.load_state("c:1").unwrap().is_empty(),
+                "nothing is stored under the check id"
+            );
+            b.close().unwrap();
+        }
+        {
+            // Another check id (the config changed), the same identity: the cursor is there.
+            let b = buffer(tmp.path());
+            let logs = check_logs("c:2", b.clone());
+            assert_eq!(logs.read_cache(&cursor_key("default")), None);
+            logs.set_cache_id("c:src-1").unwrap();
+            assert_eq!(
+                logs.read_cache(&cursor_key("default")).as_deref(),
+                Some("{\"n\":1}")
+            );
+            let gone = logs.reset_cache(&[&cursor_key("default"), &cursor_key("absent")]);
+            assert_eq!(
+                gone,
+                vec![cursor_key("default")],
+                "only present keys are reset"
+            );
+            assert_eq!(logs.read_cache(&cursor_key("default")), None);
+            logs.finish_run().unwrap();
+            assert!(logs.reset_cache(&[&cursor_key("default")]).is_empty());
+            b.close().unwrap();
+        }
+        let states = crate::read_all_states(tmp.path()).unwrap();
+        assert_eq!(
+            states.get("c:src-1"),
+            Some(&CacheState::from([("k".to_string(), "v".to_string())])),
+            "the reset removed the cursor only: {states:?}"
+        );
+    }
 }
