@@ -52,9 +52,8 @@ fn write(root: &Path, rel: &str, text: &str) {
     std::fs::write(p, text).unwrap();
 }
 
-fn config_dir() -> tempfile::TempDir {
-    let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path();
+/// `datadog.yaml` with logs on and the real library's virtualenv as `python_env`.
+fn write_datadog_yaml(root: &Path) {
     write(
         root,
         "datadog.yaml",
@@ -63,6 +62,12 @@ fn config_dir() -> tempfile::TempDir {
             venv().display()
         ),
     );
+}
+
+fn config_dir() -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    write_datadog_yaml(root);
     write(
         root,
         "conf.d/plain.d/conf.yaml",
@@ -471,14 +476,7 @@ fn run_kept_for(root: &Path, runs: usize) {
 fn the_real_library_s_persistent_cache_id_keeps_a_cursor_across_an_instance_change() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    write(
-        root,
-        "datadog.yaml",
-        &format!(
-            "logs_enabled: true\nhostname: test-host\npython_env: {}\n",
-            venv().display()
-        ),
-    );
+    write_datadog_yaml(root);
     write(root, "checks.d/kept.py", KEPT_CHECK);
     kept_conf(root, "v:1");
     run_kept_for(root, 2);

@@ -87,6 +87,18 @@ fn committed_records_and_cursors_survive_a_reopen_in_order() {
     }
 }
 
+/// The first segment of `run`'s buffer that holds anything, and its bytes.
+fn first_written_segment(run: &Path) -> (PathBuf, Vec<u8>) {
+    let segs = list_segments(&run.join("buffer")).unwrap();
+    let (_, last) = segs
+        .iter()
+        .find(|(_, p)| fs::metadata(p).unwrap().len() > 0)
+        .unwrap()
+        .clone();
+    let full = fs::read(&last).unwrap();
+    (last, full)
+}
+
 #[test]
 fn cursor_is_never_durable_before_its_logs() {
     // Cut the buffer at every byte of the written tail (a crash can leave any prefix): the
@@ -100,13 +112,7 @@ fn cursor_is_never_durable_before_its_logs() {
         }
         b.close().unwrap();
     }
-    let segs = list_segments(&run.join("buffer")).unwrap();
-    let (_, last) = segs
-        .iter()
-        .find(|(_, p)| fs::metadata(p).unwrap().len() > 0)
-        .unwrap()
-        .clone();
-    let full = fs::read(&last).unwrap();
+    let (last, full) = first_written_segment(&run);
     // Every byte of the last records, every third byte before (each cut is a full reopen).
     for cut in (0..=full.len()).filter(|c| c % 3 == 0 || c + 60 > full.len()) {
         let copy = tmp.path().join(format!("cut{cut}"));
@@ -687,13 +693,7 @@ fn a_reset_record_is_applied_whole_or_not_at_all_when_its_tail_is_torn() {
         b.append("c:1", &mut reset).unwrap();
         b.close().unwrap();
     }
-    let segs = list_segments(&run.join("buffer")).unwrap();
-    let (_, last) = segs
-        .iter()
-        .find(|(_, p)| fs::metadata(p).unwrap().len() > 0)
-        .unwrap()
-        .clone();
-    let full = fs::read(&last).unwrap();
+    let (last, full) = first_written_segment(&run);
     let from = full.len() - (reset_len - 5 + HEADER_BYTES);
     let mut outcomes = std::collections::BTreeSet::new();
     for cut in from..=full.len() {
