@@ -120,7 +120,7 @@ pub fn lookup_cache_owner(key: &str) -> Option<(Arc<CheckContext>, String)> {
     for ctx in registry().read().values() {
         let id = ctx.logs.cache_id();
         let prefixed = key
-            .strip_prefix(id.as_str())
+            .strip_prefix(id)
             .is_some_and(|rest| rest.starts_with('_'));
         if prefixed && best.as_ref().is_none_or(|(len, _)| id.len() > *len) {
             best = Some((id.len(), ctx.clone()));

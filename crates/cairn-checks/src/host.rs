@@ -232,9 +232,8 @@ fn send_log(py: Python<'_>, json_line: &Bound<'_, PyString>, check_id: &str) -> 
 /// kept whole.
 fn cache_target(key: &str) -> Option<(std::sync::Arc<context::CheckContext>, String)> {
     if let Some(ctx) = context::current() {
-        let id = ctx.logs.cache_id();
         let bare = key
-            .strip_prefix(id.as_str())
+            .strip_prefix(ctx.logs.cache_id())
             .and_then(|k| k.strip_prefix('_'))
             .or_else(|| {
                 key.strip_prefix(ctx.check_id.as_str())

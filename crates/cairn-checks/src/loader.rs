@@ -235,6 +235,12 @@ pub fn load(
             }
         };
         if let Some(cache_id) = cache_identity(py, object.bind(py), &id) {
+            if let Some(other) = context::all()
+                .iter()
+                .find(|c| c.check_id != id && c.logs.cache_id() == cache_id)
+            {
+                tracing::warn!(check_id = %id, other = %other.check_id, cache_id = %cache_id, "two instances have the same persistent_cache_id(): they share one persistent cache and their cursors overwrite each other");
+            }
             if let Err(e) = py.detach(|| ctx.logs.set_cache_id(&cache_id)) {
                 context::unregister(&id);
                 return Err(CheckError::State {

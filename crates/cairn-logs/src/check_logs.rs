@@ -1,7 +1,7 @@
 //! [`CheckLogs`]: everything one check instance needs to turn a hand-off into a staged record,
 //! built once when the check is loaded so that the per-log work is a few copies.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
 
@@ -163,14 +163,17 @@ pub struct CheckLogs {
     /// Holds the spare staging buffers (logs, owned cache), swapped in at each flush so no
     /// flush reallocates.
     flush_order: Mutex<(Staging, Staging)>,
+    /// The identity the cache is stored under when it is not the check id (the check
+    /// overrides `persistent_cache_id()`): `<name>[:<instance name>]:<persistent_cache_id>`.
+    /// Set once, before the first run.
+    cache_owner: OnceLock<String>,
 }
 
 struct State {
     staging: Staging,
-    /// The identity the cache is stored under when it is not the check id (the check
-    /// overrides `persistent_cache_id()`): `<name>[:<instance name>]:<persistent_cache_id>`.
-    cache_owner: Option<String>,
-    /// Cache writes and resets for `cache_owner`, appended under it right after the logs
+    /// Whether the cache has an identity of its own ([`CheckLogs::set_cache_id`]).
+    owned_cache: bool,
+    /// Cache writes and resets for the cache's own identity, appended under it right after the logs
     /// staged with them (so a cursor is still never durable before its logs).
     owned: Staging,
     cache: CacheState,
@@ -197,7 +200,7 @@ pub fn formatted_instance_tags(tags: &[String]) -> Vec<&str> {
 impl State {
     /// Where cache records go: with the logs, or apart under the cache owner.
     fn cache_staging(&mut self) -> &mut Staging {
-        if self.cache_owner.is_some() {
+        if self.owned_cache {
             &mut self.owned
         } else {
             &mut self.staging
@@ -246,7 +249,7 @@ impl CheckLogs {
             sink,
             state: Mutex::new(State {
                 staging: Staging::new(),
-                cache_owner: None,
+                owned_cache: false,
                 owned: Staging::new(),
                 cache,
                 counters: LogCounters::default(),
@@ -254,6 +257,7 @@ impl CheckLogs {
                 lost: None,
             }),
             flush_order: Mutex::new((Staging::new(), Staging::new())),
+            cache_owner: OnceLock::new(),
         })
     }
 
@@ -269,26 +273,35 @@ impl CheckLogs {
 
     /// The identity the check's cache (cursors included) is stored under: the check id, or
     /// what [`set_cache_id`](Self::set_cache_id) made it.
-    pub fn cache_id(&self) -> String {
-        let st = self.state.lock();
-        st.cache_owner
-            .clone()
-            .unwrap_or_else(|| self.check_id.clone())
+    pub fn cache_id(&self) -> &str {
+        self.cache_owner.get().unwrap_or(&self.check_id)
     }
 
     /// Stores this check's cache under `cache_id` from now on and loads what is stored there
     /// (the library's `<name>[:<instance name>]:<persistent_cache_id()>`: a check that
     /// overrides `persistent_cache_id()` keeps its cursors when the rest of its config, and
-    /// so its check id, changes). Call it once, after construction, before the first run;
-    /// anything written before goes on under the check id. May block: call it without the GIL.
+    /// so its check id, changes). Call it once, after construction, before the first run (a
+    /// second call is refused); anything written before goes on under the check id. May
+    /// block: call it without the GIL.
     pub fn set_cache_id(&self, cache_id: &str) -> Result<(), SinkError> {
         if cache_id == self.check_id {
             return Ok(());
         }
         self.flush()?;
         let loaded = self.sink.load_state(cache_id)?;
+        let _order = self.flush_order.lock();
+        if self.cache_owner.set(cache_id.to_string()).is_err() {
+            return Err(SinkError::State {
+                path: cache_id.into(),
+                message: format!(
+                    "check {}: its cache identity is already {}",
+                    self.check_id,
+                    self.cache_id()
+                ),
+            });
+        }
         let mut st = self.state.lock();
-        st.cache_owner = Some(cache_id.to_string());
+        st.owned_cache = true;
         st.cache = loaded;
         Ok(())
     }
@@ -479,12 +492,11 @@ impl CheckLogs {
     pub fn flush(&self) -> Result<(), SinkError> {
         let mut spare = self.flush_order.lock();
         let (batch, owned) = &mut *spare;
-        let owner = {
+        {
             let mut st = self.state.lock();
             std::mem::swap(batch, &mut st.staging);
             std::mem::swap(owned, &mut st.owned);
-            st.cache_owner.clone()
-        };
+        }
         if batch.is_empty() && owned.is_empty() {
             return Ok(());
         }
@@ -495,8 +507,7 @@ impl CheckLogs {
             // The logs are the sink's now; the cache records come after them, so they are
             // never durable before them.
             lost_logs = 0;
-            let owner = owner.as_deref().unwrap_or(&self.check_id);
-            result = self.sink.append(owner, owned);
+            result = self.sink.append(self.cache_id(), owned);
         }
         batch.clear();
         owned.clear();
@@ -514,8 +525,7 @@ impl CheckLogs {
     /// instead. Logs that an earlier flush of the same run did hand over stay processed: the
     /// sink has them, and either delivers them or counts their loss itself.
     fn rewind(&self, e: &SinkError, lost_logs: usize) {
-        let owner = self.cache_id();
-        let restored = self.sink.load_state(&owner);
+        let restored = self.sink.load_state(self.cache_id());
         let mut st = self.state.lock();
         let dropped_after = st.staging.logs();
         st.staging.clear();
@@ -541,9 +551,8 @@ impl CheckLogs {
         self.flush()?;
         let _order = self.flush_order.lock();
         self.sink.commit(&self.check_id)?;
-        let owner = self.state.lock().cache_owner.clone();
-        if let Some(owner) = owner {
-            self.sink.commit(&owner)?;
+        if let Some(owner) = self.cache_owner.get() {
+            self.sink.commit(owner)?;
         }
         match self.state.lock().lost.take() {
             Some(message) => Err(SinkError::Lost(message)),

@@ -176,7 +176,12 @@ pub fn run(config_dir: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
         }
     }
     if args.persist {
-        let ids: Vec<&str> = checks.iter().map(|c| c.check_id.as_str()).collect();
+        // A check that overrides persistent_cache_id() keeps its cache under that identity.
+        let mut ids: Vec<&str> = checks
+            .iter()
+            .flat_map(|c| [c.check_id.as_str(), c.ctx.logs.cache_id()])
+            .collect();
+        ids.dedup();
         persist(&loaded.agent, &memory, &ids)?;
     }
     Ok(if failed {

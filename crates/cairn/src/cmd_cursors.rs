@@ -251,7 +251,7 @@ pub fn live_list(check: Option<&str>) -> anyhow::Result<Value> {
             &mut out,
             &ctx.name,
             &ctx.check_id,
-            &ctx.logs.cache_id(),
+            ctx.logs.cache_id(),
             &state,
         );
     }
@@ -313,7 +313,7 @@ fn matching_contexts(check: Option<&str>) -> anyhow::Result<Vec<Arc<CheckContext
     let known: Vec<&str> = all.iter().map(|x| x.name.as_str()).collect();
     let found: Vec<_> = all
         .iter()
-        .filter(|x| matches(c, &x.name, &[&x.check_id, &x.logs.cache_id()]))
+        .filter(|x| matches(c, &x.name, &[&x.check_id, x.logs.cache_id()]))
         .cloned()
         .collect();
     if found.is_empty() {

@@ -274,3 +274,19 @@ fn persistent_cache_id_keeps_the_cursor_across_an_instance_change_and_the_check_
         "a new check id starts with a fresh cursor"
     );
 }
+
+#[test]
+fn cairn_check_persist_writes_an_overridden_identity_s_cursor_where_cairn_run_reads_it() {
+    let dir = setup();
+    dir.check_py("kept", KEPT_CHECK);
+    conf(&dir, "kept", "v:1", "    source_id: 9\n");
+    dir.cairn(&["check", "kept", "--persist"])
+        .run()
+        .assert_code(0);
+    let kept = cursors_json(&dir, &["show", "kept"]);
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(kept[0]["cache_id"], "kept:src-9");
+    assert_eq!(kept[0]["cursor"], json!({ "n": 1 }));
+    run_agent_for(&dir, "kept", 1);
+    assert_eq!(seen(&dir, "kept")[1], json!({ "default": { "n": 1 } }));
+}
