@@ -342,11 +342,7 @@ fn persist(
     memory: &MemorySink,
     check_ids: &[&str],
 ) -> anyhow::Result<()> {
-    let opts = BufferOptions::new(
-        &agent.run_path,
-        agent.logs.buffer.max_size_bytes,
-        agent.logs.buffer.when_full,
-    );
+    let opts = BufferOptions::for_agent(agent);
     let buffer = Buffer::open(opts, Arc::new(Counters::default())).with_context(|| {
         format!(
             "--persist: cannot open the buffer in {} (is `cairn run` running on it? stop it first)",

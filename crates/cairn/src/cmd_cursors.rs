@@ -182,11 +182,7 @@ fn reset_offline(
     if by_owner.is_empty() {
         return Ok(json!({ "reset": reset, "count": 0 }));
     }
-    let opts = BufferOptions::new(
-        &agent.run_path,
-        agent.logs.buffer.max_size_bytes,
-        agent.logs.buffer.when_full,
-    );
+    let opts = BufferOptions::for_agent(agent);
     let buffer = Buffer::open(opts, Arc::new(Counters::default())).with_context(|| {
         format!(
             "cannot open the buffer in {} (did an agent start on it? reset through it then)",
@@ -455,4 +451,109 @@ fn query_escape(s: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_logs::{CheckLogs, CheckLogsConfig, LogFields};
+
+    /// Registers a check instance named `name` whose cache goes to a real buffer in `dir`.
+    fn register(name: &str, dir: &Path) -> (Arc<CheckContext>, Arc<Buffer>) {
+        let opts = BufferOptions::new(dir, 1 << 20, cairn_config::WhenFull::Block);
+        let buffer = Buffer::open(opts, Arc::new(Counters::default())).unwrap();
+        let id = format!("{name}:0123456789abcdef");
+        let logs = CheckLogs::new(
+            CheckLogsConfig {
+                check_id: id.clone(),
+                hostname: "h".into(),
+                logs_enabled: true,
+                has_logs_entry: true,
+                ..Default::default()
+            },
+            buffer.clone(),
+        )
+        .unwrap();
+        let ctx = Arc::new(CheckContext {
+            name: name.into(),
+            check_id: id.clone(),
+            logs,
+            submissions: Default::default(),
+            metrics: cairn_checks::metrics::CheckMetrics::new(&id, Vec::new()).into(),
+            run_lock: Default::default(),
+        });
+        context::register(ctx.clone());
+        (ctx, buffer)
+    }
+
+    fn send(ctx: &CheckContext, stream: &str, cursor: &str) {
+        let fields = LogFields {
+            message: "m",
+            timestamp_ms: 1,
+            ..Default::default()
+        };
+        ctx.logs
+            .push_log(&fields, b"", Some((stream, cursor)))
+            .unwrap();
+        ctx.logs.finish_run().unwrap();
+    }
+
+    #[test]
+    fn live_reset_waits_for_the_run_then_the_next_read_sees_no_cursor_and_it_is_durable() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (ctx, buffer) = register("live_reset_check", tmp.path());
+        send(&ctx, "default", "{\"n\":3}");
+        send(&ctx, "other", "{\"n\":4}");
+        let listed = live_list(Some("live_reset_check")).unwrap();
+        assert_eq!(listed["cursors"][0]["cursor"], json!({ "n": 3 }));
+        assert_eq!(listed["cursors"][1]["stream"], "other");
+
+        // A run in progress holds the lock: the reset waits for it.
+        let run = ctx.run_lock.lock();
+        let resetter = std::thread::spawn(|| live_reset("live_reset_check", None).unwrap());
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(!resetter.is_finished(), "a reset never lands inside a run");
+        assert!(ctx.logs.read_cache(&cursor_key("default")).is_some());
+        drop(run);
+        let answer = resetter.join().unwrap();
+        assert_eq!(answer["count"], 2, "{answer}");
+        assert_eq!(ctx.logs.read_cache(&cursor_key("default")), None);
+        assert_eq!(ctx.logs.read_cache(&cursor_key("other")), None);
+        assert!(live_list(Some("live_reset_check")).unwrap()["cursors"]
+            .as_array()
+            .unwrap()
+            .is_empty());
+        // Durable: committed before the answer.
+        let durable = buffer.load_state(&ctx.check_id).unwrap();
+        assert!(durable.is_empty(), "{durable:?}");
+        context::unregister(&ctx.check_id);
+        buffer.close().unwrap();
+        assert!(cairn_logs::read_all_states(tmp.path()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn live_calls_on_an_unknown_check_name_the_loaded_ones() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (ctx, buffer) = register("live_known_check", tmp.path());
+        let e = live_reset("live_no_such_check", None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("unknown check live_no_such_check") && e.contains("live_known_check"),
+            "{e}"
+        );
+        assert!(live_list(Some("live_no_such_check")).is_err());
+        // One stream only; a stream without a cursor resets nothing.
+        send(&ctx, "a", "1");
+        send(&ctx, "b", "2");
+        assert_eq!(live_reset(&ctx.check_id, Some("zzz")).unwrap()["count"], 0);
+        let one = live_reset(&ctx.check_id, Some("a")).unwrap();
+        assert_eq!(
+            one["reset"],
+            json!([{ "check": "live_known_check", "check_id": ctx.check_id, "stream": "a" }])
+        );
+        assert_eq!(ctx.logs.read_cache(&cursor_key("b")).as_deref(), Some("2"));
+        context::unregister(&ctx.check_id);
+        buffer.close().unwrap();
+    }
 }

@@ -74,6 +74,16 @@ pub struct BufferOptions {
 }
 
 impl BufferOptions {
+    /// The buffer of the agent configured by `agent`: its run_path and
+    /// `logs_config.buffer` settings.
+    pub fn for_agent(agent: &cairn_config::AgentConfig) -> Self {
+        Self::new(
+            &agent.run_path,
+            agent.logs.buffer.max_size_bytes,
+            agent.logs.buffer.when_full,
+        )
+    }
+
     pub fn new(run_path: &Path, max_size_bytes: u64, when_full: WhenFull) -> Self {
         BufferOptions {
             dir: run_path.join("buffer"),
