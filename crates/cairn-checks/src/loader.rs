@@ -21,6 +21,10 @@ pub struct LoadedCheck {
     pub object: Py<PyAny>,
     /// The file the check's class came from.
     pub file: String,
+    /// The conf.d file of the instance.
+    pub config_file: String,
+    /// When it was built: a check file modified since then has changed code.
+    pub loaded_at: std::time::SystemTime,
 }
 
 impl Drop for LoadedCheck {
@@ -115,6 +119,17 @@ pub fn load(
     integration: &IntegrationConfig,
     sink: &Arc<dyn RecordSink>,
 ) -> Result<Vec<LoadedCheck>, CheckError> {
+    load_except(py, agent, integration, sink, &Default::default())
+}
+
+/// [`load`], leaving out the instances whose check id is in `running` (a reload keeps them).
+pub fn load_except(
+    py: Python<'_>,
+    agent: &AgentConfig,
+    integration: &IntegrationConfig,
+    sink: &Arc<dyn RecordSink>,
+    running: &std::collections::HashSet<String>,
+) -> Result<Vec<LoadedCheck>, CheckError> {
     let name = integration.name.as_str();
     let helpers = py
         .import("_cairn_host")
@@ -177,6 +192,9 @@ pub fn load(
     let mut out = Vec::new();
     for instance in &integration.instances {
         let id = check_id(name, &instance.value, &integration.init_config);
+        if running.contains(&id) {
+            continue;
+        }
         if context::lookup(&id).is_some() {
             // Two identical instances would share one id, one cursor and ship every log twice.
             tracing::warn!(check_id = %id, location = %instance.location, "instance skipped: it is identical to another instance of this check");
@@ -256,6 +274,11 @@ pub fn load(
             ctx,
             object,
             file: file.clone(),
+            config_file: std::path::absolute(&integration.path)
+                .unwrap_or_else(|_| integration.path.clone())
+                .display()
+                .to_string(),
+            loaded_at: std::time::SystemTime::now(),
         });
     }
     Ok(out)

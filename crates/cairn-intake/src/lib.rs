@@ -29,9 +29,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use auth::{cookie_name, MIN_TOKEN_LEN};
+pub use auth::{allowed_hosts, cookie_name, load_or_create_token, same_secret, MIN_TOKEN_LEN};
 pub use error::IntakeError;
 pub use http::{CONTENT_SECURITY_POLICY, ROUTES};
+pub use limit::serve;
 pub use limit::IntakeLimits;
 pub use store::MaintenanceReport;
 
@@ -110,6 +111,13 @@ impl std::fmt::Debug for IntakeAuth {
     }
 }
 
+/// What the store holds.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct IntakeStats {
+    pub stored_logs: u64,
+    pub store_bytes: u64,
+}
+
 /// An intake serving in the background of the current tokio runtime.
 pub struct RunningIntake {
     local_addr: SocketAddr,
@@ -158,6 +166,25 @@ impl RunningIntake {
 
     pub fn counters(&self) -> &store::StoreCounters {
         &self.store.counters
+    }
+
+    /// Logs held and bytes used by the store, for the agent's status (the per-minute counts
+    /// are summed, so this stays cheap on millions of logs).
+    pub async fn stats(&self) -> Result<IntakeStats, IntakeError> {
+        self.store
+            .read(|conn| {
+                let logs: i64 = conn
+                    .query_row("SELECT coalesce(sum(count), 0) FROM rollup", [], |r| {
+                        r.get(0)
+                    })
+                    .map_err(IntakeError::from)?;
+                let bytes = store::used_bytes(conn).map_err(IntakeError::from)?;
+                Ok(IntakeStats {
+                    stored_logs: logs.max(0) as u64,
+                    store_bytes: bytes,
+                })
+            })
+            .await
     }
 
     /// Applies retention now instead of at the next background pass.

@@ -70,8 +70,8 @@ impl Default for IntakeLimits {
 }
 
 /// Serves `app` on `listener` under `limits` until `stop` resolves, then lets requests in
-/// flight finish (for at most `drain`).
-pub(crate) async fn serve(
+/// flight finish (for at most `drain`). The agent's local API is served by it too.
+pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: &IntakeLimits,

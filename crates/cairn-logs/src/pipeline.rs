@@ -245,6 +245,13 @@ impl Pipeline {
         snapshot(&self.counters, &self.buffer)
     }
 
+    /// [`Pipeline::counters`] for another thread (the local API), valid as long as the
+    /// process lives; after shutdown it reports the last state.
+    pub fn counters_source(&self) -> Arc<dyn Fn() -> CountersSnapshot + Send + Sync> {
+        let (counters, buffer) = (self.counters.clone(), self.buffer.clone());
+        Arc::new(move || snapshot(&counters, &buffer))
+    }
+
     /// Stops reading, gives payloads in flight up to `grace` to be delivered, then makes the
     /// buffer durable and closes it. Whatever was not acknowledged is sent after a restart.
     pub fn shutdown(mut self, grace: Duration) -> Result<(), PipelineError> {

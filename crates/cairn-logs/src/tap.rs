@@ -114,9 +114,9 @@ impl LogTap {
                 .as_deref()
                 .is_none_or(|c| c == check_name || c == &*check_id)
         };
-        let needs_fields = readers
-            .iter()
-            .any(|r| wants_check(&r.filter) && (r.filter.source.is_some() || r.filter.service.is_some()));
+        let needs_fields = readers.iter().any(|r| {
+            wants_check(&r.filter) && (r.filter.source.is_some() || r.filter.service.is_some())
+        });
         for record in staging.iter() {
             let Record::Log(json) = record else { continue };
             let fields = needs_fields.then(|| LogKeys::read(json));
@@ -127,10 +127,16 @@ impl LogTap {
                     continue;
                 }
                 if let Some(keys) = &fields {
-                    if f.source.as_ref().is_some_and(|s| keys.source.as_deref() != Some(s)) {
+                    if f.source
+                        .as_ref()
+                        .is_some_and(|s| keys.source.as_deref() != Some(s))
+                    {
                         continue;
                     }
-                    if f.service.as_ref().is_some_and(|s| keys.service.as_deref() != Some(s)) {
+                    if f.service
+                        .as_ref()
+                        .is_some_and(|s| keys.service.as_deref() != Some(s))
+                    {
                         continue;
                     }
                 }

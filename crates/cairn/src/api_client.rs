@@ -57,6 +57,9 @@ impl ApiClient {
             .enable_all()
             .build()
             .context("starting the client runtime")?;
+        // The API is plain HTTP on loopback, but reqwest is built with rustls for the senders
+        // and wants a provider all the same.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(2))
             .no_proxy()
@@ -69,10 +72,6 @@ impl ApiClient {
             rt,
             run_path: agent.run_path.clone(),
         })
-    }
-
-    pub fn base_url(&self) -> &str {
-        &self.base
     }
 
     fn not_running(&self, e: &reqwest::Error) -> anyhow::Error {

@@ -10,16 +10,17 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 use cairn_config::{AgentConfig, Secret};
+use cairn_logs::tap::{LogTap, TapSink};
 use cairn_logs::{
     CacheState, Counters, CountersSnapshot, Pipeline, PipelineConfig, RecordSink, SinkError,
     Staging,
 };
 
-use crate::common;
+use crate::{api, common};
 
 #[derive(clap::Args)]
 pub struct RunArgs {
@@ -111,12 +112,18 @@ pub fn run(config_dir: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
     }
+    // SIGHUP reloads, as `cairn reload` does (systemd's ExecReload sends it).
+    let hup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
+        .context("installing signal handlers")?;
     let loaded = common::load_config(config_dir)?;
     for e in &loaded.errors {
         tracing::error!("{e}");
     }
     let agent = &loaded.agent;
+    let started_at = SystemTime::now();
     let mut local_intake = None;
+    let tap = LogTap::new();
     let (pipeline, sink, counters): (Option<Pipeline>, Arc<dyn RecordSink>, Arc<Counters>) = if args
         .discard_logs
     {
@@ -145,7 +152,8 @@ pub fn run(config_dir: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
         let pipeline = Pipeline::start(pipeline_cfg).with_context(|| {
             format!("starting the logs pipeline in {}", agent.run_path.display())
         })?;
-        let (sink, counters) = (pipeline.sink(), pipeline.counters_handle());
+        let sink: Arc<dyn RecordSink> = Arc::new(TapSink::new(pipeline.sink(), tap.clone()));
+        let counters = pipeline.counters_handle();
         (Some(pipeline), sink, counters)
     };
     let snapshot = |pipeline: &Option<Pipeline>| match pipeline {
@@ -159,6 +167,11 @@ pub fn run(config_dir: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
         },
         None if agent.api_key.is_some() || agent.dd_url_set => crate::flusher::Destination::Datadog,
         None => crate::flusher::Destination::Nowhere,
+    };
+    let metrics_url = match &destination {
+        crate::flusher::Destination::Local { url, .. } => Some(url.clone()),
+        crate::flusher::Destination::Datadog => Some(cairn_config::redact_url(&agent.dd_url)),
+        crate::flusher::Destination::Nowhere => None,
     };
     let flush_interval = match args.metrics_flush_secs {
         Some(secs) => Duration::try_from_secs_f64(secs)
@@ -204,24 +217,102 @@ pub fn run(config_dir: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
     for e in &errors {
         tracing::error!("{e}");
     }
+    let (reload_tx, reload_rx) = std::sync::mpsc::channel::<api::ReloadRequest>();
+    let state = Arc::new(api::AgentState {
+        started_at,
+        started: Instant::now(),
+        hostname: agent.hostname.clone(),
+        config_dir: std::fs::canonicalize(config_dir).unwrap_or_else(|_| config_dir.to_owned()),
+        run_path: agent.run_path.clone(),
+        python_version: cairn_checks::python_version(),
+        python_env: agent.python_env.clone(),
+        endpoints: parking_lot::Mutex::new(serde_json::json!({
+            "logs": pipeline.as_ref().map(|p| p.url().to_owned()),
+            "metrics": metrics_url,
+        })),
+        api_key_ending: agent.api_key.as_ref().map(|k| {
+            let k = k.expose();
+            k.chars()
+                .skip(k.chars().count().saturating_sub(5))
+                .collect()
+        }),
+        board: Default::default(),
+        logs: pipeline.as_ref().map(Pipeline::counters_source),
+        metrics: Default::default(),
+        logs_sources: parking_lot::Mutex::new(logs_sources(&loaded.integrations)),
+        load_errors: parking_lot::Mutex::new(errors.iter().map(|e| e.to_string()).collect()),
+        last_reload: Default::default(),
+        intake_trouble: Default::default(),
+        local_intake: local_intake.as_ref().map(|i| api::LocalIntakeInfo {
+            url: i.running.url(),
+            stats: Default::default(),
+        }),
+        tap: tap.clone(),
+        reload_tx: parking_lot::Mutex::new(reload_tx),
+        backoff_max_secs: agent.logs.sender_backoff_max_secs,
+    });
+    let api_server = start_api(agent, state.clone());
     common::write_pid_file(&agent.run_path);
     tracing::info!(
         checks = checks.len(),
         version = cairn_checks::VERSION,
         "cairn started"
     );
-    let on_report = {
+    let on_report: Arc<cairn_checks::scheduler::ReportFn> = {
         let counters = counters.clone();
         Arc::new(move |report: &cairn_checks::RunReport| {
             counters.add_handoff(&report.check_id, &report.logs)
         })
     };
-    let scheduler =
-        cairn_checks::Scheduler::start_watched(checks, agent.check_runners, watchdog, on_report);
+    let mut scheduler = cairn_checks::Scheduler::start_watched(
+        checks,
+        agent.check_runners,
+        watchdog.clone(),
+        on_report.clone(),
+    );
+    *state.board.lock() = scheduler.status_board();
+    let mut reloader = Reloader {
+        config_dir: config_dir.to_owned(),
+        datadog_yaml: std::fs::read(config_dir.join("datadog.yaml")).ok(),
+        check_runners: agent.check_runners,
+        watchdog,
+        on_report,
+        sink: sink.clone(),
+    };
     let mut last_write = Instant::now();
+    let mut last_state = Instant::now() - Duration::from_secs(10);
+    let mut last_intake_stats = Instant::now() - Duration::from_secs(10);
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
         flusher.tick();
+        if last_state.elapsed() >= Duration::from_secs(1) {
+            last_state = Instant::now();
+            *state.metrics.lock() = flusher.snapshot();
+            state.observe_logs(&snapshot(&pipeline));
+        }
+        if let (Some(intake), Some(info)) = (&local_intake, &state.local_intake) {
+            if last_intake_stats.elapsed() >= Duration::from_secs(5) {
+                last_intake_stats = Instant::now();
+                let stats = intake.runtime.block_on(async {
+                    tokio::time::timeout(Duration::from_secs(2), intake.running.stats()).await
+                });
+                if let Ok(Ok(stats)) = stats {
+                    *info.stats.lock() = Some(stats);
+                }
+            }
+        }
+        let mut replies = Vec::new();
+        while let Ok(req) = reload_rx.try_recv() {
+            replies.push(req.reply);
+        }
+        if hup.swap(false, Ordering::Relaxed) || !replies.is_empty() {
+            let (next, answer) = reloader.reload(scheduler, &state);
+            scheduler = next;
+            *state.last_reload.lock() = Some(answer.clone());
+            for reply in replies {
+                let _ = reply.send(answer.clone());
+            }
+        }
         if let Some(path) = &args.counters_file {
             if last_write.elapsed() >= Duration::from_secs(1) {
                 last_write = Instant::now();
@@ -230,6 +321,9 @@ pub fn run(config_dir: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     }
     tracing::info!("stopping: waiting for running checks");
+    if let Some(server) = api_server {
+        server.stop();
+    }
     let still = scheduler.stop(Duration::from_secs(args.grace_secs));
     if !still.is_empty() {
         tracing::warn!(checks = ?still, "checks still running at exit: what they staged but did not commit is not durable");
@@ -251,6 +345,168 @@ pub fn run(config_dir: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
     common::remove_pid_file(&agent.run_path);
     tracing::info!("cairn stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The local API on `cmd_host:cmd_port`. An agent that cannot bind it still runs (its
+/// checks matter more than its status), and says so at error level.
+fn start_api(agent: &AgentConfig, state: Arc<api::AgentState>) -> Option<api::ApiServer> {
+    let token_path = agent.run_path.join(AUTH_TOKEN_FILE);
+    let token = match cairn_intake::load_or_create_token(&token_path) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "local API not started: no token; cairn status and cairn reload cannot reach this agent");
+            return None;
+        }
+    };
+    let listen = crate::api_client::api_authority(agent);
+    match api::start(&listen, token, state) {
+        Ok(server) => {
+            tracing::info!(address = %server.local_addr, "local API listening");
+            Some(server)
+        }
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "local API not started: cairn status and cairn reload cannot reach this agent (SIGHUP still reloads)");
+            None
+        }
+    }
+}
+
+fn logs_sources(
+    integrations: &[cairn_config::IntegrationConfig],
+) -> std::collections::BTreeMap<String, api::LogsSource> {
+    integrations
+        .iter()
+        .filter_map(|i| {
+            let e = i.integration_logs_entry()?;
+            Some((
+                i.name.clone(),
+                api::LogsSource {
+                    kind: e.kind.clone(),
+                    source: e.source.clone(),
+                    service: e.service.clone(),
+                },
+            ))
+        })
+        .collect()
+}
+
+/// What a reload needs that does not change with it.
+struct Reloader {
+    config_dir: PathBuf,
+    datadog_yaml: Option<Vec<u8>>,
+    check_runners: usize,
+    watchdog: cairn_checks::WatchdogConfig,
+    on_report: Arc<cairn_checks::scheduler::ReportFn>,
+    sink: Arc<dyn RecordSink>,
+}
+
+/// A running check must finish its run within this for a reload to proceed.
+const RELOAD_WAIT: Duration = Duration::from_secs(60);
+
+impl Reloader {
+    /// Re-reads the config and reconciles the checks. A config with any error is refused
+    /// whole (the running checks go on untouched) and the answer names file:line.
+    fn reload(
+        &mut self,
+        scheduler: cairn_checks::Scheduler,
+        state: &api::AgentState,
+    ) -> (cairn_checks::Scheduler, serde_json::Value) {
+        let at = cairn_intake::timefmt::format_rfc3339_ms(cairn_intake::timefmt::now_ms());
+        let refuse = |scheduler, errors: Vec<String>| {
+            for e in &errors {
+                tracing::error!(error = %e, "reload refused; the running config is kept");
+            }
+            let answer = serde_json::json!({
+                "ok": false, "at": at, "errors": errors,
+                "message": "reload refused: the running config is kept",
+            });
+            (scheduler, answer)
+        };
+        tracing::info!("reloading the configuration");
+        let loaded = match cairn_config::load_from_process_env(&self.config_dir) {
+            Ok(l) => l,
+            Err(e) => return refuse(scheduler, vec![e.to_string()]),
+        };
+        if !loaded.errors.is_empty() {
+            return refuse(
+                scheduler,
+                loaded.errors.iter().map(|e| e.to_string()).collect(),
+            );
+        }
+        let files: Vec<String> = {
+            let mut f: Vec<String> = scheduler
+                .statuses()
+                .into_iter()
+                .map(|s| s.check_file)
+                .collect();
+            f.sort();
+            f.dedup();
+            f
+        };
+        let syntax = cairn_checks::compile_check_files(&files);
+        if !syntax.is_empty() {
+            return refuse(scheduler, syntax);
+        }
+        let yaml = std::fs::read(self.config_dir.join("datadog.yaml")).ok();
+        let yaml_changed = yaml != self.datadog_yaml;
+        let (checks, statuses) = match scheduler.stop_for_reload(RELOAD_WAIT) {
+            Ok(x) => x,
+            Err((scheduler, running)) => {
+                return refuse(
+                    scheduler,
+                    vec![format!(
+                        "checks still running after {} s: {}; try again later",
+                        RELOAD_WAIT.as_secs(),
+                        running.join(", ")
+                    )],
+                )
+            }
+        };
+        let (checks, errors, summary) = cairn_checks::reload(
+            &loaded.agent,
+            &loaded.integrations,
+            &self.sink,
+            checks,
+            yaml_changed,
+        );
+        for e in &errors {
+            tracing::error!("{e}");
+        }
+        let scheduler = cairn_checks::Scheduler::start_keeping(
+            checks,
+            self.check_runners,
+            self.watchdog.clone(),
+            self.on_report.clone(),
+            statuses,
+        );
+        *state.board.lock() = scheduler.status_board();
+        *state.logs_sources.lock() = logs_sources(&loaded.integrations);
+        *state.load_errors.lock() = errors.iter().map(|e| e.to_string()).collect();
+        let mut warnings = Vec::new();
+        if yaml_changed {
+            self.datadog_yaml = yaml;
+            warnings.push(
+                "datadog.yaml changed: every check was restarted with it; the logs pipeline, forwarder, local intake and local API keep their settings until the agent restarts".to_string(),
+            );
+        }
+        tracing::info!(
+            kept = summary.kept.len(),
+            started = summary.started.len(),
+            stopped = summary.stopped.len(),
+            errors = errors.len(),
+            "reloaded"
+        );
+        let answer = serde_json::json!({
+            "ok": errors.is_empty(),
+            "at": at,
+            "kept": summary.kept,
+            "started": summary.started,
+            "stopped": summary.stopped,
+            "errors": errors.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+            "warnings": warnings,
+        });
+        (scheduler, answer)
+    }
 }
 
 /// The logs pipeline's counters, with the metrics' under `"metrics"`.
