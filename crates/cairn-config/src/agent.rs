@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 
 use crate::doc::{
-    as_mapping, as_sequence, describe, field, is_null, key_string, parse_text, text_problem, Doc,
-    Kind, Node, Origin,
+    as_mapping, as_sequence, describe, describe_text, field, is_null, key_string, parse_text,
+    text_problem, Doc, Kind, Node, Origin,
 };
 use crate::error::{ConfigError, ConfigWarning};
 use crate::redact::redact_url;
@@ -190,6 +190,40 @@ impl Default for LogsConfig {
     }
 }
 
+/// The agent's own log, with the Datadog Agent's key names. `log_level` stays on
+/// [`AgentConfig`]: the checks' Python loggers read it too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentLogConfig {
+    /// `log_file`: default `<run_path>/logs/agent.log`; relative to the config dir otherwise.
+    pub file: PathBuf,
+    /// `log_file_max_size`: the file is rotated before a line would take it past this.
+    /// Default 10 MiB, as the Datadog Agent's `10Mb`.
+    pub max_size_bytes: u64,
+    /// `log_file_max_rolls`: rotated files kept (`agent.log.1` is the newest). Default 1.
+    pub max_rolls: u32,
+    /// `disable_file_logging`: no file at all, stderr only. Default false.
+    pub disable_file_logging: bool,
+    /// `log_to_console`: whether `cairn run` keeps logging to stderr once its config is read.
+    /// Default true.
+    pub to_console: bool,
+}
+
+impl AgentLogConfig {
+    fn defaults(run_path: &Path) -> AgentLogConfig {
+        AgentLogConfig {
+            file: default_log_file(run_path),
+            max_size_bytes: 10 << 20,
+            max_rolls: 1,
+            disable_file_logging: false,
+            to_console: true,
+        }
+    }
+}
+
+fn default_log_file(run_path: &Path) -> PathBuf {
+    run_path.join("logs").join("agent.log")
+}
+
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
     pub config_dir: PathBuf,
@@ -224,6 +258,7 @@ pub struct AgentConfig {
     /// by default; Cairn keeps them, so an outage loses nothing).
     pub forwarder_storage_max_size_in_bytes: u64,
     pub logs: LogsConfig,
+    pub agent_log: AgentLogConfig,
     /// The whole `datadog.yaml` after env overrides, minus every key that names a secret.
     raw: RawTree,
 }
@@ -289,6 +324,16 @@ const KEYS: &[(&str, Kind)] = &[
             max: i64::MAX,
         },
     ),
+    ("log_file", Kind::Str),
+    (
+        "log_file_max_rolls",
+        Kind::Int {
+            min: 0,
+            max: MAX_LOG_ROLLS,
+        },
+    ),
+    ("disable_file_logging", Kind::Bool),
+    ("log_to_console", Kind::Bool),
     ("logs_config.logs_dd_url", Kind::LogsUrl),
     ("logs_config.logs_no_ssl", Kind::Bool),
     ("logs_config.use_compression", Kind::Bool),
@@ -352,6 +397,12 @@ const KEYS: &[(&str, Kind)] = &[
     ("logs_config.intake.auth", Kind::Bool),
 ];
 
+/// Each rotation renames every kept file; a hundred is more history than a size cap needs.
+const MAX_LOG_ROLLS: i64 = 100;
+
+/// Read apart from [`KEYS`]: a size is an integer or a string with a unit, which no
+/// [`Kind`] describes.
+const LOG_FILE_MAX_SIZE_KEY: &str = "log_file_max_size";
 const RULES_KEY: &str = "logs_config.processing_rules";
 const HISTOGRAM_AGGREGATES_KEY: &str = "histogram_aggregates";
 const HISTOGRAM_PERCENTILES_KEY: &str = "histogram_percentiles";
@@ -373,9 +424,7 @@ const KNOWN_UNUSED: &[&str] = &[
     "proxy",
     "no_proxy_nonexact_match",
     "enable_gohai",
-    "log_file",
     "log_format_json",
-    "log_to_console",
     "log_to_syslog",
     "syslog_uri",
     "skip_ssl_validation",
@@ -487,6 +536,65 @@ fn list_key<'a>(
     Ok(Some(items))
 }
 
+/// A size as the Datadog Agent reads `log_file_max_size`: bytes, or a number followed by `B`,
+/// `KB`, `MB` or `GB` in any case, in powers of 1024 (`10Mb` is 10,485,760). Unlike the
+/// Agent, which reads what it cannot parse as 0, anything else is refused, as is 0.
+fn parse_size_bytes(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let lower = t.to_ascii_lowercase();
+    let (number, multiplier) = [
+        ("kb", 1u64 << 10),
+        ("mb", 1 << 20),
+        ("gb", 1 << 30),
+        ("b", 1),
+    ]
+    .iter()
+    .find_map(|(unit, m)| lower.strip_suffix(unit).map(|n| (n.trim_end(), *m)))
+    .unwrap_or((lower.as_str(), 1));
+    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    number
+        .parse::<u64>()
+        .ok()?
+        .checked_mul(multiplier)
+        .filter(|n| *n > 0)
+}
+
+fn size_problem(got: String) -> String {
+    format!("expected a size in bytes (an integer >= 1, or with a unit: \"10MB\", \"512KB\"), got {got}")
+}
+
+/// A size key from `DD_<KEY>` or `datadog.yaml`; `None` when not set.
+fn size_key(
+    root: Option<(&Doc, &Node)>,
+    env: &dyn Fn(&str) -> Option<String>,
+    key: &str,
+) -> Result<Option<u64>, ConfigError> {
+    let var = env_var_name(key);
+    if let Some(text) = env(&var).filter(|v| !v.trim().is_empty()) {
+        return match parse_size_bytes(&text) {
+            Some(n) => Ok(Some(n)),
+            None => Err(ConfigError::Env {
+                problem: size_problem(describe_text(&text)),
+                var,
+            }),
+        };
+    }
+    let Some((doc, node)) = root.and_then(|(doc, root)| lookup(root, key).map(|n| (doc, n))) else {
+        return Ok(None);
+    };
+    let text = match doc.string(node) {
+        Ok(Some(text)) => text,
+        Ok(None) => return Ok(None),
+        Err(_) => return Err(doc.invalid(node, key, size_problem(describe(node)))),
+    };
+    match parse_size_bytes(&text) {
+        Some(n) => Ok(Some(n)),
+        None => Err(doc.invalid(node, key, size_problem(describe(node)))),
+    }
+}
+
 /// `DD_` + the key path upper-cased, dots become underscores.
 pub fn env_var_name(key: &str) -> String {
     format!("DD_{}", key.replace('.', "_").to_ascii_uppercase())
@@ -498,6 +606,7 @@ fn kind_of(key: &str) -> Option<&'static Kind> {
 
 fn is_known(path: &str) -> bool {
     path == RULES_KEY
+        || path == LOG_FILE_MAX_SIZE_KEY
         || path == HISTOGRAM_AGGREGATES_KEY
         || path == HISTOGRAM_PERCENTILES_KEY
         || SECTIONS.contains(&path)
@@ -616,6 +725,7 @@ impl AgentConfig {
             dd_url_set: false,
             forwarder_storage_max_size_in_bytes: 128 << 20,
             logs: LogsConfig::default(),
+            agent_log: AgentLogConfig::defaults(&config_dir.join("run")),
             raw: RawTree(Value::Object(Map::new())),
         }
     }
@@ -700,6 +810,10 @@ impl AgentConfig {
             .get("dd_url")
             .and_then(Value::as_str)
             .is_some_and(|s| !s.trim().is_empty());
+        let explicit_log_file = set
+            .get("log_file")
+            .and_then(Value::as_str)
+            .is_some_and(|s| !s.trim().is_empty());
         let mut cfg = AgentConfig::defaults(config_dir);
         cfg.logs.processing_rules = processing_rules;
         if let Some(items) = list_key(root, env, HISTOGRAM_AGGREGATES_KEY)? {
@@ -738,8 +852,16 @@ impl AgentConfig {
                 Value::from(cfg.histogram_percentiles.clone()),
             );
         }
+        if let Some(n) = size_key(root, env, LOG_FILE_MAX_SIZE_KEY)? {
+            cfg.agent_log.max_size_bytes = n;
+            json_set(&mut raw, LOG_FILE_MAX_SIZE_KEY, Value::from(n));
+        }
         for (key, value) in set {
             cfg.apply(key, value);
+        }
+        if !explicit_log_file {
+            // Under run_path, wherever run_path ended up.
+            cfg.agent_log.file = default_log_file(&cfg.run_path);
         }
         if !explicit_dd_url {
             // `dd_url` follows `site` unless it was given.
@@ -781,6 +903,19 @@ impl AgentConfig {
                     (!p.trim().is_empty()).then(|| resolve_path(&self.config_dir, &p));
             }
             "log_level" => self.log_level = as_string(&v),
+            "log_file" => {
+                let p = as_string(&v);
+                if !p.trim().is_empty() {
+                    self.agent_log.file = resolve_path(&self.config_dir, p.trim());
+                }
+            }
+            "log_file_max_rolls" => {
+                self.agent_log.max_rolls = u32::try_from(as_u64(&v)).unwrap_or(1)
+            }
+            "disable_file_logging" => {
+                self.agent_log.disable_file_logging = v.as_bool().unwrap_or(false)
+            }
+            "log_to_console" => self.agent_log.to_console = v.as_bool().unwrap_or(true),
             "memory_limit_bytes" => self.memory_limit_bytes = as_u64(&v),
             "forwarder_storage_max_size_in_bytes" => {
                 self.forwarder_storage_max_size_in_bytes = as_u64(&v)
@@ -862,6 +997,11 @@ impl AgentConfig {
                 )
             }
             "log_level" => Value::from(self.log_level.as_str()),
+            "log_file" => Value::from(self.agent_log.file.display().to_string()),
+            LOG_FILE_MAX_SIZE_KEY => Value::from(self.agent_log.max_size_bytes),
+            "log_file_max_rolls" => Value::from(self.agent_log.max_rolls),
+            "disable_file_logging" => Value::from(self.agent_log.disable_file_logging),
+            "log_to_console" => Value::from(self.agent_log.to_console),
             "memory_limit_bytes" => Value::from(self.memory_limit_bytes),
             "logs_config.logs_dd_url" => return Some(logs.logs_dd_url.clone().map(Value::from)),
             "logs_config.logs_no_ssl" => Value::from(logs.logs_no_ssl),

@@ -16,8 +16,8 @@ mod rules;
 use std::path::Path;
 
 pub use agent::{
-    env_var_name, AgentConfig, BufferConfig, CompressionKind, LogsConfig, Secret, WhenFull,
-    MAX_PAYLOAD_BYTES,
+    env_var_name, AgentConfig, AgentLogConfig, BufferConfig, CompressionKind, LogsConfig, Secret,
+    WhenFull, MAX_PAYLOAD_BYTES,
 };
 pub use error::{ConfigError, ConfigWarning, Location};
 pub use integration::{Instance, IntegrationConfig, LogsEntry};
