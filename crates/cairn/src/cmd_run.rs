@@ -121,6 +121,7 @@ pub fn run(config_dir: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
         tracing::error!("{e}");
     }
     let agent = &loaded.agent;
+    let _agent_log = crate::agent_log::start_agent_log(agent)?;
     let started_at = SystemTime::now();
     let mut local_intake = None;
     let tap = LogTap::new();

@@ -12,24 +12,10 @@ pub const LOG_LEVELS: [&str; 8] = [
 
 /// Logs go to stderr so that stdout stays for command output (`cairn check --json`).
 /// A command's `--log-level` (one of [`LOG_LEVELS`]) wins; else `CAIRN_LOG` (an env-filter)
-/// overrides the default `info`.
+/// overrides the default `info`. `cairn run` later applies its config's `log_level` and log
+/// file ([`crate::agent_log::start_agent_log`]); `CAIRN_LOG` still wins there.
 pub fn init_tracing(level: Option<&str>) {
-    let filter = match level {
-        Some(l) => tracing_subscriber::EnvFilter::new(match l {
-            "warning" => "warn",
-            "critical" => "error",
-            other => other,
-        }),
-        None => tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG")
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-    };
-    use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .init();
+    crate::agent_log::install(level);
 }
 
 /// Loads the config dir; warnings are logged, a fatal problem is an error naming the file.

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod agent_log;
 mod api;
 mod api_client;
 mod cmd_check;
