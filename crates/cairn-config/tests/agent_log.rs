@@ -151,12 +151,15 @@ fn the_log_keys_raise_no_unknown_key_warning() {
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
 }
 
+/// (datadog.yaml, environment, the exact error line)
+type Case<'a> = (Option<&'a str>, &'a [(&'a str, &'a str)], String);
+
 #[test]
 fn bad_log_values_are_reported_with_position_key_and_expectation() {
     const SIZE: &str =
         "expected a size in bytes (an integer >= 1, or with a unit: \"10MB\", \"512KB\")";
     #[rustfmt::skip]
-    let cases: &[(Option<&str>, &[(&str, &str)], String)] = &[
+    let cases: &[Case] = &[
         (Some("log_level: loud\n"), &[],
          "datadog.yaml:1:12: log_level: expected one of trace, debug, info, warn, warning, error, critical, off, got \"loud\"".into()),
         (None, &[("DD_LOG_LEVEL", "verbose")],
