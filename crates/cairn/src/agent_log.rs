@@ -196,16 +196,18 @@ impl RotatingFile {
     /// rename (a rename moves a symlink itself, never what it points to).
     fn rotate(&mut self) -> io::Result<()> {
         self.file = None;
+        // A file gone already (an operator removed it) is no reason to stop logging.
+        let gone_is_fine = |r: io::Result<()>| match r {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        };
         if self.max_rolls == 0 {
-            std::fs::remove_file(&self.path)?;
+            gone_is_fine(std::fs::remove_file(&self.path))?;
         } else {
             for n in (1..self.max_rolls).rev() {
-                match std::fs::rename(self.rolled(n), self.rolled(n + 1)) {
-                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-                    _ => {}
-                }
+                gone_is_fine(std::fs::rename(self.rolled(n), self.rolled(n + 1)))?;
             }
-            std::fs::rename(&self.path, self.rolled(1))?;
+            gone_is_fine(std::fs::rename(&self.path, self.rolled(1)))?;
         }
         self.file = Some(open_append(&self.path)?);
         self.size = 0;

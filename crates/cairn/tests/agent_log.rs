@@ -234,3 +234,28 @@ fn the_api_key_and_url_passwords_are_never_logged() {
         assert!(!hay.contains("hunter2"), "the URL password is in {what}");
     }
 }
+
+#[test]
+fn a_log_file_that_refuses_writes_drops_lines_and_says_so_once() {
+    // /dev/full answers every write with ENOSPC, as a full disk does.
+    let dir = ConfigDir::new();
+    dir.datadog_yaml(&format!(
+        "{DEFAULT_DATADOG_YAML}log_file: /dev/full\nlog_level: debug\n"
+    ));
+    dir.check_py("failing", FAILING_CHECK)
+        .conf("failing", "instances:\n  - min_collection_interval: 0.1\n");
+    let out = run_and_stop(&dir, &[], Duration::from_secs(1));
+    let said = out
+        .stderr
+        .matches("agent log: cannot write /dev/full")
+        .count();
+    assert_eq!(said, 1, "{}", out.dump());
+    assert!(out.stderr.contains("cairn stopped"), "{}", out.dump());
+    assert!(
+        out.logged("WARN")
+            .iter()
+            .any(|l| l.contains("lines were dropped")),
+        "the count is logged at stop\n{}",
+        out.dump()
+    );
+}
