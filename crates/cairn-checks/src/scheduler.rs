@@ -85,6 +85,11 @@ impl CheckStatus {
     }
 }
 
+/// A scheduler stopped for a reload: its checks and their statuses.
+pub type Stopped = (Vec<LoadedCheck>, Vec<CheckStatus>);
+/// A reload that could not stop the scheduler: it runs on; the ids still running.
+pub type StillRunning = (Scheduler, Vec<String>);
+
 /// The statuses of the scheduled instances, readable while the scheduler runs.
 pub type StatusBoard = Arc<Mutex<Vec<CheckStatus>>>;
 
@@ -217,11 +222,7 @@ impl Scheduler {
     /// the running (and queued) checks, then stops and hands back every check with its
     /// status. When some check is still running after `wait`, scheduling resumes and the
     /// scheduler comes back as the error, with the ids of the checks still running.
-    #[allow(clippy::result_large_err)]
-    pub fn stop_for_reload(
-        mut self,
-        wait: Duration,
-    ) -> Result<(Vec<LoadedCheck>, Vec<CheckStatus>), (Scheduler, Vec<String>)> {
+    pub fn stop_for_reload(mut self, wait: Duration) -> Result<Stopped, StillRunning> {
         self.shared.paused.store(true, Ordering::SeqCst);
         let deadline = Instant::now() + wait;
         loop {

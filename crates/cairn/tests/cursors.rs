@@ -216,7 +216,6 @@ fn a_reset_is_refused_while_an_agent_runs_and_its_local_api_does_not_answer() {
 }
 
 #[test]
-#[ignore = "needs the local API"]
 fn a_reset_through_the_local_api_is_seen_by_the_running_check_at_its_next_run() {
     let dir = setup();
     let agent = start_agent(&dir);

@@ -21,28 +21,11 @@ const PACKAGES: &[&str] = &[
 fn venv() -> &'static Path {
     static VENV: OnceLock<PathBuf> = OnceLock::new();
     VENV.get_or_init(|| {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ddcb-38.7.0-venv");
-        let marker = dir.join(".installed");
-        if !marker.exists() {
-            let _ = std::fs::remove_dir_all(&dir);
-            let ok = Command::new("/usr/bin/python3.11")
-                .args(["-m", "venv"])
-                .arg(&dir)
-                .status()
-                .unwrap();
-            assert!(ok.success(), "creating the virtualenv failed");
-            let ok = Command::new(dir.join("bin/pip"))
-                .args(["install", "--quiet", "--disable-pip-version-check"])
-                .args(PACKAGES)
-                .status()
-                .unwrap();
-            assert!(
-                ok.success(),
-                "pip install {PACKAGES:?} failed (PyPI must be reachable)"
-            );
-            std::fs::write(&marker, "").unwrap();
-        }
-        dir
+        support::venv_with(
+            Path::new(env!("CARGO_TARGET_TMPDIR")),
+            "ddcb-38.7.0-venv",
+            PACKAGES,
+        )
     })
 }
 

@@ -89,6 +89,9 @@ pub async fn build(state: &AgentState) -> Value {
     let now = SystemTime::now();
     let checks = checks(state);
     let logs = state.logs.as_ref().map(|f| f());
+    if let Some(l) = &logs {
+        state.observe_logs(l);
+    }
     let sources = state.logs_sources.lock().clone();
     let logs_agent = logs.as_ref().map(|l| {
         let per_check: Vec<Value> = l

@@ -160,6 +160,9 @@ impl Cairn {
         // `cairn run` ships logs: send them to this test's own sink on 127.0.0.1, never to a
         // shared default port where another agent or intake may be listening.
         cmd.env("DD_LOGS_CONFIG_LOGS_DD_URL", intake_url());
+        // The local API too: parallel agents must not meet on the default 5001, and a
+        // `cairn status` of this dir must reach this dir's agent.
+        cmd.env("DD_CMD_PORT", cmd_port(config_dir).to_string());
         cmd.current_dir(config_dir);
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -444,6 +447,22 @@ impl Output {
     }
 }
 
+/// A free port for the local API of the agent of `config_dir`, the same for every command run
+/// on that dir by this test process.
+pub fn cmd_port(config_dir: &Path) -> u16 {
+    static PORTS: OnceLock<Mutex<std::collections::HashMap<PathBuf, u16>>> = OnceLock::new();
+    let mut ports = PORTS
+        .get_or_init(Default::default)
+        .lock()
+        .expect("ports lock");
+    *ports.entry(config_dir.to_path_buf()).or_insert_with(|| {
+        TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port")
+    })
+}
+
 /// The URL of a minimal HTTP intake for this test process: it answers every request with
 /// `202 {}` (and keeps nothing), so that `cairn run` delivers its logs at once and stops fast.
 pub fn intake_url() -> &'static str {
@@ -615,4 +634,31 @@ pub fn run_times(dir: &ConfigDir, rel: &str) -> Vec<f64> {
         .iter()
         .filter_map(|l| l.trim().parse().ok())
         .collect()
+}
+
+/// A virtualenv of Debian's python3.11 (the interpreter the binary embeds) under the test
+/// target dir, named `name`, with `packages` installed from PyPI once (kept across runs).
+pub fn venv_with(tmpdir: &Path, name: &str, packages: &[&str]) -> PathBuf {
+    let dir = tmpdir.join(name);
+    let marker = dir.join(".installed");
+    if !marker.exists() {
+        let _ = std::fs::remove_dir_all(&dir);
+        let ok = Command::new("/usr/bin/python3.11")
+            .args(["-m", "venv"])
+            .arg(&dir)
+            .status()
+            .unwrap();
+        assert!(ok.success(), "creating the virtualenv failed");
+        let ok = Command::new(dir.join("bin/pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check"])
+            .args(packages)
+            .status()
+            .unwrap();
+        assert!(
+            ok.success(),
+            "pip install {packages:?} failed (PyPI must be reachable)"
+        );
+        std::fs::write(&marker, "").unwrap();
+    }
+    dir
 }
