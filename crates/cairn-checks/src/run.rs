@@ -35,6 +35,36 @@ pub struct RunReport {
     pub logs: LogCounters,
 }
 
+thread_local! {
+    /// `cairn check -b N`: runs on this thread stop in pdb at line N of the check's file.
+    static BREAKPOINT: std::cell::Cell<Option<u32>> = const { std::cell::Cell::new(None) };
+}
+
+/// Makes the runs of this thread stop in pdb at `line` of the check's file (`None`: never).
+pub fn set_breakpoint(line: Option<u32>) {
+    BREAKPOINT.with(|b| b.set(line));
+}
+
+/// `check.run()` under pdb, continuing at once to a breakpoint at `line` of the check's
+/// file, so the person at the terminal lands there (as `agent check --breakpoint`).
+fn run_at_breakpoint<'py>(
+    py: Python<'py>,
+    obj: &Bound<'py, PyAny>,
+    file: &str,
+    line: u32,
+) -> PyResult<Bound<'py, PyAny>> {
+    let pdb = py.import("pdb")?.call_method0("Pdb")?;
+    let refused = pdb.call_method1("set_break", (file, line))?;
+    if !refused.is_none() {
+        return Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "--breakpoint {line}: {refused}"
+        )));
+    }
+    pdb.getattr("rcLines")?
+        .call_method1("append", ("continue",))?;
+    pdb.call_method1("runcall", (obj.getattr("run")?,))
+}
+
 /// Runs `check` once on this thread. Takes the GIL for the Python part only.
 pub fn run_once(check: &LoadedCheck) -> RunReport {
     // Taken before the GIL: a holder waiting for it (a cursor reset) never holds the GIL.
@@ -44,7 +74,11 @@ pub fn run_once(check: &LoadedCheck) -> RunReport {
     let (mut error, mut warnings) = Python::attach(|py| {
         let _current = context::enter(&check.ctx);
         let obj = check.object.bind(py);
-        let error = match obj.call_method0("run") {
+        let result = match BREAKPOINT.with(|b| b.get()) {
+            Some(line) => run_at_breakpoint(py, obj, &check.file, line),
+            None => obj.call_method0("run"),
+        };
+        let error = match result {
             Ok(r) => parse_run_result(&r),
             Err(e) => Some(RunError {
                 message: e.to_string(),

@@ -57,6 +57,10 @@ pub struct CheckArgs {
     /// second sample they need (as `agent check --check-rate`). Implies at least 2 `--times`.
     #[arg(short = 'r', long)]
     check_rate: bool,
+    /// Stop in pdb at this line of the check's file (checks.d/NAME.py), with the terminal as
+    /// pdb's console; `c` goes on with the run.
+    #[arg(short = 'b', long, value_name = "LINE", value_parser = clap::value_parser!(u32).range(1..))]
+    breakpoint: Option<u32>,
 }
 
 impl CheckArgs {
@@ -114,6 +118,7 @@ pub fn run(config_dir: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
         eprintln!("error: {e}");
         return Ok(ExitCode::FAILURE);
     }
+    cairn_checks::run::set_breakpoint(args.breakpoint);
     let mut runs = Vec::new();
     let mut failed = false;
     for round in 0..times {

@@ -1051,3 +1051,49 @@ fn a_stale_pid_file_is_not_a_running_agent() {
         out.dump()
     );
 }
+
+#[test]
+fn breakpoint_stops_in_pdb_at_the_line_and_the_run_goes_on() {
+    use std::io::Write;
+    let dir = ConfigDir::new();
+    dir.check_py(
+        "dbg",
+        "from datadog_checks.base import AgentCheck\n\nclass Dbg(AgentCheck):\n    def check(self, instance):\n        x = 41 + 1\n        y = x * 2\n        self.gauge('dbg.y', y)\n",
+    )
+    .conf("dbg", "instances:\n  - {}\n");
+    let mut child = std::process::Command::new(support::CAIRN)
+        .args(["-c"])
+        .arg(dir.path())
+        .args(["check", "dbg", "--json", "-b", "6"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // What a person types at the prompt: print x, continue.
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"p x * 1000\nc\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("dbg.py(6)check()"),
+        "pdb did not stop at line 6: {stderr}"
+    );
+    assert!(stderr.contains("42000"), "{stderr}");
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(runs(&json)[0]["metrics"][0]["value"], 84.0);
+
+    // A line that holds no code is refused by name, not ignored.
+    let out = dir.cairn(&["check", "dbg", "-b", "600"]).run();
+    out.assert_code(1);
+    assert!(
+        out.stdout.contains("--breakpoint 600") || out.stderr.contains("--breakpoint 600"),
+        "{}",
+        out.dump()
+    );
+}
