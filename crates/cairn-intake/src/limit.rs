@@ -281,6 +281,18 @@ pub(crate) struct LimitedIo {
     idle: Pin<Box<tokio::time::Sleep>>,
 }
 
+impl LimitedIo {
+    /// A response still streaming (the agent's `stream-logs`) keeps the connection busy even
+    /// though the client has nothing more to say.
+    fn busy_if_written(&mut self, written: &Poll<io::Result<usize>>) {
+        if matches!(written, Poll::Ready(Ok(n)) if *n > 0) {
+            self.idle
+                .as_mut()
+                .reset(tokio::time::Instant::now() + self.idle_timeout);
+        }
+    }
+}
+
 impl AsyncRead for LimitedIo {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -315,7 +327,10 @@ impl AsyncWrite for LimitedIo {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+        let this = self.get_mut();
+        let written = Pin::new(&mut this.stream).poll_write(cx, buf);
+        this.busy_if_written(&written);
+        written
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -331,7 +346,10 @@ impl AsyncWrite for LimitedIo {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let written = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
+        this.busy_if_written(&written);
+        written
     }
 
     fn is_write_vectored(&self) -> bool {

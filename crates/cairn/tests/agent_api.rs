@@ -563,9 +563,14 @@ fn stream_logs_follows_what_the_pipeline_ships_after_processing_rules() {
     let mut none = dir
         .cairn(&["stream-logs", "--service", "nobody", "--json"])
         .spawn();
-    std::thread::sleep(Duration::from_secs(3));
+    // Longer than the connection idle limit (10 s): the heartbeats keep the stream open.
+    std::thread::sleep(Duration::from_secs(12));
     assert!(none.stdout_so_far().is_empty(), "{}", none.stdout_so_far());
-    assert!(!none.has_exited());
+    assert!(
+        !none.has_exited(),
+        "the stream ended: {}",
+        none.stderr_so_far()
+    );
     drop(none);
     agent.sigterm(Duration::from_secs(20)).assert_code(0);
 }

@@ -162,7 +162,11 @@ impl Cairn {
         cmd.env("DD_LOGS_CONFIG_LOGS_DD_URL", intake_url());
         // The local API too: parallel agents must not meet on the default 5001, and a
         // `cairn status` of this dir must reach this dir's agent.
-        cmd.env("DD_CMD_PORT", cmd_port(config_dir).to_string());
+        // A test that sets cmd_port itself (to a bad value, say) keeps it.
+        let yaml = std::fs::read_to_string(config_dir.join("datadog.yaml")).unwrap_or_default();
+        if !yaml.contains("cmd_port") {
+            cmd.env("DD_CMD_PORT", cmd_port(config_dir).to_string());
+        }
         cmd.current_dir(config_dir);
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
