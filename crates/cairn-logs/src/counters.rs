@@ -77,6 +77,11 @@ impl From<DropReason> for LossReason {
 /// Per-check key of drops whose check is unknown (never a valid check id: those hold a `:`).
 const UNATTRIBUTED: &str = "";
 
+/// Upper bounds (seconds) of the send-latency histogram: how long the intake took to answer
+/// one payload request (any answer).
+pub const SEND_LATENCY_BUCKETS_SECS: [f64; 10] =
+    [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+
 /// Live counters of one pipeline. Buffer gauges (bytes, records, age) are read from the buffer
 /// when a snapshot is taken.
 #[derive(Default)]
@@ -96,6 +101,9 @@ pub struct Counters {
     buffer_problem: Mutex<Option<String>>,
     pub(crate) last_error: Mutex<Option<String>>,
     per_check: Mutex<HashMap<String, CheckLogCounters>>,
+    /// Requests per [`SEND_LATENCY_BUCKETS_SECS`] bucket (not cumulative); the last is `+Inf`.
+    send_latency: [AtomicU64; SEND_LATENCY_BUCKETS_SECS.len() + 1],
+    send_latency_sum_us: AtomicU64,
 }
 
 /// What the pipeline knows per check.
@@ -146,6 +154,9 @@ pub struct CountersSnapshot {
     /// Why the buffer cannot take records now, if so (its directory vanished for good).
     pub buffer_problem: Option<String>,
     pub last_error: Option<String>,
+    /// Payload requests per [`SEND_LATENCY_BUCKETS_SECS`] bucket (last: `+Inf`).
+    pub send_latency_buckets: Vec<u64>,
+    pub send_latency_sum_secs: f64,
     pub checks: BTreeMap<String, CheckLogCounters>,
     /// Drops whose check could not be known (a corrupt record header, a deleted segment), by
     /// reason: with the per-check counts they add up to `logs_dropped`.
@@ -256,6 +267,18 @@ impl Counters {
         }
     }
 
+    /// One payload request answered after `took`.
+    pub(crate) fn observe_send(&self, took: std::time::Duration) {
+        let secs = took.as_secs_f64();
+        let i = SEND_LATENCY_BUCKETS_SECS
+            .iter()
+            .position(|le| secs <= *le)
+            .unwrap_or(SEND_LATENCY_BUCKETS_SECS.len());
+        self.send_latency[i].fetch_add(1, Relaxed);
+        self.send_latency_sum_us
+            .fetch_add(took.as_micros() as u64, Relaxed);
+    }
+
     pub(crate) fn set_disk_full(&self, full: bool) {
         self.buffer_disk_full.store(full, Relaxed);
     }
@@ -290,6 +313,8 @@ impl Counters {
             buffer_disk_full: self.buffer_disk_full.load(Relaxed),
             buffer_problem: self.buffer_problem.lock().clone(),
             last_error: self.last_error.lock().clone(),
+            send_latency_buckets: self.send_latency.iter().map(|b| b.load(Relaxed)).collect(),
+            send_latency_sum_secs: self.send_latency_sum_us.load(Relaxed) as f64 / 1e6,
             checks: per
                 .iter()
                 .filter(|(k, _)| k.as_str() != UNATTRIBUTED)

@@ -323,6 +323,7 @@ impl Sender {
             };
             let wait = match result {
                 Ok(resp) => {
+                    self.counters.observe_send(sent_at.elapsed());
                     let status = resp.status();
                     match verdict(status) {
                         Verdict::Delivered => {
