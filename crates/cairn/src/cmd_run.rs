@@ -247,6 +247,7 @@ pub fn run(config_dir: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
         local_intake: local_intake.as_ref().map(|i| api::LocalIntakeInfo {
             url: i.running.url(),
             stats: Default::default(),
+            ingest: Default::default(),
         }),
         tap: tap.clone(),
         reload_tx: parking_lot::Mutex::new(reload_tx),
@@ -290,6 +291,14 @@ pub fn run(config_dir: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
             last_state = Instant::now();
             *state.metrics.lock() = flusher.snapshot();
             state.observe_logs(&snapshot(&pipeline));
+            if let (Some(intake), Some(info)) = (&local_intake, &state.local_intake) {
+                let c = intake.running.counters();
+                *info.ingest.lock() = [
+                    c.logs_stored.load(Ordering::Relaxed),
+                    c.logs_truncated.load(Ordering::Relaxed),
+                    c.logs_deleted.load(Ordering::Relaxed),
+                ];
+            }
         }
         if let (Some(intake), Some(info)) = (&local_intake, &state.local_intake) {
             if last_intake_stats.elapsed() >= Duration::from_secs(5) {

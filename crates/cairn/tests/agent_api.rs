@@ -709,3 +709,51 @@ fn reload_adds_changes_and_removes_checks_keeping_cursors_and_refuses_a_broken_c
     }));
     agent.sigterm(Duration::from_secs(20)).assert_code(0);
 }
+
+#[test]
+fn status_and_metrics_show_the_embedded_intake_store() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = scenario_dir(&format!(
+        "logs_enabled: true\nhostname: test-host\nlogs_config:\n  batch_wait: 1\n  intake:\n    listen: 127.0.0.1:{port}\n"
+    ));
+    let mut agent = dir
+        .cairn(&["run"])
+        .env_remove("DD_LOGS_CONFIG_LOGS_DD_URL")
+        .spawn();
+    agent.wait_for_stderr("cairn started", Duration::from_secs(30));
+    // Stats are refreshed every 5 s by the agent.
+    assert!(
+        wait_for(Duration::from_secs(30), || {
+            let st = status(&dir);
+            st["local_intake"]["stored_logs"].as_u64().unwrap_or(0) >= 1
+        }),
+        "{}",
+        agent.stderr_so_far()
+    );
+    let st = status(&dir);
+    let i = &st["local_intake"];
+    assert_eq!(i["url"], format!("http://127.0.0.1:{port}"));
+    assert!(i["store_bytes"].as_u64().unwrap() > 0);
+    assert!(i["logs_stored_since_start"].as_u64().unwrap() >= 1);
+    assert_eq!(
+        st["endpoints"]["logs"],
+        format!("http://127.0.0.1:{port}/api/v2/logs")
+    );
+    let token = std::fs::read_to_string(dir.join("run/auth_token")).unwrap();
+    let api = support::cmd_port(dir.path());
+    let (code, body) = raw(
+        api,
+        &format!(
+            "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:{api}\r\nAuthorization: Bearer {}\r\n",
+            token.trim()
+        ),
+    );
+    assert_eq!(code, 200);
+    assert!(body.contains("cairn_intake_logs_stored_total "), "{body}");
+    assert!(body.contains("cairn_intake_stored_logs "), "{body}");
+    agent.sigterm(Duration::from_secs(20)).assert_code(0);
+}

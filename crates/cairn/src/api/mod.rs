@@ -87,6 +87,8 @@ pub struct LocalIntakeInfo {
     pub url: String,
     /// Refreshed by the main loop every few seconds.
     pub stats: Mutex<Option<cairn_intake::IntakeStats>>,
+    /// Logs stored, truncated and deleted by retention since the start (every second).
+    pub ingest: Mutex<[u64; 3]>,
 }
 
 impl AgentState {

@@ -141,8 +141,12 @@ pub async fn build(state: &AgentState) -> Value {
     });
     let local_intake = state.local_intake.as_ref().map(|i| {
         let stats = *i.stats.lock();
+        let [received, truncated, deleted] = *i.ingest.lock();
         json!({
             "url": i.url,
+            "logs_stored_since_start": received,
+            "logs_truncated": truncated,
+            "logs_deleted_by_retention": deleted,
             "stored_logs": stats.map(|s| s.stored_logs),
             "store_bytes": stats.map(|s| s.store_bytes),
         })

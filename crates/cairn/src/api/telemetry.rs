@@ -232,6 +232,25 @@ pub async fn render(state: &AgentState) -> String {
         numbers(&mut f, "cairn_forwarder", fw, &mut Vec::new());
     }
     if let Some(i) = &state.local_intake {
+        let [stored, truncated, deleted] = *i.ingest.lock();
+        f.one(
+            "cairn_intake_logs_stored_total",
+            "counter",
+            "Logs the local intake stored since the start.",
+            stored as f64,
+        );
+        f.one(
+            "cairn_intake_logs_truncated_total",
+            "counter",
+            "Logs the local intake truncated.",
+            truncated as f64,
+        );
+        f.one(
+            "cairn_intake_logs_deleted_total",
+            "counter",
+            "Logs the local intake's retention deleted.",
+            deleted as f64,
+        );
         if let Some(stats) = *i.stats.lock() {
             f.one(
                 "cairn_intake_stored_logs",
