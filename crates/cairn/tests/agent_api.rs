@@ -431,16 +431,7 @@ fn metrics_are_prometheus_text_that_prometheus_client_parses() {
             .unwrap_or(0)
             >= 2
     }));
-    let port = support::cmd_port(dir.path());
-    let token = std::fs::read_to_string(dir.join("run/auth_token")).unwrap();
-    let (code, body) = raw(
-        port,
-        &format!(
-            "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {}\r\n",
-            token.trim()
-        ),
-    );
-    assert_eq!(code, 200);
+    let body = get_metrics(&dir);
     // Chunked or not: the body after the head; strip chunk framing if present.
     let body = dechunk(&body);
     let mut child = Command::new(python)
@@ -500,6 +491,21 @@ fn metrics_are_prometheus_text_that_prometheus_client_parses() {
         assert!(!samples(fam).is_empty(), "{fam}");
     }
     agent.sigterm(Duration::from_secs(20)).assert_code(0);
+}
+
+/// `GET /metrics` of the agent of `dir`, with its token; the body as sent.
+fn get_metrics(dir: &ConfigDir) -> String {
+    let port = support::cmd_port(dir.path());
+    let token = std::fs::read_to_string(dir.join("run/auth_token")).unwrap();
+    let (code, body) = raw(
+        port,
+        &format!(
+            "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {}\r\n",
+            token.trim()
+        ),
+    );
+    assert_eq!(code, 200, "{body}");
+    body
 }
 
 fn dechunk(body: &str) -> String {
@@ -743,16 +749,7 @@ fn status_and_metrics_show_the_embedded_intake_store() {
         st["endpoints"]["logs"],
         format!("http://127.0.0.1:{port}/api/v2/logs")
     );
-    let token = std::fs::read_to_string(dir.join("run/auth_token")).unwrap();
-    let api = support::cmd_port(dir.path());
-    let (code, body) = raw(
-        api,
-        &format!(
-            "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:{api}\r\nAuthorization: Bearer {}\r\n",
-            token.trim()
-        ),
-    );
-    assert_eq!(code, 200);
+    let body = get_metrics(&dir);
     assert!(body.contains("cairn_intake_logs_stored_total "), "{body}");
     assert!(body.contains("cairn_intake_stored_logs "), "{body}");
     agent.sigterm(Duration::from_secs(20)).assert_code(0);
