@@ -252,6 +252,7 @@ pub fn run(config_dir: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
         tap: tap.clone(),
         reload_tx: parking_lot::Mutex::new(reload_tx),
         backoff_max_secs: agent.logs.sender_backoff_max_secs,
+        last_read_ms: Default::default(),
     });
     let api_server = start_api(agent, state.clone());
     common::write_pid_file(&agent.run_path);
@@ -287,7 +288,14 @@ pub fn run(config_dir: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
         flusher.tick();
-        if last_state.elapsed() >= Duration::from_secs(1) {
+        // Every second while someone reads the API, else rarely: an idle agent stays idle.
+        let watched = state.read_recently(Duration::from_secs(60));
+        let (state_every, stats_every) = if watched {
+            (Duration::from_secs(1), Duration::from_secs(5))
+        } else {
+            (Duration::from_secs(30), Duration::from_secs(60))
+        };
+        if last_state.elapsed() >= state_every {
             last_state = Instant::now();
             *state.metrics.lock() = flusher.snapshot();
             state.observe_logs(&snapshot(&pipeline));
@@ -301,7 +309,7 @@ pub fn run(config_dir: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
             }
         }
         if let (Some(intake), Some(info)) = (&local_intake, &state.local_intake) {
-            if last_intake_stats.elapsed() >= Duration::from_secs(5) {
+            if last_intake_stats.elapsed() >= stats_every {
                 last_intake_stats = Instant::now();
                 let stats = intake.runtime.block_on(async {
                     tokio::time::timeout(Duration::from_secs(2), intake.running.stats()).await

@@ -74,6 +74,9 @@ pub struct AgentState {
     pub tap: Arc<LogTap>,
     pub reload_tx: Mutex<mpsc::Sender<ReloadRequest>>,
     pub backoff_max_secs: f64,
+    /// When the API last answered an authenticated request (ms since `started`, + 1; 0 =
+    /// never): the main loop refreshes the snapshots often only while someone is looking.
+    pub last_read_ms: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Default)]
@@ -92,6 +95,19 @@ pub struct LocalIntakeInfo {
 }
 
 impl AgentState {
+    fn note_read(&self) {
+        let ms = self.started.elapsed().as_millis() as u64 + 1;
+        self.last_read_ms
+            .store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether the API was read within `within`.
+    pub fn read_recently(&self, within: Duration) -> bool {
+        let last = self.last_read_ms.load(std::sync::atomic::Ordering::Relaxed);
+        last > 0
+            && self.started.elapsed().as_millis() as u64 + 1 - last <= within.as_millis() as u64
+    }
+
     /// Called by the main loop with a fresh snapshot: notes when trouble with the intake began.
     pub fn observe_logs(&self, snap: &CountersSnapshot) {
         let mut t = self.intake_trouble.lock();
@@ -247,6 +263,7 @@ async fn guard(State(api): State<Arc<Api>>, req: Request, next: Next) -> Respons
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         return resp;
     }
+    api.state.note_read();
     let mut resp = next.run(req).await;
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
