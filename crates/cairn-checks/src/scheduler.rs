@@ -213,6 +213,16 @@ impl Scheduler {
         self.shared.status.lock().clone()
     }
 
+    /// The ids of the instances running or queued to run.
+    fn running_ids(&self) -> Vec<String> {
+        let status = self.shared.status.lock();
+        status
+            .iter()
+            .filter(|s| s.running)
+            .map(|s| s.check_id.clone())
+            .collect()
+    }
+
     /// The live statuses, for readers on other threads (the local API).
     pub fn status_board(&self) -> StatusBoard {
         self.shared.status.clone()
@@ -226,14 +236,7 @@ impl Scheduler {
         self.shared.paused.store(true, Ordering::SeqCst);
         let deadline = Instant::now() + wait;
         loop {
-            let running: Vec<String> = self
-                .shared
-                .status
-                .lock()
-                .iter()
-                .filter(|s| s.running)
-                .map(|s| s.check_id.clone())
-                .collect();
+            let running = self.running_ids();
             if running.is_empty() {
                 break;
             }
@@ -279,14 +282,7 @@ impl Scheduler {
         while Instant::now() < deadline && self.shared.status.lock().iter().any(|s| s.running) {
             std::thread::sleep(Duration::from_millis(20));
         }
-        let still: Vec<String> = self
-            .shared
-            .status
-            .lock()
-            .iter()
-            .filter(|s| s.running)
-            .map(|s| s.check_id.clone())
-            .collect();
+        let still = self.running_ids();
         if still.is_empty() {
             for r in self.runners.drain(..) {
                 let _ = r.join();

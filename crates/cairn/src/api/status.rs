@@ -254,30 +254,19 @@ pub fn render_text(st: &Value) -> String {
         );
         let _ = writeln!(out, "      Configuration Source: {}", s(&c["config_file"]));
         let _ = writeln!(out, "      Total Runs: {}", s(&c["total_runs"]));
-        let _ = writeln!(
-            out,
-            "      Metric Samples: Last Run: {}, Total: {}",
-            s(&c["last_run"]["metric_samples"]),
-            s(&c["total"]["metric_samples"])
-        );
-        let _ = writeln!(
-            out,
-            "      Events: Last Run: {}, Total: {}",
-            s(&c["last_run"]["events"]),
-            s(&c["total"]["events"])
-        );
-        let _ = writeln!(
-            out,
-            "      Service Checks: Last Run: {}, Total: {}",
-            s(&c["last_run"]["service_checks"]),
-            s(&c["total"]["service_checks"])
-        );
-        let _ = writeln!(
-            out,
-            "      Logs: Last Run: {}, Total: {}",
-            s(&c["last_run"]["logs"]),
-            s(&c["total"]["logs"])
-        );
+        for (label, key) in [
+            ("Metric Samples", "metric_samples"),
+            ("Events", "events"),
+            ("Service Checks", "service_checks"),
+            ("Logs", "logs"),
+        ] {
+            let _ = writeln!(
+                out,
+                "      {label}: Last Run: {}, Total: {}",
+                s(&c["last_run"][key]),
+                s(&c["total"][key])
+            );
+        }
         let ms = |v: &Value| {
             v.as_f64()
                 .map(|x| format!("{x:.0}ms"))

@@ -164,33 +164,35 @@ pub async fn render(state: &AgentState) -> String {
         );
     }
     let statuses = state.board.lock().clone().lock().clone();
-    f.head(
-        "cairn_check_runs_total",
-        "counter",
-        "Check runs, by check instance.",
-    );
-    for s in &statuses {
-        let _ = writeln!(
-            f.out,
-            "cairn_check_runs_total{{check=\"{}\",check_id=\"{}\"}} {}",
-            label(&s.name),
-            label(&s.check_id),
-            s.runs
-        );
-    }
-    f.head(
-        "cairn_check_errors_total",
-        "counter",
-        "Check runs that failed, by check instance.",
-    );
-    for s in &statuses {
-        let _ = writeln!(
-            f.out,
-            "cairn_check_errors_total{{check=\"{}\",check_id=\"{}\"}} {}",
-            label(&s.name),
-            label(&s.check_id),
-            s.errors
-        );
+    type Counter = fn(&cairn_checks::CheckStatus) -> u64;
+    let per_check: [(&str, &str, Counter); 3] = [
+        (
+            "cairn_check_runs_total",
+            "Check runs, by check instance.",
+            |s| s.runs,
+        ),
+        (
+            "cairn_check_errors_total",
+            "Check runs that failed, by check instance.",
+            |s| s.errors,
+        ),
+        (
+            "cairn_check_metric_samples_total",
+            "Metric samples submitted, by check instance.",
+            |s| s.total.metric_samples,
+        ),
+    ];
+    for (name, help, value) in per_check {
+        f.head(name, "counter", help);
+        for s in &statuses {
+            let _ = writeln!(
+                f.out,
+                "{name}{{check=\"{}\",check_id=\"{}\"}} {}",
+                label(&s.name),
+                label(&s.check_id),
+                value(s)
+            );
+        }
     }
     f.head(
         "cairn_check_run_duration_seconds",
@@ -212,20 +214,6 @@ pub async fn render(state: &AgentState) -> String {
             s.total_duration_ms / 1000.0
         );
         let _ = writeln!(f.out, "cairn_check_run_duration_seconds_count{{check=\"{name}\",check_id=\"{id}\"}} {cumulative}");
-    }
-    f.head(
-        "cairn_check_metric_samples_total",
-        "counter",
-        "Metric samples submitted, by check instance.",
-    );
-    for s in &statuses {
-        let _ = writeln!(
-            f.out,
-            "cairn_check_metric_samples_total{{check=\"{}\",check_id=\"{}\"}} {}",
-            label(&s.name),
-            label(&s.check_id),
-            s.total.metric_samples
-        );
     }
     let metrics = state.metrics.lock().clone();
     if let Some(fw) = metrics.get("forwarder").filter(|v| !v.is_null()) {
