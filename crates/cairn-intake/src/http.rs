@@ -68,6 +68,7 @@ pub fn router(store: Arc<Store>, access: Access, limits: &IntakeLimits) -> Route
         .route("/api/v2/logs/events/search", post(search_handler))
         .route("/api/v2/logs/events/tail", get(tail_handler))
         .route("/api/v2/logs/analytics/aggregate", post(aggregate_handler))
+        .route("/api/v2/logs/attributes", get(attributes_handler))
         .route("/api/v1/validate", get(validate_handler))
         .route("/api/v2/series", post(series_v2_handler))
         .route("/api/v1/series", post(series_v1_handler))
@@ -130,6 +131,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v2/logs/events/search"),
     ("GET", "/api/v2/logs/events/tail"),
     ("POST", "/api/v2/logs/analytics/aggregate"),
+    ("GET", "/api/v2/logs/attributes"),
     ("GET", "/api/v1/validate"),
     ("POST", "/api/v2/series"),
     ("POST", "/api/v1/series"),
@@ -512,6 +514,35 @@ async fn tail_handler(
 
 async fn aggregate_handler(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
     read_json(&st, &body, api::aggregate).await
+}
+
+async fn attributes_handler(
+    State(st): State<Arc<AppState>>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    // Parsed here rather than by the extractor, so a bad limit gets the usual JSON error.
+    let limit = match q.get("limit").map(|l| l.parse::<u32>()) {
+        None => None,
+        Some(Ok(l)) => Some(l),
+        Some(Err(_)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "limit {:?} is not a number from 1 to {}",
+                    q["limit"],
+                    api::MAX_ATTRIBUTES_LIMIT
+                ),
+            )
+        }
+    };
+    let params = api::AttributesParams {
+        prefix: q.get("prefix").cloned(),
+        limit,
+    };
+    match st.store.read(move |c| api::attributes(c, &params)).await {
+        Ok(r) => axum::Json(r).into_response(),
+        Err(e) => store_error(e),
+    }
 }
 
 // ---- metrics, service checks, events (issue 9) ----

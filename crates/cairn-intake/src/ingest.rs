@@ -114,6 +114,94 @@ pub struct NewLog {
     /// A JSON object of the non-reserved keys, or `None` when there are none.
     pub attributes: Option<String>,
     pub truncated: bool,
+    /// The attribute leaves, found here on the request's thread so that the single writer
+    /// only has to count them (see [`leaves_of`]).
+    pub leaves: Vec<Leaf>,
+}
+
+/// The JSON type of one attribute leaf, as the attribute listing reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeafKind {
+    Number,
+    String,
+    Boolean,
+    /// `null`, or an array (the listing calls such paths mixed).
+    Other,
+}
+
+/// One leaf of a log's attributes: its path as the query language's JSON path (`$."a"."b"`),
+/// the dotted name people type, its type, and its value when it is a JSON number.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Leaf {
+    pub json_path: String,
+    pub dotted: String,
+    pub kind: LeafKind,
+    pub number: Option<f64>,
+}
+
+/// Paths deeper than this are left out of the listing and the measure tables; the log keeps
+/// them and queries still find them by scanning.
+const MAX_LEAF_DEPTH: usize = 8;
+/// A log with more leaves than this is listed by its first ones only.
+const MAX_LEAVES: usize = 256;
+
+/// The leaves of an attributes object (objects are walked, arrays and scalars are leaves).
+pub fn leaves_of(attributes: &str) -> Vec<Leaf> {
+    let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(attributes)
+    else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut parts: Vec<&str> = Vec::new();
+    walk(&map, &mut parts, &mut out);
+    out
+}
+
+fn walk<'a>(
+    map: &'a serde_json::Map<String, serde_json::Value>,
+    parts: &mut Vec<&'a str>,
+    out: &mut Vec<Leaf>,
+) {
+    for (k, v) in map {
+        if out.len() >= MAX_LEAVES {
+            return;
+        }
+        // The marker object is the intake's own note, not the sender's data.
+        if parts.is_empty() && k == normalize::MARKER_KEY {
+            continue;
+        }
+        // A key with a quote cannot be a quoted JSON path step (the parser refuses it too).
+        if k.is_empty() || k.contains('"') {
+            continue;
+        }
+        parts.push(k);
+        let (kind, number) = match v {
+            serde_json::Value::Object(inner) => {
+                if parts.len() < MAX_LEAF_DEPTH {
+                    walk(inner, parts, out);
+                }
+                parts.pop();
+                continue;
+            }
+            serde_json::Value::Number(n) => (LeafKind::Number, n.as_f64()),
+            serde_json::Value::String(_) => (LeafKind::String, None),
+            serde_json::Value::Bool(_) => (LeafKind::Boolean, None),
+            _ => (LeafKind::Other, None),
+        };
+        let mut json_path = String::from("$");
+        for p in parts.iter() {
+            json_path.push_str(".\"");
+            json_path.push_str(p);
+            json_path.push('"');
+        }
+        out.push(Leaf {
+            json_path,
+            dotted: parts.join("."),
+            kind,
+            number: number.filter(|n| n.is_finite()),
+        });
+        parts.pop();
+    }
 }
 
 /// Parses a body (a JSON array of log objects, or one object) into rows.
@@ -256,7 +344,9 @@ impl<'de> Visitor<'de> for LogSeed {
             push_attribute(&mut attributes, normalize::MARKER_KEY, &m);
         }
         let (message, truncated) = truncate_message(message.unwrap_or_default());
+        let attributes = (!attributes.is_empty()).then(|| attributes + "}");
         Ok(NewLog {
+            leaves: attributes.as_deref().map(leaves_of).unwrap_or_default(),
             timestamp_ms: timestamp_ms.unwrap_or(self.now_ms),
             status: status.unwrap_or_else(|| wire::DEFAULT_STATUS.to_owned()),
             host: host.unwrap_or_default(),
@@ -264,7 +354,7 @@ impl<'de> Visitor<'de> for LogSeed {
             source: source.unwrap_or_default(),
             message,
             tags: if tags.len() == 1 { String::new() } else { tags },
-            attributes: (!attributes.is_empty()).then(|| attributes + "}"),
+            attributes,
             truncated,
         })
     }

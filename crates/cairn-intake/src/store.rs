@@ -6,6 +6,15 @@
 //! remove logs, so facet counts and volume charts over those fields never scan logs. Host is
 //! left out: it multiplies the rollup's rows by the number of hosts.
 //!
+//! Attributes (issue 11): `attr_paths` lists every leaf path seen with how many stored logs
+//! hold it as a number, string, boolean or other (never a value), so that listing them is a
+//! read of a small table. `attr_measure` keeps the JSON numbers of each path per minute ×
+//! service × source × status: count, sum, min and max as columns and the values themselves as
+//! a blob of little-endian f64 (split into parts of [`MEASURE_PART`] values so that a commit
+//! rewrites at most one part per key). Measures, percentiles, `@path` range filters and facets
+//! of numeric paths over whole minutes read those rows instead of parsing every log's JSON.
+//! Both are kept exact by the transactions that add and delete logs, like `rollup`.
+//!
 //! Metrics, service checks and events (issue 9) live in the same file and go through the same
 //! writer: `metric_contexts` (one row per name × host × device × tag set) and `metric_points`
 //! (clustered by context and time), `service_checks` (history) with `service_check_latest`
@@ -22,7 +31,7 @@ use rusqlite::functions::FunctionFlags;
 use rusqlite::{params, Connection, OpenFlags};
 use tokio::sync::oneshot;
 
-use crate::ingest::NewLog;
+use crate::ingest::{leaves_of, LeafKind, NewLog};
 use crate::metrics::ingest::{NewEvent, NewSeries, NewServiceCheck};
 use crate::query::glob_matches;
 use crate::IntakeError;
@@ -36,6 +45,8 @@ const GROUP_COMMIT_LOGS: usize = 50_000;
 /// Retention deletes in chunks so that ingestion waits at most one chunk.
 const DELETE_CHUNK: usize = 20_000;
 const IDLE_READERS: usize = 4;
+/// Values per `attr_measure` row: a commit rewrites at most one part of 8 KiB per key.
+pub const MEASURE_PART: usize = 1024;
 
 /// What the store keeps, and for how long.
 #[derive(Debug, Clone)]
@@ -332,6 +343,32 @@ fn init_schema(conn: &Connection) -> rusqlite::Result<()> {
              count INTEGER NOT NULL,
              PRIMARY KEY (bucket_ms, service, source, status)
          ) WITHOUT ROWID;
+         CREATE TABLE IF NOT EXISTS attr_paths (
+             id INTEGER PRIMARY KEY,
+             json_path TEXT NOT NULL UNIQUE,
+             dotted TEXT NOT NULL,
+             n_number INTEGER NOT NULL DEFAULT 0,
+             n_string INTEGER NOT NULL DEFAULT 0,
+             n_boolean INTEGER NOT NULL DEFAULT 0,
+             n_other INTEGER NOT NULL DEFAULT 0
+         );
+         -- A rowid table with a separate key: the value blobs (up to 8 KiB) would crowd the
+         -- interior pages of a WITHOUT ROWID tree, which hold whole rows.
+         CREATE TABLE IF NOT EXISTS attr_measure (
+             path_id INTEGER NOT NULL,
+             bucket_ms INTEGER NOT NULL,
+             service TEXT NOT NULL,
+             source TEXT NOT NULL,
+             status TEXT NOT NULL,
+             part INTEGER NOT NULL,
+             n INTEGER NOT NULL,
+             sum REAL NOT NULL,
+             min REAL NOT NULL,
+             max REAL NOT NULL,
+             vals BLOB NOT NULL
+         );
+         CREATE UNIQUE INDEX IF NOT EXISTS attr_measure_key
+             ON attr_measure (path_id, bucket_ms, service, source, status, part);
          -- A check may send 10,000 contexts every 15 s: a context is looked up once per series
          -- through its unique index, and its points are clustered by (context, time), so a
          -- query reads each matching context's range without touching other contexts.
@@ -474,6 +511,13 @@ fn writer_loop(
     _checkpointer: mpsc::Sender<()>,
 ) {
     let mut next_maintenance = Instant::now() + cfg.maintenance_every.min(Duration::from_secs(5));
+    let mut paths = match load_paths(&conn) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, "intake cannot read its attribute paths; starting empty");
+            HashMap::new()
+        }
+    };
     // Whether the full-text index may have segments left to merge (it gains one per commit).
     let mut merge_pending = true;
     loop {
@@ -511,7 +555,7 @@ fn writer_loop(
                 }
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                let report = maintain(&mut conn, &cfg, &counters);
+                let report = maintain(&mut conn, &cfg, &counters, &paths);
                 log_report(&report);
                 next_maintenance = Instant::now() + cfg.maintenance_every;
                 continue;
@@ -542,7 +586,7 @@ fn writer_loop(
         }
         if !appends.is_empty() {
             merge_pending = true;
-            let result = insert_group(&mut conn, &appends, &counters).map_err(|e| {
+            let result = insert_group(&mut conn, &appends, &counters, &mut paths).map_err(|e| {
                 tracing::error!(error = %e, logs = queued_logs, "intake store write failed; batch refused");
                 format!("store write failed: {e}")
             });
@@ -566,7 +610,7 @@ fn writer_loop(
             }
         }
         if !maintenance_waiters.is_empty() {
-            let report = maintain(&mut conn, &cfg, &counters);
+            let report = maintain(&mut conn, &cfg, &counters, &paths);
             for done in maintenance_waiters {
                 let _ = done.send(report.clone());
             }
@@ -606,12 +650,260 @@ fn log_report(report: &MaintenanceReport) {
     }
 }
 
+/// Attribute path ids by JSON path, kept by the writer (the only one that adds paths).
+type PathIds = HashMap<String, i64>;
+
+fn load_paths(conn: &Connection) -> rusqlite::Result<PathIds> {
+    let mut stmt = conn.prepare("SELECT json_path, id FROM attr_paths")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    rows.collect()
+}
+
+/// Count deltas of one path: number, string, boolean, other.
+type PathCounts = [i64; 4];
+
+fn kind_index(kind: LeafKind) -> usize {
+    match kind {
+        LeafKind::Number => 0,
+        LeafKind::String => 1,
+        LeafKind::Boolean => 2,
+        LeafKind::Other => 3,
+    }
+}
+
+fn apply_path_counts(
+    tx: &rusqlite::Transaction,
+    counts: &HashMap<i64, PathCounts>,
+    sign: i64,
+) -> rusqlite::Result<()> {
+    let mut update = tx.prepare_cached(
+        "UPDATE attr_paths SET n_number = n_number + ?2, n_string = n_string + ?3,
+             n_boolean = n_boolean + ?4, n_other = n_other + ?5 WHERE id = ?1",
+    )?;
+    for (id, c) in counts {
+        update.execute(params![
+            id,
+            sign * c[0],
+            sign * c[1],
+            sign * c[2],
+            sign * c[3]
+        ])?;
+    }
+    Ok(())
+}
+
+/// Key of an `attr_measure` row without its part: path, minute, service, source, status.
+type MeasureKey<S> = (i64, i64, S, S, S);
+
+fn blob_of(values: &[f64]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+/// The values of an `attr_measure` blob.
+pub fn values_of(blob: &[u8]) -> impl Iterator<Item = f64> + '_ {
+    blob.chunks_exact(8)
+        .map(|c| f64::from_le_bytes(c.try_into().expect("chunks of 8")))
+}
+
+fn stats(values: &[f64]) -> (i64, f64, f64, f64) {
+    let mut sum = 0.0;
+    let mut min = f64::INFINITY;
+    let mut max = f64::NEG_INFINITY;
+    for v in values {
+        sum += v;
+        min = min.min(*v);
+        max = max.max(*v);
+    }
+    (values.len() as i64, sum, min, max)
+}
+
+/// Appends values to the last part of each key, starting new parts when it is full.
+fn add_measures<S: AsRef<str>>(
+    tx: &rusqlite::Transaction,
+    measures: &HashMap<MeasureKey<S>, Vec<f64>>,
+) -> rusqlite::Result<()>
+where
+    S: Eq + std::hash::Hash,
+{
+    let mut last = tx.prepare_cached(
+        "SELECT rowid, part, vals FROM attr_measure
+         WHERE path_id = ?1 AND bucket_ms = ?2 AND service = ?3 AND source = ?4 AND status = ?5
+         ORDER BY part DESC LIMIT 1",
+    )?;
+    let mut update = tx.prepare_cached(
+        "UPDATE attr_measure SET n = ?2, sum = ?3, min = ?4, max = ?5, vals = ?6 WHERE rowid = ?1",
+    )?;
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO attr_measure (path_id, bucket_ms, service, source, status, part, n, sum, min, max, vals)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?;
+    for ((path, bucket, service, source, status), new) in measures {
+        let (service, source, status) = (service.as_ref(), source.as_ref(), status.as_ref());
+        let existing: Option<(i64, i64, Vec<u8>)> = last
+            .query_row(params![path, bucket, service, source, status], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .map(Some)
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                e => Err(e),
+            })?;
+        let mut rest: &[f64] = new;
+        let mut part = 0;
+        if let Some((rowid, p, blob)) = existing {
+            part = p + 1;
+            let mut values: Vec<f64> = values_of(&blob).collect();
+            if values.len() < MEASURE_PART {
+                let take = (MEASURE_PART - values.len()).min(rest.len());
+                values.extend_from_slice(&rest[..take]);
+                rest = &rest[take..];
+                let (n, sum, min, max) = stats(&values);
+                update.execute(params![rowid, n, sum, min, max, blob_of(&values)])?;
+            }
+        }
+        for chunk in rest.chunks(MEASURE_PART) {
+            let (n, sum, min, max) = stats(chunk);
+            insert.execute(params![
+                path,
+                bucket,
+                service,
+                source,
+                status,
+                part,
+                n,
+                sum,
+                min,
+                max,
+                blob_of(chunk)
+            ])?;
+            part += 1;
+        }
+    }
+    Ok(())
+}
+
+/// Takes values out of each key (one occurrence per value) and rewrites what is left.
+fn remove_measures(
+    tx: &rusqlite::Transaction,
+    measures: HashMap<MeasureKey<String>, Vec<f64>>,
+) -> rusqlite::Result<()> {
+    let mut parts = tx.prepare_cached(
+        "SELECT vals FROM attr_measure
+         WHERE path_id = ?1 AND bucket_ms = ?2 AND service = ?3 AND source = ?4 AND status = ?5",
+    )?;
+    let mut delete = tx.prepare_cached(
+        "DELETE FROM attr_measure
+         WHERE path_id = ?1 AND bucket_ms = ?2 AND service = ?3 AND source = ?4 AND status = ?5",
+    )?;
+    let mut count = tx.prepare_cached(
+        "SELECT ifnull(sum(n), 0) FROM attr_measure
+         WHERE path_id = ?1 AND bucket_ms = ?2 AND service = ?3 AND source = ?4 AND status = ?5",
+    )?;
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO attr_measure (path_id, bucket_ms, service, source, status, part, n, sum, min, max, vals)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?;
+    for ((path, bucket, service, source, status), mut gone) in measures {
+        let key = params![path, bucket, service, source, status];
+        let held: i64 = count.query_row(key, |r| r.get(0))?;
+        // Retention takes whole minutes except at its edge: most keys go entirely.
+        if held as usize <= gone.len() {
+            delete.execute(key)?;
+            continue;
+        }
+        let mut values: Vec<f64> = Vec::with_capacity(held as usize);
+        {
+            let mut rows = parts.query(key)?;
+            while let Some(r) = rows.next()? {
+                let blob: Vec<u8> = r.get(0)?;
+                values.extend(values_of(&blob));
+            }
+        }
+        // A multiset difference by merging two sorted lists: linear after the sorts.
+        values.sort_unstable_by(f64::total_cmp);
+        gone.sort_unstable_by(f64::total_cmp);
+        let mut kept = Vec::with_capacity(values.len());
+        let mut g = gone.iter().peekable();
+        for v in values {
+            while g.peek().is_some_and(|x| x.total_cmp(&v).is_lt()) {
+                g.next();
+            }
+            if g.peek().is_some_and(|x| x.total_cmp(&v).is_eq()) {
+                g.next();
+            } else {
+                kept.push(v);
+            }
+        }
+        delete.execute(key)?;
+        for (part, chunk) in kept.chunks(MEASURE_PART).enumerate() {
+            let (n, sum, min, max) = stats(chunk);
+            insert.execute(params![
+                path,
+                bucket,
+                service,
+                source,
+                status,
+                part as i64,
+                n,
+                sum,
+                min,
+                max,
+                blob_of(chunk)
+            ])?;
+        }
+    }
+    Ok(())
+}
+
+/// The id of a path, adding it the first time it is seen.
+fn path_id(
+    tx: &rusqlite::Transaction,
+    paths: &mut PathIds,
+    added: &mut Vec<String>,
+    json_path: &str,
+    dotted: &str,
+) -> rusqlite::Result<i64> {
+    if let Some(id) = paths.get(json_path) {
+        return Ok(*id);
+    }
+    let id: i64 = tx.query_row(
+        "INSERT INTO attr_paths (json_path, dotted) VALUES (?1, ?2)
+         ON CONFLICT (json_path) DO UPDATE SET dotted = dotted RETURNING id",
+        params![json_path, dotted],
+        |r| r.get(0),
+    )?;
+    paths.insert(json_path.to_owned(), id);
+    added.push(json_path.to_owned());
+    Ok(id)
+}
+
 fn insert_group(
     conn: &mut Connection,
     groups: &[Append],
     counters: &StoreCounters,
+    paths: &mut PathIds,
+) -> rusqlite::Result<()> {
+    let mut added = Vec::new();
+    let result = insert_group_tx(conn, groups, counters, paths, &mut added);
+    if result.is_err() {
+        // The paths added by a rolled-back transaction are gone from the table too.
+        for p in added {
+            paths.remove(&p);
+        }
+    }
+    result
+}
+
+fn insert_group_tx(
+    conn: &mut Connection,
+    groups: &[Append],
+    counters: &StoreCounters,
+    paths: &mut PathIds,
+    added: &mut Vec<String>,
 ) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
+    let mut path_counts: HashMap<i64, PathCounts> = HashMap::new();
+    let mut measures: HashMap<MeasureKey<&str>, Vec<f64>> = HashMap::new();
     // Keys borrow from the logs: no allocation per log.
     let mut rollup: HashMap<(i64, &str, &str, &str), i64> = HashMap::new();
     let mut stored = 0u64;
@@ -643,10 +935,22 @@ fn insert_group(
                 log.status.as_str(),
             );
             *rollup.entry(key).or_insert(0) += 1;
+            for leaf in &log.leaves {
+                let id = path_id(&tx, paths, added, &leaf.json_path, &leaf.dotted)?;
+                path_counts.entry(id).or_default()[kind_index(leaf.kind)] += 1;
+                if let Some(v) = leaf.number {
+                    measures
+                        .entry((id, key.0, key.1, key.2, key.3))
+                        .or_default()
+                        .push(v);
+                }
+            }
             stored += 1;
             truncated += u64::from(log.truncated);
         }
         apply_rollup(&tx, rollup.iter().map(|(k, n)| (k.0, k.1, k.2, k.3, *n)), 1)?;
+        apply_path_counts(&tx, &path_counts, 1)?;
+        add_measures(&tx, &measures)?;
     }
     tx.commit()?;
     counters.logs_stored.fetch_add(stored, Ordering::Relaxed);
@@ -847,13 +1151,14 @@ fn maintain(
     conn: &mut Connection,
     cfg: &StoreConfig,
     counters: &StoreCounters,
+    paths: &PathIds,
 ) -> MaintenanceReport {
     let mut report = MaintenanceReport::default();
     let result = (|| -> rusqlite::Result<()> {
         let retention_ms = i64::try_from(cfg.retention.as_millis()).unwrap_or(i64::MAX);
         let cutoff = crate::timefmt::now_ms().saturating_sub(retention_ms);
         loop {
-            let n = delete_oldest(conn, Some(cutoff), DELETE_CHUNK)?;
+            let n = delete_oldest(conn, paths, Some(cutoff), DELETE_CHUNK)?;
             report.deleted_by_age += n as u64;
             if n < DELETE_CHUNK {
                 break;
@@ -870,7 +1175,7 @@ fn maintain(
             let fraction = ((used as f64 - target) / used as f64).clamp(0.0, 1.0);
             let mut remaining = ((rows as f64 * fraction).ceil() as usize).max(1);
             while remaining > 0 {
-                let n = delete_oldest(conn, None, remaining.min(DELETE_CHUNK))?;
+                let n = delete_oldest(conn, paths, None, remaining.min(DELETE_CHUNK))?;
                 report.deleted_by_size += n as u64;
                 if n == 0 {
                     break;
@@ -906,35 +1211,49 @@ fn maintain(
 /// entries and rollup counts, in one transaction. Returns how many went.
 fn delete_oldest(
     conn: &mut Connection,
+    paths: &PathIds,
     before: Option<i64>,
     limit: usize,
 ) -> rusqlite::Result<usize> {
     let tx = conn.transaction()?;
     let mut rollup: HashMap<RollupKey, i64> = HashMap::new();
+    let mut path_counts: HashMap<i64, PathCounts> = HashMap::new();
+    let mut measures: HashMap<MeasureKey<String>, Vec<f64>> = HashMap::new();
     let ids = {
         let mut stmt = tx.prepare_cached(
-            "SELECT id, timestamp_ms, service, source, status FROM logs
+            "SELECT id, timestamp_ms, service, source, status, attributes FROM logs
              WHERE timestamp_ms < ?1 ORDER BY timestamp_ms, id LIMIT ?2",
         )?;
         let rows = stmt.query_map(params![before.unwrap_or(i64::MAX), limit as i64], |r| {
             Ok((
                 r.get::<_, i64>(0)?,
                 r.get::<_, i64>(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, Option<String>>(5)?,
             ))
         })?;
         let mut ids = Vec::new();
         for row in rows {
-            let (id, ts, service, source, status) = row?;
+            let (id, ts, service, source, status, attributes) = row?;
+            let bucket = ts.div_euclid(BUCKET_MS) * BUCKET_MS;
+            // The same leaves the writer found at ingest, so that the counts and values taken
+            // out are exactly those put in. A path unknown here was never counted.
+            for leaf in attributes.as_deref().map(leaves_of).unwrap_or_default() {
+                let Some(pid) = paths.get(&leaf.json_path) else {
+                    continue;
+                };
+                path_counts.entry(*pid).or_default()[kind_index(leaf.kind)] += 1;
+                if let Some(v) = leaf.number {
+                    measures
+                        .entry((*pid, bucket, service.clone(), source.clone(), status.clone()))
+                        .or_default()
+                        .push(v);
+                }
+            }
             *rollup
-                .entry((
-                    ts.div_euclid(BUCKET_MS) * BUCKET_MS,
-                    service,
-                    source,
-                    status,
-                ))
+                .entry((bucket, service, source, status))
                 .or_insert(0) += 1;
             ids.push(id);
         }
@@ -954,6 +1273,8 @@ fn delete_oldest(
                 .map(|((b, svc, src, st), n)| (*b, svc.as_str(), src.as_str(), st.as_str(), *n)),
             -1,
         )?;
+        apply_path_counts(&tx, &path_counts, -1)?;
+        remove_measures(&tx, measures)?;
     }
     tx.commit()?;
     Ok(ids.len())

@@ -202,12 +202,13 @@ fn attr_leaf(path: &str, value: &Value, out: &mut Sql) {
                 CmpOp::Lt => "<",
                 CmpOp::Le => "<=",
             };
+            // json_type, not typeof: json_extract turns true into 1, which is no number.
             out.push(&format!(
-                "(typeof({extract}) IN ('integer', 'real') AND {extract} {sym} {num})"
+                "(json_type(attributes, {p}) IN ('integer', 'real') AND {extract} {sym} {num})"
             ));
         }
         Value::Range { low, high } => {
-            out.push(&format!("(typeof({extract}) IN ('integer', 'real')"));
+            out.push(&format!("(json_type(attributes, {p}) IN ('integer', 'real')"));
             if let Some((n, inclusive)) = low {
                 let num = out.placeholder(*n);
                 out.push(&format!(
