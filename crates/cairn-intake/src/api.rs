@@ -592,7 +592,10 @@ impl Spec {
         metric: Option<&str>,
         field: &str,
     ) -> Result<Spec, IntakeError> {
-        let agg = Agg::parse(aggregation.unwrap_or("count"), &format!("{field}.aggregation"))?;
+        let agg = Agg::parse(
+            aggregation.unwrap_or("count"),
+            &format!("{field}.aggregation"),
+        )?;
         let metric_field = format!("{field}.metric");
         let metric = match (agg, metric.map(str::trim)) {
             (Agg::Count, _) => Metric::None,
@@ -602,7 +605,9 @@ impl Spec {
                     aggregation.unwrap_or("count")
                 )))
             }
-            (Agg::Cardinality, Some(m)) => Metric::Distinct(Facet::from_name(Some(m), &metric_field)?),
+            (Agg::Cardinality, Some(m)) => {
+                Metric::Distinct(Facet::from_name(Some(m), &metric_field)?)
+            }
             (_, Some(m)) if m.starts_with('@') => Metric::Measure(attr_path(m, &metric_field)?),
             (_, Some(m)) => {
                 return Err(IntakeError::BadRequest(format!(
@@ -729,14 +734,22 @@ struct Engine<'a> {
 impl<'a> Engine<'a> {
     /// Adds to the group `key` at time `ts`: `part(i)` is what compute `i` receives (None:
     /// nothing, but the group and its time bucket still exist, as they hold logs).
-    fn add<'p>(&mut self, key: &GroupKey, ts: i64, mut part: impl FnMut(usize) -> Option<Part<'p>>) {
+    fn add<'p>(
+        &mut self,
+        key: &GroupKey,
+        ts: i64,
+        mut part: impl FnMut(usize) -> Option<Part<'p>>,
+    ) {
         let specs = self.specs;
         let state = match self.groups.get_mut(key) {
             Some(s) => s,
-            None => self.groups.entry(key.clone()).or_insert_with(|| GroupState {
-                totals: vec![Acc::default(); specs.len()],
-                series: vec![BTreeMap::new(); specs.len()],
-            }),
+            None => self
+                .groups
+                .entry(key.clone())
+                .or_insert_with(|| GroupState {
+                    totals: vec![Acc::default(); specs.len()],
+                    series: vec![BTreeMap::new(); specs.len()],
+                }),
         };
         for (i, spec) in specs.iter().enumerate() {
             let p = part(i);
@@ -764,10 +777,21 @@ enum SortBy {
     Measure { spec: usize, desc: bool },
 }
 
-fn sort_by(sort: Option<&GroupSort>, specs: &mut Vec<Spec>, field: &str) -> Result<SortBy, IntakeError> {
+fn sort_by(
+    sort: Option<&GroupSort>,
+    specs: &mut Vec<Spec>,
+    field: &str,
+) -> Result<SortBy, IntakeError> {
     let Some(sort) = sort else {
         return Ok(SortBy::Measure {
-            spec: find_or_add(specs, Spec { agg: Agg::Count, metric: Metric::None, interval: None }),
+            spec: find_or_add(
+                specs,
+                Spec {
+                    agg: Agg::Count,
+                    metric: Metric::None,
+                    interval: None,
+                },
+            ),
             desc: true,
         });
     };
@@ -782,7 +806,9 @@ fn sort_by(sort: Option<&GroupSort>, specs: &mut Vec<Spec>, field: &str) -> Resu
         }
     };
     match sort.kind.as_deref() {
-        Some("alphabetical") => Ok(SortBy::Alpha { desc: desc.unwrap_or(false) }),
+        Some("alphabetical") => Ok(SortBy::Alpha {
+            desc: desc.unwrap_or(false),
+        }),
         None | Some("measure") => {
             let spec = Spec::parse(sort.aggregation.as_deref(), sort.metric.as_deref(), field)?;
             Ok(SortBy::Measure {
@@ -841,7 +867,12 @@ fn rank_order(
     }
 }
 
-fn resolve_interval(c: &Compute, from: i64, to: i64, field: &str) -> Result<Option<i64>, IntakeError> {
+fn resolve_interval(
+    c: &Compute,
+    from: i64,
+    to: i64,
+    field: &str,
+) -> Result<Option<i64>, IntakeError> {
     let interval = match c.kind.as_deref() {
         None | Some("total") => return Ok(None),
         Some("timeseries") => match &c.interval {
@@ -926,7 +957,11 @@ pub fn aggregate(
             )));
         }
         limits.push(limit as usize);
-        sorts.push(sort_by(g.sort.as_ref(), &mut specs, &format!("{field}.sort"))?);
+        sorts.push(sort_by(
+            g.sort.as_ref(),
+            &mut specs,
+            &format!("{field}.sort"),
+        )?);
         missing.push(
             g.missing
                 .as_ref()
@@ -1016,10 +1051,13 @@ fn finish(
     };
     let mut keys: Vec<GroupKey> = match engine.levels {
         0 => {
-            engine.groups.entry([None, None]).or_insert_with(|| GroupState {
-                totals: vec![Acc::default(); specs.len()],
-                series: vec![BTreeMap::new(); specs.len()],
-            });
+            engine
+                .groups
+                .entry([None, None])
+                .or_insert_with(|| GroupState {
+                    totals: vec![Acc::default(); specs.len()],
+                    series: vec![BTreeMap::new(); specs.len()],
+                });
             vec![[None, None]]
         }
         1 => {
@@ -1113,7 +1151,10 @@ fn scan_logs(
     sql.push("SELECT timestamp_ms");
     for i in 0..2 {
         sql.push(", ");
-        ctx.facets.get(i).unwrap_or(&Facet::None).push_expr(&mut sql);
+        ctx.facets
+            .get(i)
+            .unwrap_or(&Facet::None)
+            .push_expr(&mut sql);
     }
     // One column per distinct metric.
     let mut metrics: Vec<&Metric> = Vec::new();
@@ -1198,7 +1239,7 @@ fn scan_logs(
                 engine.add(&key, ts, |i| {
                     let j = column_of[i];
                     let n = numbers[j];
-                    let one = numbers[j].as_ref().map(std::slice::from_ref).unwrap_or(&[]);
+                    let one = numbers[j].as_slice();
                     Some(Part {
                         rows: 1,
                         n: i64::from(n.is_some()),
@@ -1271,7 +1312,12 @@ fn plan(conn: &Connection, ctx: &Ctx, specs: &[Spec]) -> Result<Option<Plan>, In
             _ => return Ok(None),
         }
     }
-    let columns_ok = |m: &Metric| matches!(m, Metric::Distinct(Facet::Column("service" | "source" | "status")));
+    let columns_ok = |m: &Metric| {
+        matches!(
+            m,
+            Metric::Distinct(Facet::Column("service" | "source" | "status"))
+        )
+    };
     let mut measures = Vec::new();
     for s in specs {
         let ok = match (&s.metric, &universe_path) {
@@ -1448,7 +1494,8 @@ fn run_plan(
                 let distinct_values: Vec<Vec<String>> = (0..specs.len())
                     .map(|i| match &specs[i].metric {
                         Metric::Distinct(Facet::Attr(_)) => {
-                            let set: HashSet<String> = vals.iter().map(|v| number_text(*v)).collect();
+                            let set: HashSet<String> =
+                                vals.iter().map(|v| number_text(*v)).collect();
                             set.into_iter().collect()
                         }
                         _ => distinct_of(i, &cols),
@@ -1479,7 +1526,9 @@ fn run_plan(
         let cols = read_cols(r)?;
         let ts: i64 = r.get(3)?;
         let count: i64 = r.get(4)?;
-        let Some(key) = columns_key(&cols) else { continue };
+        let Some(key) = columns_key(&cols) else {
+            continue;
+        };
         let distinct: Vec<Vec<String>> = (0..specs.len()).map(|i| distinct_of(i, &cols)).collect();
         engine.add(&key, ts, |i| match specs[i].metric {
             Metric::Measure(_) => None,
@@ -1512,11 +1561,16 @@ fn run_plan(
         while let Some(r) = rows.next()? {
             let cols = read_cols(r)?;
             let ts: i64 = r.get(3)?;
-            let Some(key) = columns_key(&cols) else { continue };
-            let (n, sum, min, max): (i64, f64, f64, f64) = (r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?);
+            let Some(key) = columns_key(&cols) else {
+                continue;
+            };
+            let (n, sum, min, max): (i64, f64, f64, f64) =
+                (r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?);
             vals.clear();
             if wants_vals {
-                vals.extend(crate::store::values_of(r.get_ref(8)?.as_blob().unwrap_or(&[])));
+                vals.extend(crate::store::values_of(
+                    r.get_ref(8)?.as_blob().unwrap_or(&[]),
+                ));
             }
             engine.add(&key, ts, |i| match &specs[i].metric {
                 Metric::Measure(p) if p == path => Some(Part {

@@ -718,12 +718,12 @@ fn stats(values: &[f64]) -> (i64, f64, f64, f64) {
 }
 
 /// Appends values to the last part of each key, starting new parts when it is full.
-fn add_measures<S: AsRef<str>>(
+fn add_measures<S>(
     tx: &rusqlite::Transaction,
     measures: &HashMap<MeasureKey<S>, Vec<f64>>,
 ) -> rusqlite::Result<()>
 where
-    S: Eq + std::hash::Hash,
+    S: AsRef<str> + Eq + std::hash::Hash,
 {
     let mut last = tx.prepare_cached(
         "SELECT rowid, part, vals FROM attr_measure
@@ -1247,14 +1247,18 @@ fn delete_oldest(
                 path_counts.entry(*pid).or_default()[kind_index(leaf.kind)] += 1;
                 if let Some(v) = leaf.number {
                     measures
-                        .entry((*pid, bucket, service.clone(), source.clone(), status.clone()))
+                        .entry((
+                            *pid,
+                            bucket,
+                            service.clone(),
+                            source.clone(),
+                            status.clone(),
+                        ))
                         .or_default()
                         .push(v);
                 }
             }
-            *rollup
-                .entry((bucket, service, source, status))
-                .or_insert(0) += 1;
+            *rollup.entry((bucket, service, source, status)).or_insert(0) += 1;
             ids.push(id);
         }
         ids

@@ -208,7 +208,9 @@ fn attr_leaf(path: &str, value: &Value, out: &mut Sql) {
             ));
         }
         Value::Range { low, high } => {
-            out.push(&format!("(json_type(attributes, {p}) IN ('integer', 'real')"));
+            out.push(&format!(
+                "(json_type(attributes, {p}) IN ('integer', 'real')"
+            ));
             if let Some((n, inclusive)) = low {
                 let num = out.placeholder(*n);
                 out.push(&format!(
