@@ -54,6 +54,21 @@ impl Rng {
     }
 }
 
+/// Weighted by repetition: mostly 200s, some redirects and client errors, a few 5xx.
+const HTTP_STATUS: [u16; 16] = [
+    200, 200, 200, 200, 200, 200, 200, 200, 201, 204, 301, 304, 400, 404, 500, 503,
+];
+
+/// Request latencies with a long tail, as services show them: 85 % under 150 ms, 12 % from
+/// 150 to 600 ms, 3 % up to 5 s (about 6 % over 500 ms). Whole milliseconds.
+fn duration_ms(rng: &mut Rng) -> u64 {
+    match rng.below(100) {
+        0..=84 => 1 + rng.below(150),
+        85..=96 => 150 + rng.below(450),
+        _ => 600 + rng.below(4400),
+    }
+}
+
 /// One log shaped like the seed page's structured example, about 300 bytes as JSON.
 fn seed_log(rng: &mut Rng, timestamp_ms: i64) -> serde_json::Value {
     let table = TABLES[rng.below(TABLES.len() as u64) as usize];
@@ -65,6 +80,9 @@ fn seed_log(rng: &mut Rng, timestamp_ms: i64) -> serde_json::Value {
         50..=149 => ("warn", format!("Database query slow: SELECT * FROM {table} WHERE customer_id = {id} took longer than expected")),
         _ => ("info", format!("Database query completed: SELECT * FROM {table} WHERE customer_id = {id} LIMIT 100")),
     };
+    let duration = duration_ms(rng);
+    let http_status = HTTP_STATUS[rng.below(HTTP_STATUS.len() as u64) as usize];
+    let method = ["GET", "GET", "GET", "POST", "PUT", "DELETE"][rng.below(6) as usize];
     json!({
         "message": message,
         "status": status,
@@ -75,6 +93,9 @@ fn seed_log(rng: &mut Rng, timestamp_ms: i64) -> serde_json::Value {
         "ddtags": format!("env:prod,team:{},db:{table}", ["payments", "core", "growth"][rng.below(3) as usize]),
         "query_duration_ms": rng.below(2000),
         "rows_returned": rng.below(5000),
+        "duration_ms": duration,
+        "http": {"status": http_status, "method": method},
+        "user": {"id": format!("u{}", rng.below(100_000))},
     })
 }
 
@@ -177,7 +198,7 @@ fn raw_sqlite_rate(dir: &std::path::Path, n: usize) -> f64 {
                 r["ddsource"].as_str(),
                 r["message"].as_str(),
                 r["ddtags"].as_str(),
-                "{\"query_duration_ms\":145,\"rows_returned\":1024}",
+                "{\"query_duration_ms\":145,\"rows_returned\":1024,\"duration_ms\":42,\"http\":{\"status\":200,\"method\":\"GET\"},\"user\":{\"id\":\"u4242\"}}",
             ])
             .expect("insert");
         }
@@ -206,7 +227,18 @@ async fn time_requests(
             None => client.get(url).send().await,
         }
         .expect("intake reachable");
-        assert!(resp.status().is_success(), "{url}: {}", resp.status());
+        // A build that refuses the request (an older one, for a before figure) is reported,
+        // not fatal.
+        if !resp.status().is_success() {
+            let status = resp.status().as_u16();
+            return (
+                Stats {
+                    p50: Duration::ZERO,
+                    p95: Duration::ZERO,
+                },
+                json!({"refused": status, "detail": resp.text().await.unwrap_or_default()}),
+            );
+        }
         last = resp.json().await.expect("json answer");
         times.push(started.elapsed());
     }
@@ -353,6 +385,73 @@ fn main() {
                 answer["data"]["buckets"].as_array().map_or(0, Vec::len)
             );
         }
+        issue11_queries(&client, &agg_url).await;
         intake.shutdown().await;
     });
+}
+
+/// Issue 11: an attribute facet's top values, a measure by service over time, and a count
+/// filtered on an attribute range, each beside the same request with `host:*` added (every
+/// log has a host), which no per-minute table answers: the cost of parsing every log's JSON,
+/// measured in the same run.
+async fn issue11_queries(client: &reqwest::Client, agg_url: &str) {
+    // Fixed bounds, so that every run and its reference see the same logs.
+    let now = cairn_intake::timefmt::now_ms();
+    let day = |query: &str| json!({"query": query, "from": now - DAY_MS, "to": now});
+    let cases = [
+        (
+            "facet @http.status top 15, 24h  ",
+            json!({"filter": day("*"), "compute": [{"aggregation": "count"}], "group_by": [{"facet": "@http.status", "limit": 15}]}),
+            json!({"filter": day("host:*"), "compute": [{"aggregation": "count"}], "group_by": [{"facet": "@http.status", "limit": 15}]}),
+        ),
+        (
+            "avg @duration_ms by service, 1m ",
+            json!({"filter": day("*"), "compute": [{"aggregation": "avg", "metric": "@duration_ms", "type": "timeseries", "interval": "1m"}], "group_by": [{"facet": "service"}]}),
+            json!({"filter": day("host:*"), "compute": [{"aggregation": "avg", "metric": "@duration_ms", "type": "timeseries", "interval": "1m"}], "group_by": [{"facet": "service"}]}),
+        ),
+        (
+            "count by service, @duration>500 ",
+            json!({"filter": day("@duration_ms:>500"), "compute": [{"aggregation": "count"}], "group_by": [{"facet": "service"}]}),
+            json!({"filter": day("host:* @duration_ms:>500"), "compute": [{"aggregation": "count"}], "group_by": [{"facet": "service"}]}),
+        ),
+        (
+            "pc95 @duration_ms by service    ",
+            json!({"filter": day("*"), "compute": [{"aggregation": "pc95", "metric": "@duration_ms"}], "group_by": [{"facet": "service"}]}),
+            json!({"filter": day("host:*"), "compute": [{"aggregation": "pc95", "metric": "@duration_ms"}], "group_by": [{"facet": "service"}]}),
+        ),
+        (
+            "facet @http.method (text), 24h  ",
+            json!({"filter": day("*"), "compute": [{"aggregation": "count"}], "group_by": [{"facet": "@http.method", "limit": 15}]}),
+            json!({"filter": day("host:*"), "compute": [{"aggregation": "count"}], "group_by": [{"facet": "@http.method", "limit": 15}]}),
+        ),
+    ];
+    let runs: usize = std::env::var("CAIRN_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(11);
+    for (label, body, reference) in cases {
+        let (s, answer) = time_requests(client, agg_url, Some(&body), runs).await;
+        let (r, ref_answer) = time_requests(client, agg_url, Some(&reference), 3).await;
+        let shown = |a: &serde_json::Value| match a.get("refused") {
+            Some(code) => format!("refused {code}"),
+            None => format!(
+                "{} groups",
+                a["data"]["buckets"].as_array().map_or(0, Vec::len)
+            ),
+        };
+        let same = answer["data"] == ref_answer["data"];
+        println!(
+            "issue11    {label}: p50 {:>9} p95 {:>9} ({}) | scan reference p50 {:>9} ({}){}",
+            ms(s.p50),
+            ms(s.p95),
+            shown(&answer),
+            ms(r.p50),
+            shown(&ref_answer),
+            if same {
+                ", same answer"
+            } else {
+                ", ANSWERS DIFFER"
+            }
+        );
+    }
 }

@@ -1372,26 +1372,85 @@ fn numbers_only(conn: &Connection, json_path: &str) -> Result<bool, IntakeError>
     })
 }
 
-/// Whether a number passes a compare or range leaf, as the SQL translation tests it.
-fn in_range(v: f64, node: &Node) -> bool {
-    match node {
-        Node::Match {
-            value: query::Value::Compare(op, n),
-            ..
-        } => match op {
-            query::CmpOp::Gt => v > *n,
-            query::CmpOp::Ge => v >= *n,
-            query::CmpOp::Lt => v < *n,
-            query::CmpOp::Le => v <= *n,
-        },
-        Node::Match {
-            value: query::Value::Range { low, high },
-            ..
-        } => {
-            low.is_none_or(|(n, inc)| if inc { v >= n } else { v > n })
-                && high.is_none_or(|(n, inc)| if inc { v <= n } else { v < n })
+/// The numbers of one group gathered before they reach the engine.
+#[derive(Debug, Default)]
+struct Local {
+    n: i64,
+    sum: f64,
+    min: f64,
+    max: f64,
+    vals: Vec<f64>,
+    distinct: HashSet<u64>,
+}
+
+impl Local {
+    fn add(&mut self, v: f64, keep_vals: bool, keep_distinct: bool) {
+        if self.n == 0 || v < self.min {
+            self.min = v;
         }
-        _ => true,
+        if self.n == 0 || v > self.max {
+            self.max = v;
+        }
+        self.n += 1;
+        self.sum += v;
+        if keep_vals {
+            self.vals.push(v);
+        }
+        if keep_distinct {
+            self.distinct.insert(v.to_bits());
+        }
+    }
+
+    fn merge(&mut self, other: Local) {
+        if other.n == 0 {
+            return;
+        }
+        if self.n == 0 || other.min < self.min {
+            self.min = other.min;
+        }
+        if self.n == 0 || other.max > self.max {
+            self.max = other.max;
+        }
+        self.n += other.n;
+        self.sum += other.sum;
+        self.vals.extend(other.vals);
+        self.distinct.extend(other.distinct);
+    }
+}
+
+/// A compare or range leaf as two optional bounds, tested without matching the node per value.
+struct Bounds {
+    low: Option<(f64, bool)>,
+    high: Option<(f64, bool)>,
+}
+
+impl Bounds {
+    fn of(node: &Node) -> Bounds {
+        let (low, high) = match node {
+            Node::Match {
+                value: query::Value::Compare(op, n),
+                ..
+            } => match op {
+                query::CmpOp::Gt => (Some((*n, false)), None),
+                query::CmpOp::Ge => (Some((*n, true)), None),
+                query::CmpOp::Lt => (None, Some((*n, false))),
+                query::CmpOp::Le => (None, Some((*n, true))),
+            },
+            Node::Match {
+                value: query::Value::Range { low, high },
+                ..
+            } => (*low, *high),
+            _ => (None, None),
+        };
+        Bounds { low, high }
+    }
+
+    fn holds(&self, v: f64) -> bool {
+        self.low
+            .is_none_or(|(n, inc)| if inc { v >= n } else { v > n })
+            && self
+                .high
+                .is_none_or(|(n, inc)| if inc { v <= n } else { v < n })
     }
 }
 
@@ -1459,24 +1518,38 @@ fn run_plan(
 
     if let Some((path, range)) = &plan.universe {
         let group_by_value = ctx.facets.iter().any(|f| matches!(f, Facet::Attr(_)));
+        let keep_vals = specs.iter().any(|s| matches!(s.agg, Agg::Pct(_)));
+        let keep_distinct = specs
+            .iter()
+            .any(|s| matches!(s.metric, Metric::Distinct(Facet::Attr(_))));
+        // Without a timeseries compute, the minute of a row does not matter: rows of one
+        // group are merged before they reach the engine.
+        let by_minute = specs.iter().any(|s| s.interval.is_some());
+        let bounds = range.as_ref().map(Bounds::of);
         let mut sql = Sql::default();
         select(&mut sql, "attr_measure", ", vals", Some(*path));
         let mut stmt = conn.prepare_cached(&sql.text).map_err(sql_error)?;
         let mut rows = stmt.query(rusqlite::params_from_iter(sql.params.iter()))?;
-        let mut local: HashMap<u64, Vec<f64>> = HashMap::new();
+        let mut local: HashMap<u64, Local> = HashMap::new();
+        // Cardinality of a column needs the rows' columns kept apart.
+        let distinct_cols = specs
+            .iter()
+            .any(|s| matches!(&s.metric, Metric::Distinct(f) if column(f) < 3));
+        type PendingKey = (GroupKey, i64, Option<[Option<String>; 3]>);
+        let mut pending: HashMap<PendingKey, Local> = HashMap::new();
         while let Some(r) = rows.next()? {
             let cols = read_cols(r)?;
             let ts: i64 = r.get(3)?;
             let blob = r.get_ref(4)?.as_blob().unwrap_or(&[]);
             local.clear();
             for v in crate::store::values_of(blob) {
-                if range.as_ref().is_none_or(|n| in_range(v, n)) {
+                if bounds.as_ref().is_none_or(|b| b.holds(v)) {
                     let k = if group_by_value { v.to_bits() } else { 0 };
-                    local.entry(k).or_default().push(v);
+                    local.entry(k).or_default().add(v, keep_vals, keep_distinct);
                 }
             }
-            for (bits, vals) in &local {
-                let text = group_by_value.then(|| number_text(f64::from_bits(*bits)));
+            for (bits, l) in local.drain() {
+                let text = group_by_value.then(|| number_text(f64::from_bits(bits)));
                 let mut fv: [Option<String>; 2] = [None, None];
                 for (i, f) in ctx.facets.iter().enumerate() {
                     fv[i] = match f {
@@ -1485,34 +1558,37 @@ fn run_plan(
                     };
                 }
                 let Some(key) = ctx.key(fv) else { continue };
-                let (mut sum, mut min, mut max) = (0.0, f64::INFINITY, f64::NEG_INFINITY);
-                for v in vals {
-                    sum += v;
-                    min = min.min(*v);
-                    max = max.max(*v);
-                }
-                let distinct_values: Vec<Vec<String>> = (0..specs.len())
-                    .map(|i| match &specs[i].metric {
-                        Metric::Distinct(Facet::Attr(_)) => {
-                            let set: HashSet<String> =
-                                vals.iter().map(|v| number_text(*v)).collect();
-                            set.into_iter().collect()
-                        }
-                        _ => distinct_of(i, &cols),
-                    })
-                    .collect();
-                engine.add(&key, ts, |i| {
-                    Some(Part {
-                        rows: vals.len() as i64,
-                        n: vals.len() as i64,
-                        sum,
-                        min,
-                        max,
-                        vals,
-                        distinct: &distinct_values[i],
-                    })
-                });
+                let cols_key = distinct_cols.then(|| cols.clone());
+                pending
+                    .entry((key, if by_minute { ts } else { 0 }, cols_key))
+                    .or_default()
+                    .merge(l);
             }
+        }
+        let no_cols: [Option<String>; 3] = [None, None, None];
+        for ((key, ts, cols), l) in pending {
+            let cols = cols.as_ref().unwrap_or(&no_cols);
+            let distinct_values: Vec<Vec<String>> = (0..specs.len())
+                .map(|i| match &specs[i].metric {
+                    Metric::Distinct(Facet::Attr(_)) => l
+                        .distinct
+                        .iter()
+                        .map(|b| number_text(f64::from_bits(*b)))
+                        .collect(),
+                    _ => distinct_of(i, cols),
+                })
+                .collect();
+            engine.add(&key, ts, |i| {
+                Some(Part {
+                    rows: l.n,
+                    n: l.n,
+                    sum: l.sum,
+                    min: l.min,
+                    max: l.max,
+                    vals: &l.vals,
+                    distinct: &distinct_values[i],
+                })
+            });
         }
         return Ok(());
     }
