@@ -1340,6 +1340,16 @@ fn plan(conn: &Connection, ctx: &Ctx, specs: &[Spec]) -> Result<Option<Plan>, In
         Some(p) => Some((path_id_of(conn, &p)?, range.map(|(_, n)| n))),
         None => None,
     };
+    if universe.is_some() || !measures.is_empty() {
+        // Logs from before the attribute tables, not yet added to them, only a scan sees.
+        let backfilling: bool =
+            conn.query_row("SELECT EXISTS (SELECT 1 FROM attr_backfill)", [], |r| {
+                r.get(0)
+            })?;
+        if backfilling {
+            return Ok(None);
+        }
+    }
     Ok(Some(Plan {
         reserved: if reserved.is_empty() {
             Node::All
@@ -1415,6 +1425,49 @@ impl Local {
         self.sum += other.sum;
         self.vals.extend(other.vals);
         self.distinct.extend(other.distinct);
+    }
+}
+
+/// The groups of one row's values: a list while they are few (a facet's values usually
+/// are: status codes, methods), a hash map past that.
+#[derive(Default)]
+struct SmallMap {
+    list: Vec<(u64, Local)>,
+    map: HashMap<u64, Local>,
+    last: usize,
+}
+
+impl SmallMap {
+    const LIST_MAX: usize = 32;
+
+    fn clear(&mut self) {
+        self.list.clear();
+        self.map.clear();
+        self.last = 0;
+    }
+
+    fn slot(&mut self, k: u64) -> &mut Local {
+        if !self.map.is_empty() {
+            return self.map.entry(k).or_default();
+        }
+        if self.list.get(self.last).is_some_and(|(b, _)| *b == k) {
+            return &mut self.list[self.last].1;
+        }
+        if let Some(i) = self.list.iter().position(|(b, _)| *b == k) {
+            self.last = i;
+            return &mut self.list[i].1;
+        }
+        if self.list.len() < Self::LIST_MAX {
+            self.list.push((k, Local::default()));
+            self.last = self.list.len() - 1;
+            return &mut self.list[self.last].1;
+        }
+        self.map.extend(self.list.drain(..));
+        self.map.entry(k).or_default()
+    }
+
+    fn drain(&mut self) -> impl Iterator<Item = (u64, Local)> + '_ {
+        self.list.drain(..).chain(self.map.drain())
     }
 }
 
@@ -1530,7 +1583,9 @@ fn run_plan(
         select(&mut sql, "attr_measure", ", vals", Some(*path));
         let mut stmt = conn.prepare_cached(&sql.text).map_err(sql_error)?;
         let mut rows = stmt.query(rusqlite::params_from_iter(sql.params.iter()))?;
-        let mut local: HashMap<u64, Local> = HashMap::new();
+        let mut local = SmallMap::default();
+        // A facet's top values only count: the loop over values does nothing else.
+        let count_only = specs.iter().all(|s| s.agg == Agg::Count);
         // Cardinality of a column needs the rows' columns kept apart.
         let distinct_cols = specs
             .iter()
@@ -1545,7 +1600,12 @@ fn run_plan(
             for v in crate::store::values_of(blob) {
                 if bounds.as_ref().is_none_or(|b| b.holds(v)) {
                     let k = if group_by_value { v.to_bits() } else { 0 };
-                    local.entry(k).or_default().add(v, keep_vals, keep_distinct);
+                    let l = local.slot(k);
+                    if count_only {
+                        l.n += 1;
+                    } else {
+                        l.add(v, keep_vals, keep_distinct);
+                    }
                 }
             }
             for (bits, l) in local.drain() {

@@ -302,6 +302,30 @@ impl Drop for Store {
 }
 
 fn init_schema(conn: &Connection) -> rusqlite::Result<()> {
+    init_tables(conn)?;
+    Ok(())
+}
+
+fn init_tables(conn: &Connection) -> rusqlite::Result<()> {
+    let had_attr_tables: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'attr_paths')",
+        [],
+        |r| r.get(0),
+    )?;
+    create_tables(conn)?;
+    if !had_attr_tables {
+        // A store from before issue 11 holds logs that the attribute tables know nothing
+        // of: the writer adds them in chunks, and until it is done queries scan the logs.
+        conn.execute(
+            "INSERT INTO attr_backfill (next_id, last_id)
+             SELECT min(id), max(id) FROM logs HAVING count(*) > 0",
+            [],
+        )?;
+    }
+    Ok(())
+}
+
+fn create_tables(conn: &Connection) -> rusqlite::Result<()> {
     // page_size and auto_vacuum only take effect before the first table exists. Pages of
     // 16 KiB quarter the number of WAL frames (one write each) that a commit of full-text
     // segments produces; incremental vacuum lets retention hand freed pages back to the file
@@ -369,6 +393,10 @@ fn init_schema(conn: &Connection) -> rusqlite::Result<()> {
          );
          CREATE UNIQUE INDEX IF NOT EXISTS attr_measure_key
              ON attr_measure (path_id, bucket_ms, service, source, status, part);
+         CREATE TABLE IF NOT EXISTS attr_backfill (
+             next_id INTEGER NOT NULL,
+             last_id INTEGER NOT NULL
+         );
          -- A check may send 10,000 contexts every 15 s: a context is looked up once per series
          -- through its unique index, and its points are clustered by (context, time), so a
          -- query reads each matching context's range without touching other contexts.
@@ -511,16 +539,22 @@ fn writer_loop(
     _checkpointer: mpsc::Sender<()>,
 ) {
     let mut next_maintenance = Instant::now() + cfg.maintenance_every.min(Duration::from_secs(5));
-    let mut paths = match load_paths(&conn) {
-        Ok(p) => p,
+    let mut attr = match AttrState::load(&conn) {
+        Ok(a) => a,
         Err(e) => {
             tracing::error!(error = %e, "intake cannot read its attribute paths; starting empty");
-            HashMap::new()
+            AttrState::default()
         }
     };
     // Whether the full-text index may have segments left to merge (it gains one per commit).
     let mut merge_pending = true;
     loop {
+        if attr.backfill.is_some() {
+            // One chunk per turn of the loop: ingestion waits for at most one.
+            if let Err(e) = backfill_step(&mut conn, &mut attr) {
+                tracing::warn!(error = %e, "intake attribute backfill failed; will retry");
+            }
+        }
         let mut wait = next_maintenance.saturating_duration_since(Instant::now());
         if merge_pending {
             wait = wait.min(IDLE_BEFORE_MERGE);
@@ -555,7 +589,7 @@ fn writer_loop(
                 }
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                let report = maintain(&mut conn, &cfg, &counters, &paths);
+                let report = maintain(&mut conn, &cfg, &counters, &attr);
                 log_report(&report);
                 next_maintenance = Instant::now() + cfg.maintenance_every;
                 continue;
@@ -586,7 +620,7 @@ fn writer_loop(
         }
         if !appends.is_empty() {
             merge_pending = true;
-            let result = insert_group(&mut conn, &appends, &counters, &mut paths).map_err(|e| {
+            let result = insert_group(&mut conn, &appends, &counters, &mut attr.paths).map_err(|e| {
                 tracing::error!(error = %e, logs = queued_logs, "intake store write failed; batch refused");
                 format!("store write failed: {e}")
             });
@@ -610,7 +644,7 @@ fn writer_loop(
             }
         }
         if !maintenance_waiters.is_empty() {
-            let report = maintain(&mut conn, &cfg, &counters, &paths);
+            let report = maintain(&mut conn, &cfg, &counters, &attr);
             for done in maintenance_waiters {
                 let _ = done.send(report.clone());
             }
@@ -652,6 +686,120 @@ fn log_report(report: &MaintenanceReport) {
 
 /// Attribute path ids by JSON path, kept by the writer (the only one that adds paths).
 type PathIds = HashMap<String, i64>;
+
+/// Logs per backfill transaction.
+const BACKFILL_CHUNK: i64 = 5_000;
+
+/// What the writer knows of the attribute tables.
+#[derive(Default)]
+struct AttrState {
+    paths: PathIds,
+    /// Ids of stored logs not yet in the attribute tables (`next..=last`), from before them.
+    backfill: Option<(i64, i64)>,
+}
+
+impl AttrState {
+    fn load(conn: &Connection) -> rusqlite::Result<AttrState> {
+        let backfill = conn
+            .query_row(
+                "SELECT next_id, last_id FROM attr_backfill LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map(Some)
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                e => Err(e),
+            })?;
+        Ok(AttrState {
+            paths: load_paths(conn)?,
+            backfill,
+        })
+    }
+
+    /// Whether the log `id` is counted in the attribute tables.
+    fn counted(&self, id: i64) -> bool {
+        self.backfill
+            .is_none_or(|(next, last)| id < next || id > last)
+    }
+}
+
+/// Adds one chunk of pre-existing logs to the attribute tables.
+fn backfill_step(conn: &mut Connection, attr: &mut AttrState) -> rusqlite::Result<()> {
+    let Some((next, last)) = attr.backfill else {
+        return Ok(());
+    };
+    let mut added = Vec::new();
+    let result = (|| -> rusqlite::Result<Option<(i64, i64)>> {
+        let tx = conn.transaction()?;
+        let mut path_counts: HashMap<i64, PathCounts> = HashMap::new();
+        let mut measures: HashMap<MeasureKey<String>, Vec<f64>> = HashMap::new();
+        let mut seen = 0;
+        let mut max_id = next - 1;
+        {
+            let mut stmt = tx.prepare(
+                "SELECT id, timestamp_ms, service, source, status, attributes FROM logs
+                 WHERE id >= ?1 AND id <= ?2 ORDER BY id LIMIT ?3",
+            )?;
+            let mut rows = stmt.query(params![next, last, BACKFILL_CHUNK])?;
+            while let Some(r) = rows.next()? {
+                seen += 1;
+                let id: i64 = r.get(0)?;
+                max_id = id;
+                let ts: i64 = r.get(1)?;
+                let attributes: Option<String> = r.get(5)?;
+                let Some(attributes) = attributes else {
+                    continue;
+                };
+                let bucket = ts.div_euclid(BUCKET_MS) * BUCKET_MS;
+                let (service, source, status): (String, String, String) =
+                    (r.get(2)?, r.get(3)?, r.get(4)?);
+                for leaf in leaves_of(&attributes) {
+                    let pid = path_id(
+                        &tx,
+                        &mut attr.paths,
+                        &mut added,
+                        &leaf.json_path,
+                        &leaf.dotted,
+                    )?;
+                    path_counts.entry(pid).or_default()[kind_index(leaf.kind)] += 1;
+                    if let Some(v) = leaf.number {
+                        measures
+                            .entry((pid, bucket, service.clone(), source.clone(), status.clone()))
+                            .or_default()
+                            .push(v);
+                    }
+                }
+            }
+        }
+        apply_path_counts(&tx, &path_counts, 1)?;
+        add_measures(&tx, &measures)?;
+        let left = if seen < BACKFILL_CHUNK || max_id >= last {
+            tx.execute("DELETE FROM attr_backfill", [])?;
+            None
+        } else {
+            tx.execute("UPDATE attr_backfill SET next_id = ?1", [max_id + 1])?;
+            Some((max_id + 1, last))
+        };
+        tx.commit()?;
+        Ok(left)
+    })();
+    match result {
+        Ok(left) => {
+            if left.is_none() {
+                tracing::info!("intake attribute backfill done");
+            }
+            attr.backfill = left;
+            Ok(())
+        }
+        Err(e) => {
+            for p in added {
+                attr.paths.remove(&p);
+            }
+            Err(e)
+        }
+    }
+}
 
 fn load_paths(conn: &Connection) -> rusqlite::Result<PathIds> {
     let mut stmt = conn.prepare("SELECT json_path, id FROM attr_paths")?;
@@ -1151,14 +1299,14 @@ fn maintain(
     conn: &mut Connection,
     cfg: &StoreConfig,
     counters: &StoreCounters,
-    paths: &PathIds,
+    attr: &AttrState,
 ) -> MaintenanceReport {
     let mut report = MaintenanceReport::default();
     let result = (|| -> rusqlite::Result<()> {
         let retention_ms = i64::try_from(cfg.retention.as_millis()).unwrap_or(i64::MAX);
         let cutoff = crate::timefmt::now_ms().saturating_sub(retention_ms);
         loop {
-            let n = delete_oldest(conn, paths, Some(cutoff), DELETE_CHUNK)?;
+            let n = delete_oldest(conn, attr, Some(cutoff), DELETE_CHUNK)?;
             report.deleted_by_age += n as u64;
             if n < DELETE_CHUNK {
                 break;
@@ -1175,7 +1323,7 @@ fn maintain(
             let fraction = ((used as f64 - target) / used as f64).clamp(0.0, 1.0);
             let mut remaining = ((rows as f64 * fraction).ceil() as usize).max(1);
             while remaining > 0 {
-                let n = delete_oldest(conn, paths, None, remaining.min(DELETE_CHUNK))?;
+                let n = delete_oldest(conn, attr, None, remaining.min(DELETE_CHUNK))?;
                 report.deleted_by_size += n as u64;
                 if n == 0 {
                     break;
@@ -1211,7 +1359,7 @@ fn maintain(
 /// entries and rollup counts, in one transaction. Returns how many went.
 fn delete_oldest(
     conn: &mut Connection,
-    paths: &PathIds,
+    attr: &AttrState,
     before: Option<i64>,
     limit: usize,
 ) -> rusqlite::Result<usize> {
@@ -1240,8 +1388,12 @@ fn delete_oldest(
             let bucket = ts.div_euclid(BUCKET_MS) * BUCKET_MS;
             // The same leaves the writer found at ingest, so that the counts and values taken
             // out are exactly those put in. A path unknown here was never counted.
-            for leaf in attributes.as_deref().map(leaves_of).unwrap_or_default() {
-                let Some(pid) = paths.get(&leaf.json_path) else {
+            let leaves = match attributes.as_deref() {
+                Some(a) if attr.counted(id) => leaves_of(a),
+                _ => Vec::new(),
+            };
+            for leaf in leaves {
+                let Some(pid) = attr.paths.get(&leaf.json_path) else {
                     continue;
                 };
                 path_counts.entry(*pid).or_default()[kind_index(leaf.kind)] += 1;

@@ -467,3 +467,45 @@ async fn retention_removes_measure_rows_and_path_counts() {
     close(&c["c2"], 12.0);
     assert_eq!(c["c3"], 2);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_store_from_before_the_attribute_tables_is_backfilled() {
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().join("old");
+    let d = data_dir.clone();
+    let h = Harness::start_with(move |c| c.data_dir = d).await;
+    let base = base();
+    known(&h, base).await;
+    let Harness { intake, dir, .. } = h;
+    intake.shutdown().await;
+    // What a store written before issue 11 looks like: logs, no attribute tables.
+    {
+        let conn = rusqlite::Connection::open(data_dir.join("intake.sqlite3")).unwrap();
+        conn.execute_batch(
+            "DROP TABLE attr_paths; DROP TABLE attr_measure; DROP TABLE attr_backfill;",
+        )
+        .unwrap();
+    }
+    let d = data_dir.clone();
+    let mut h = Harness::start_with(move |c| c.data_dir = d).await;
+    h.dir = dir;
+    let filter = json!({"from": base, "to": base + 3 * MINUTE - 1});
+    let body = json!({"filter": filter, "compute": [
+        {"aggregation": "avg", "metric": "@duration_ms"}, {"aggregation": "pc90", "metric": "@duration_ms"}]});
+    // Right away (scanning) and once backfilled (per-minute tables), the same answer.
+    let b = buckets(&h, body.clone()).await;
+    close(&b[0]["computes"]["c0"], 40.0);
+    let mut listed = false;
+    for _ in 0..100 {
+        let (_, text) = attributes(&h, "?prefix=duration").await;
+        if text.contains("\"duration_ms\"") {
+            listed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(listed, "the backfill lists the old logs' paths");
+    let b = both_ways(&h, body).await;
+    close(&b[0]["computes"]["c0"], 40.0);
+    close(&b[0]["computes"]["c1"], 76.0);
+}
