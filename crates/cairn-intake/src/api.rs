@@ -52,7 +52,7 @@ pub struct Filter {
 
 impl Filter {
     /// The query parsed, and `[from, to]` in epoch ms (both inclusive).
-    fn resolve(&self, now_ms: i64) -> Result<(Node, i64, i64), IntakeError> {
+    pub(crate) fn resolve(&self, now_ms: i64) -> Result<(Node, i64, i64), IntakeError> {
         let node = query::parse(self.query.as_deref().unwrap_or(""))?;
         let from = match &self.from {
             Some(t) => t.resolve(now_ms)?,
@@ -143,10 +143,10 @@ pub struct SearchResponse {
     pub meta: Meta,
 }
 
-const SELECT_COLUMNS: &str =
+pub(crate) const SELECT_COLUMNS: &str =
     "SELECT id, timestamp_ms, status, host, service, source, message, tags, attributes FROM logs AS logs";
 
-fn row_to_event(r: &rusqlite::Row) -> rusqlite::Result<(i64, i64, LogEvent)> {
+pub(crate) fn row_to_event(r: &rusqlite::Row) -> rusqlite::Result<(i64, i64, LogEvent)> {
     let id: i64 = r.get(0)?;
     let ts: i64 = r.get(1)?;
     let source: String = r.get(5)?;
@@ -194,7 +194,7 @@ fn parse_cursor(s: &str) -> Result<(i64, i64), IntakeError> {
 
 /// A query the parser accepted can still pass one of SQLite's own limits (expression depth,
 /// parameters, parser stack): that is the query's fault, a 400 naming the limit, not a 500.
-fn sql_error(e: rusqlite::Error) -> IntakeError {
+pub(crate) fn sql_error(e: rusqlite::Error) -> IntakeError {
     if let rusqlite::Error::SqliteFailure(f, Some(msg)) = &e {
         let limit = f.code == rusqlite::ErrorCode::Unknown
             && ["too large", "too many", "stack overflow", "too big"]

@@ -69,6 +69,16 @@ pub fn router(store: Arc<Store>, access: Access, limits: &IntakeLimits) -> Route
         .route("/api/v2/logs/events/tail", get(tail_handler))
         .route("/api/v2/logs/analytics/aggregate", post(aggregate_handler))
         .route("/api/v2/logs/attributes", get(attributes_handler))
+        .route("/api/v2/logs/analytics/patterns", post(patterns_handler))
+        .route("/api/v2/logs/events/{id}/context", get(context_handler))
+        .route("/api/v2/logs/events/export", post(export_handler))
+        .route("/api/v2/logs/views", get(views_list_handler))
+        .route(
+            "/api/v2/logs/views/{name}",
+            get(view_get_handler)
+                .put(view_put_handler)
+                .delete(view_delete_handler),
+        )
         .route("/api/v1/validate", get(validate_handler))
         .route("/api/v2/series", post(series_v2_handler))
         .route("/api/v1/series", post(series_v1_handler))
@@ -132,6 +142,13 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v2/logs/events/tail"),
     ("POST", "/api/v2/logs/analytics/aggregate"),
     ("GET", "/api/v2/logs/attributes"),
+    ("POST", "/api/v2/logs/analytics/patterns"),
+    ("GET", "/api/v2/logs/events/{id}/context"),
+    ("POST", "/api/v2/logs/events/export"),
+    ("GET", "/api/v2/logs/views"),
+    ("GET", "/api/v2/logs/views/{name}"),
+    ("PUT", "/api/v2/logs/views/{name}"),
+    ("DELETE", "/api/v2/logs/views/{name}"),
     ("GET", "/api/v1/validate"),
     ("POST", "/api/v2/series"),
     ("POST", "/api/v1/series"),
@@ -540,9 +557,124 @@ async fn attributes_handler(
         limit,
     };
     match st.store.read(move |c| api::attributes(c, &params)).await {
+// ---- patterns, view in context, saved views, export (issue 11) ----
+
+async fn patterns_handler(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
+    read_json(&st, &body, crate::patterns::patterns).await
+}
+
+async fn context_handler(
+    State(st): State<Arc<AppState>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    Query(p): Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    match st
+        .store
+        .read(move |c| crate::context::context(c, &id, &p))
+        .await
+    {
         Ok(r) => axum::Json(r).into_response(),
         Err(e) => store_error(e),
     }
+}
+
+async fn views_list_handler(State(st): State<Arc<AppState>>) -> Response {
+    match st.store.read(crate::views::list).await {
+        Ok(r) => axum::Json(r).into_response(),
+        Err(e) => store_error(e),
+    }
+}
+
+async fn view_get_handler(
+    State(st): State<Arc<AppState>>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Response {
+    match st.store.read(move |c| crate::views::get(c, &name)).await {
+        Ok(r) => axum::Json(r).into_response(),
+        Err(e) => store_error(e),
+    }
+}
+
+async fn view_put_handler(
+    State(st): State<Arc<AppState>>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    body: Bytes,
+) -> Response {
+    let db = st.store.path().to_owned();
+    let now = now_ms();
+    let done = tokio::task::spawn_blocking(move || {
+        let state = crate::views::parse_put(&body)?;
+        crate::views::put(&db, &name, &state, now)
+    })
+    .await;
+    match done {
+        Ok(Ok(r)) => axum::Json(r).into_response(),
+        Ok(Err(e)) => store_error(e),
+        Err(e) => store_error(IntakeError::QueryPanicked(e.to_string())),
+    }
+}
+
+async fn view_delete_handler(
+    State(st): State<Arc<AppState>>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Response {
+    let db = st.store.path().to_owned();
+    match tokio::task::spawn_blocking(move || crate::views::delete(&db, &name)).await {
+        Ok(Ok(())) => StatusCode::NO_CONTENT.into_response(),
+        Ok(Err(e)) => store_error(e),
+        Err(e) => store_error(IntakeError::QueryPanicked(e.to_string())),
+    }
+}
+
+/// Answers once the query has started (a query the store refuses is still a 400), then
+/// streams what the reader sends.
+async fn export_handler(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
+    use crate::export;
+    let req: export::ExportRequest = match json_body(&body) {
+        Ok(r) => r,
+        Err(resp) => return *resp,
+    };
+    let now = now_ms();
+    let plan = match export::plan(&req, now) {
+        Ok(p) => p,
+        Err(e) => return store_error(e),
+    };
+    let format = plan.format;
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let (tx, rx) = tokio::sync::mpsc::channel(export::QUEUED_CHUNKS);
+    let store = st.store.clone();
+    tokio::spawn(async move {
+        if let Err(e) = store
+            .read(move |c| export::run(c, &plan, ready_tx, tx))
+            .await
+        {
+            tracing::warn!(error = %e, "log export failed");
+        }
+    });
+    match ready_rx.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return store_error(e),
+        Err(_) => {
+            return store_error(IntakeError::QueryPanicked(
+                "the export stopped before it started".into(),
+            ))
+        }
+    }
+    let disposition = format!(
+        "attachment; filename=\"{}\"",
+        export::file_name(format, now)
+    );
+    let mut resp = axum::body::Body::new(export::ChannelBody(rx)).into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
+    if let Ok(v) = HeaderValue::from_str(&disposition) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
 }
 
 // ---- metrics, service checks, events (issue 9) ----

@@ -14,14 +14,18 @@
 pub mod api;
 mod auth;
 pub mod client;
+pub mod context;
 mod error;
+pub mod export;
 mod http;
 pub mod ingest;
 mod limit;
 pub mod metrics;
+pub mod patterns;
 pub mod query;
 pub mod store;
 pub mod timefmt;
+pub mod views;
 pub mod wire;
 
 use std::net::SocketAddr;

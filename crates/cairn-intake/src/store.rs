@@ -454,7 +454,8 @@ fn create_tables(conn: &Connection) -> rusqlite::Result<()> {
              source_type_name TEXT NOT NULL
          );
          CREATE INDEX IF NOT EXISTS events_by_time ON events (ts_s);",
-    )
+    )?;
+    crate::views::init_schema(conn)
 }
 
 pub fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
