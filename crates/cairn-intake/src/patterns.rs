@@ -3,9 +3,9 @@
 //! Each message is split on whitespace and its obvious variables (numbers, hex, UUIDs, IPs,
 //! times, quoted strings, the values of `key=value`) are masked to `<*>` first. Messages are
 //! then routed through a fixed-depth prefix tree (token count, then the first token) to a leaf
-//! holding a few clusters; the most similar cluster (share of positions with the same token)
-//! takes the message if it reaches [`SIMILARITY`], and the positions where the two differ
-//! become `<*>`. Otherwise the message starts a cluster of its own.
+//! holding a few clusters; the most similar cluster (share of the positions not masked in
+//! both that hold the same token) takes the message if it reaches [`SIMILARITY`], and the
+//! positions where the two differ become `<*>`. Otherwise the message starts a cluster of its own.
 //!
 //! Why a tree keyed on the first token only (Drain's depth 3): with a second token level, a
 //! variable word in second place ("user alice …", "user bob …") splits one template into a
@@ -190,18 +190,25 @@ impl Miner {
         let mut best: Option<(usize, f64, usize)> = None;
         for &ci in leaf.iter() {
             let c = &self.clusters[ci];
-            let (mut same, mut params) = (0usize, 0usize);
+            let (mut same, mut params, mut both_wild) = (0usize, 0usize, 0usize);
             for (a, b) in c.tokens.iter().zip(&toks) {
                 if a == b {
-                    same += 1;
+                    if *a == WILD {
+                        both_wild += 1;
+                    } else {
+                        same += 1;
+                    }
                 } else if *a == WILD {
                     params += 1;
                 }
             }
-            let sim = if len == 0 {
+            // Positions masked in both say nothing about the template: two messages that
+            // share only their numbers are not alike. All masked: alike.
+            let counted = len - both_wild;
+            let sim = if counted == 0 {
                 1.0
             } else {
-                same as f64 / len as f64
+                same as f64 / counted as f64
             };
             let better = match best {
                 None => true,
@@ -644,6 +651,22 @@ mod tests {
         assert_eq!(out[0].sample_id, 0);
         assert_eq!(out[0].fragments, ["user", "logged in from"]);
         assert_eq!(query_of(&out[0].fragments), r#""user" "logged in from""#);
+    }
+
+    #[test]
+    fn shared_numbers_alone_do_not_make_messages_alike() {
+        let mut m = Miner::default();
+        let picked = m.add(
+            1,
+            "info",
+            "worker 3 picked task 0a1b2c3d4e from queue orders",
+        );
+        let finished = m.add(2, "info", "worker 5 finished task 9f8e7d6c5b in 12 ms");
+        assert_ne!(picked, finished);
+        let n1 = m.add(3, "info", "12345");
+        let n2 = m.add(4, "info", "777");
+        assert_eq!(n1, n2);
+        assert_eq!(m.template_of(n1), "<*>");
     }
 
     #[test]
