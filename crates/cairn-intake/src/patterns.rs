@@ -36,6 +36,15 @@ const MAX_CHILDREN: usize = 100;
 /// Tokens of a message taken into account; the rest is one trailing `<*>`. Bounds the work per
 /// message (stack traces can be thousands of tokens).
 const MAX_TOKENS: usize = 128;
+/// Clusters one leaf holds; past it a message joins its most similar cluster even below
+/// [`SIMILARITY`], so that messages alike in shape but not in words (free text with the same
+/// first word and length) cost a bounded scan each rather than one growing with every message.
+const MAX_LEAF_CLUSTERS: usize = 64;
+/// Distinct tokens remembered; later new ones count as variables. Bounds memory when nearly
+/// every token is unique and escaped the masking.
+const MAX_WORDS: usize = 500_000;
+/// Characters of a message read (a message may be 1 MB); a longer one ends in `<*>`.
+pub const MAX_MESSAGE_CHARS: usize = 8_192;
 /// Longest `query` returned: it is ANDed with the Explorer's query, which has its own limit.
 const MAX_QUERY_CHARS: usize = 2_000;
 
@@ -140,14 +149,18 @@ impl Miner {
         if let Some(t) = self.words.get(word) {
             return *t;
         }
+        if self.names.len() >= MAX_WORDS {
+            return WILD;
+        }
         let t = self.names.len() as Tok;
         self.names.push(word.to_owned());
         self.words.insert(word.to_owned(), t);
         t
     }
 
-    /// Adds one message; returns the index of the cluster it joined.
-    pub fn add(&mut self, id: i64, status: &str, message: &str) -> usize {
+    /// Adds one message; returns the index of the cluster it joined. `cut`: the message was
+    /// longer than what is given, so its last token may be a part of a word.
+    pub fn add(&mut self, id: i64, status: &str, message: &str, cut: bool) -> usize {
         let mut toks = std::mem::take(&mut self.scratch);
         toks.clear();
         for_each_token(message, |t| {
@@ -162,6 +175,12 @@ impl Miner {
                 false
             }
         });
+        if cut && toks.len() <= MAX_TOKENS {
+            match toks.last_mut() {
+                Some(last) => *last = WILD,
+                None => toks.push(WILD),
+            }
+        }
         let status_id = match self.statuses.get(status) {
             Some(s) => *s,
             None => {
@@ -218,8 +237,9 @@ impl Miner {
                 best = Some((ci, sim, params));
             }
         }
+        let full = leaf.len() >= MAX_LEAF_CLUSTERS;
         let joined = match best {
-            Some((ci, sim, _)) if sim >= SIMILARITY => {
+            Some((ci, sim, _)) if sim >= SIMILARITY || full => {
                 let c = &mut self.clusters[ci];
                 for (a, b) in c.tokens.iter_mut().zip(&toks) {
                     if a != b {
@@ -294,6 +314,9 @@ impl Miner {
 pub fn for_each_token(message: &str, mut f: impl FnMut(std::borrow::Cow<'_, str>) -> bool) {
     let b = message.as_bytes();
     let mut i = 0;
+    // Once a quote character has no closing one after some point, it has none after any
+    // later point either: remembering that keeps the scan linear.
+    let (mut no_double, mut no_single) = (false, false);
     while i < b.len() {
         // Whitespace: ASCII fast path; other Unicode spaces are handled by char decoding.
         let c = message[i..]
@@ -313,12 +336,18 @@ pub fn for_each_token(message: &str, mut f: impl FnMut(std::borrow::Cow<'_, str>
             if c.is_whitespace() {
                 break;
             }
-            if (c == '"' || c == '\'') && (j == start || b[j - 1] == b'=' || b[j - 1] == b':') {
+            let opens = (c == '"' && !no_double) || (c == '\'' && !no_single);
+            if opens && (j == start || b[j - 1] == b'=' || b[j - 1] == b':') {
                 if let Some(end) = message[j + 1..].find(c) {
                     let close = j + 1 + end;
                     quoted = Some((j, close + 1));
                     j = close + 1;
                     continue;
+                }
+                if c == '"' {
+                    no_double = true;
+                } else {
+                    no_single = true;
                 }
             }
             j += c.len_utf8();
@@ -541,7 +570,10 @@ pub fn patterns(
         }
     };
     let mut sql = Sql::default();
-    sql.push("SELECT id, status, message FROM logs AS logs WHERE timestamp_ms >= ")
+    // One character more than is read tells that the message was cut.
+    sql.push("SELECT id, status, substr(message, 1, ")
+        .bind(MAX_MESSAGE_CHARS as i64 + 1)
+        .push(") FROM logs AS logs WHERE timestamp_ms >= ")
         .bind(from)
         .push(" AND timestamp_ms <= ")
         .bind(to)
@@ -568,7 +600,11 @@ pub fn patterns(
             let id: i64 = r.get(0)?;
             let status = r.get_ref(1)?.as_str().unwrap_or("");
             let message = r.get_ref(2)?.as_str().unwrap_or("");
-            miner.add(id, status, message);
+            let (message, cut) = match message.char_indices().nth(MAX_MESSAGE_CHARS) {
+                Some((at, _)) => (&message[..at], true),
+                None => (message, false),
+            };
+            miner.add(id, status, message, cut);
             scanned += 1;
         }
     }
@@ -640,9 +676,10 @@ mod tests {
                 i as i64,
                 "info",
                 &format!("user {name} logged in from 10.0.0.{i}"),
+                false,
             ));
         }
-        let b = m.add(9, "error", "disk full on /var");
+        let b = m.add(9, "error", "disk full on /var", false);
         assert!(a.iter().all(|c| *c == a[0]));
         assert_ne!(a[0], b);
         assert_eq!(m.template_of(a[0]), "user <*> logged in from <*>");
@@ -660,13 +697,46 @@ mod tests {
             1,
             "info",
             "worker 3 picked task 0a1b2c3d4e from queue orders",
+            false,
         );
-        let finished = m.add(2, "info", "worker 5 finished task 9f8e7d6c5b in 12 ms");
+        let finished = m.add(
+            2,
+            "info",
+            "worker 5 finished task 9f8e7d6c5b in 12 ms",
+            false,
+        );
         assert_ne!(picked, finished);
-        let n1 = m.add(3, "info", "12345");
-        let n2 = m.add(4, "info", "777");
+        let n1 = m.add(3, "info", "12345", false);
+        let n2 = m.add(4, "info", "777", false);
         assert_eq!(n1, n2);
         assert_eq!(m.template_of(n1), "<*>");
+    }
+
+    #[test]
+    fn a_leaf_holds_a_bounded_number_of_clusters_and_cut_messages_end_in_a_wildcard() {
+        let mut m = Miner::default();
+        let mut rng = 7u64;
+        for i in 0..5_000 {
+            let words: Vec<String> = (0..6)
+                .map(|_| {
+                    rng ^= rng << 13;
+                    rng ^= rng >> 7;
+                    rng ^= rng << 17;
+                    format!("w{}", char::from(b'a' + (rng % 26) as u8))
+                        .repeat(1 + (rng % 3) as usize)
+                })
+                .collect();
+            m.add(i, "info", &format!("same {}", words.join(" ")), false);
+        }
+        assert!(
+            m.clusters.len() <= MAX_LEAF_CLUSTERS,
+            "{}",
+            m.clusters.len()
+        );
+        let c = m.add(1, "info", "a long message cut in the midd", true);
+        assert_eq!(m.template_of(c), "a long message cut in the <*>");
+        let c = m.add(1, "info", "unclosed \"quote and 'another here", false);
+        assert_eq!(m.template_of(c), "unclosed \"quote and 'another here");
     }
 
     #[test]

@@ -558,3 +558,28 @@ async fn export_stops_at_100000_logs_and_streams_them() {
         "first bytes at {first_at:?}, all at {all_at:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn patterns_of_messages_longer_than_what_is_read_still_list_their_logs() {
+    let h = Harness::start().await;
+    let base = now_ms() - 60_000;
+    let long = |i: i64| format!("big report: {}tail {i}", "alpha beta ".repeat(1_000));
+    let mut logs: Vec<Value> = (0..3)
+        .map(|i| json!({"message": long(i), "timestamp": base + i}))
+        .collect();
+    logs.push(json!({"message": "small report: alpha beta", "timestamp": base + 10}));
+    h.ingest(&Value::Array(logs)).await;
+    let r = h.api(PATTERNS, json!({"filter": {"from": "now-1h"}})).await;
+    let patterns = r["data"]["patterns"].as_array().unwrap();
+    assert_eq!(patterns.len(), 2, "{patterns:#?}");
+    let big = &patterns[0];
+    assert_eq!(big["count"], 3);
+    assert!(big["template"].as_str().unwrap().ends_with(" <*>"));
+    let q = big["query"].as_str().unwrap();
+    assert!(
+        q.len() <= 2_000 && q.starts_with("\"big report: alpha beta"),
+        "{q}"
+    );
+    let found = h.search(q).await;
+    assert_eq!(found.len(), 3, "{q}");
+}
