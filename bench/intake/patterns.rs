@@ -466,6 +466,45 @@ fn main() {
             ms(text50),
             ms(percentile(&mut text_times, 0.95))
         );
+
+        // Worst shape for the tree: 100,000 messages of 12 random words after the same first
+        // word, none masked, so they share one leaf and almost none are alike.
+        let mut rng = Rng(0xBAD_5EED);
+        for chunk in 0..100 {
+            let logs: Vec<Value> = (0..1000)
+                .map(|k| {
+                    let words: Vec<&str> = (0..12)
+                        .map(|_| if rng.below(2) == 0 { rng.pick(&USERS) } else { rng.pick(&WORDS) })
+                        .collect();
+                    json!({"message": format!("note {}", words.join(" ")), "service": "worst",
+                           "timestamp": now - DAY_MS / 2 + (chunk * 1000 + k) as i64})
+                })
+                .collect();
+            let resp = client
+                .post(format!("{}/api/v2/logs", intake.url()))
+                .json(&logs)
+                .send()
+                .await
+                .expect("intake reachable");
+            assert_eq!(resp.status().as_u16(), 202);
+        }
+        let worst_filter = json!({"query": "service:worst", "from": "now-1d", "to": "now"});
+        let mut worst_times = Vec::new();
+        let mut worst_scanned = Value::Null;
+        for _ in 0..runs {
+            let (t, v) = post(
+                "/api/v2/logs/analytics/patterns",
+                json!({"filter": worst_filter, "limit": 100_000}),
+            )
+            .await;
+            worst_scanned = v["meta"]["scanned"].clone();
+            worst_times.push(t);
+        }
+        println!(
+            "patterns over {worst_scanned} random-word messages sharing one leaf: p50 {} p95 {}",
+            ms(percentile(&mut worst_times, 0.5)),
+            ms(percentile(&mut worst_times, 0.95))
+        );
         intake.shutdown().await;
     });
 }
