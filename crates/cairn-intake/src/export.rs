@@ -1,7 +1,10 @@
 //! Export of the logs a filter matches as CSV or NDJSON (`POST /api/v2/logs/events/export`),
-//! streamed: a blocking task reads the rows and hands the body over in chunks of about
-//! [`CHUNK_BYTES`] through a small channel, so at most a few chunks are ever in memory and a
-//! slow client holds back the reader rather than filling the heap.
+//! streamed in pages: each page is one search (at most [`PAGE_LOGS`] logs, the search API's own
+//! path with its cursor) on a read connection taken for that page only, written out as text
+//! and handed to the response body through a small channel. At most a few pages are ever in
+//! memory, a slow client holds back the reader rather than filling the heap, and no read
+//! snapshot stays open while the client reads (a long one would keep the checkpointer, and so
+//! the writer, waiting).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -10,18 +13,18 @@ use axum::body::{Bytes, HttpBody};
 use hyper::body::Frame;
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
-use crate::api::{row_to_event, sql_error, Filter, LogEvent, SELECT_COLUMNS};
-use crate::query::{self, Sql, TextMode};
+use crate::api::{self, Filter, LogEvent, Page, SearchRequest};
 use crate::IntakeError;
 
 pub const MAX_LOGS: u32 = 100_000;
 pub const MAX_COLUMNS: usize = 100;
 pub const MAX_COLUMN_CHARS: usize = 256;
-const CHUNK_BYTES: usize = 64 * 1024;
-/// Chunks queued between the reader and the connection.
-pub const QUEUED_CHUNKS: usize = 4;
+/// Logs per page: the most one search answers.
+pub const PAGE_LOGS: u32 = api::MAX_LIMIT;
+/// Pages queued between the reader and the connection.
+pub const QUEUED_PAGES: usize = 2;
 pub const CSV_HEADER: [&str; 7] = [
     "timestamp",
     "status",
@@ -70,15 +73,21 @@ impl Format {
     }
 }
 
-/// A checked request: the SQL to run and how to write each row.
+/// A checked request.
+#[derive(Debug, Clone)]
 pub struct Plan {
     pub format: Format,
+    pub limit: u32,
     columns: Vec<String>,
-    sql: Sql,
+    filter: Filter,
+    sort: String,
+    /// Relative bounds (`now-1h`) resolve against this for every page alike.
+    now_ms: i64,
 }
 
 pub fn plan(req: &ExportRequest, now_ms: i64) -> Result<Plan, IntakeError> {
-    let (node, from, to) = req.filter.resolve(now_ms)?;
+    // Resolved here only to refuse a bad filter before anything is sent.
+    req.filter.resolve(now_ms)?;
     let format = match req.format.as_deref() {
         None | Some("csv") => Format::Csv,
         Some("ndjson") => Format::Ndjson,
@@ -97,9 +106,9 @@ pub fn plan(req: &ExportRequest, now_ms: i64) -> Result<Plan, IntakeError> {
         }
         Some(n) => n.min(MAX_LOGS),
     };
-    let descending = match req.sort.as_deref() {
-        None | Some("-timestamp") => true,
-        Some("timestamp") => false,
+    let sort = match req.sort.as_deref() {
+        None | Some("-timestamp") => "-timestamp",
+        Some("timestamp") => "timestamp",
         Some(other) => {
             return Err(IntakeError::BadRequest(format!(
                 "sort {other:?}: use \"timestamp\" or \"-timestamp\""
@@ -120,103 +129,107 @@ pub fn plan(req: &ExportRequest, now_ms: i64) -> Result<Plan, IntakeError> {
             )));
         }
     }
-    let mut sql = Sql::default();
-    sql.push(SELECT_COLUMNS)
-        .push(" WHERE timestamp_ms >= ")
-        .bind(from)
-        .push(" AND timestamp_ms <= ")
-        .bind(to)
-        .push(" AND ");
-    // Up to 100,000 rows: the index's matches are collected once, not probed per row.
-    query::to_sql(&node, TextMode::Materialized, &mut sql);
-    sql.push(if descending {
-        " ORDER BY timestamp_ms DESC, id DESC LIMIT "
-    } else {
-        " ORDER BY timestamp_ms ASC, id ASC LIMIT "
-    })
-    .bind(i64::from(limit));
     Ok(Plan {
         format,
+        limit,
         columns: req.columns.clone(),
-        sql,
+        filter: req.filter.clone(),
+        sort: sort.into(),
+        now_ms,
+    })
+}
+
+/// One page of the export as text.
+pub struct PageText {
+    pub text: String,
+    pub logs: u32,
+    /// Where the next page starts; `None` after the last one.
+    pub after: Option<String>,
+}
+
+/// Reads up to `want` logs from `cursor` on (a blocking call) and writes them; the first page
+/// (`cursor` `None`) starts with the CSV header.
+pub fn page(
+    conn: &Connection,
+    plan: &Plan,
+    cursor: Option<String>,
+    want: u32,
+) -> Result<PageText, IntakeError> {
+    let first = cursor.is_none();
+    let req = SearchRequest {
+        filter: plan.filter.clone(),
+        sort: Some(plan.sort.clone()),
+        page: Page {
+            limit: Some(want.clamp(1, PAGE_LOGS)),
+            cursor,
+        },
+    };
+    let found = api::search(conn, &req, plan.now_ms)?;
+    let mut text = String::with_capacity(found.data.len() * 320 + 128);
+    if first && plan.format == Format::Csv {
+        let header = CSV_HEADER
+            .iter()
+            .copied()
+            .chain(plan.columns.iter().map(String::as_str));
+        write_record(&mut text, header);
+    }
+    for event in &found.data {
+        match plan.format {
+            Format::Ndjson => {
+                text.push_str(&serde_json::to_string(event).expect("events serialise"));
+                text.push('\n');
+            }
+            Format::Csv => write_csv_row(&mut text, event, &plan.columns),
+        }
+    }
+    Ok(PageText {
+        text,
+        logs: found.data.len() as u32,
+        after: found.meta.page.after,
     })
 }
 
 pub type Chunk = Result<Bytes, std::io::Error>;
 
-/// Runs `plan` on `conn` (a blocking call): tells `ready` whether the query started, then
-/// sends the body in chunks until done or the receiver is gone (the client went away).
-/// Holds one statement open for the whole export; its read snapshot is bounded by the
-/// 100,000-row cap and by the client reading.
-pub fn run(
-    conn: &Connection,
-    plan: &Plan,
-    ready: oneshot::Sender<Result<(), IntakeError>>,
+/// Sends `first` and the pages after it to `tx` until `plan.limit` logs, the last page, or the
+/// client going away (the receiver dropped). A store error ends the body with an error, so the
+/// connection is cut and a short export never looks complete.
+pub async fn stream_rest(
+    store: std::sync::Arc<crate::store::Store>,
+    plan: Plan,
+    first: PageText,
     tx: mpsc::Sender<Chunk>,
-) -> Result<(), IntakeError> {
-    let mut stmt = match conn.prepare(&plan.sql.text) {
-        Ok(s) => s,
-        Err(e) => {
-            let _ = ready.send(Err(sql_error(e)));
-            return Ok(());
-        }
-    };
-    let mut rows = match stmt.query(rusqlite::params_from_iter(plan.sql.params.iter())) {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = ready.send(Err(sql_error(e)));
-            return Ok(());
-        }
-    };
-    if ready.send(Ok(())).is_err() {
-        return Ok(());
+) {
+    let mut sent = first.logs;
+    let mut after = first.after;
+    if tx.send(Ok(Bytes::from(first.text))).await.is_err() {
+        return;
     }
-    let mut buf = String::with_capacity(CHUNK_BYTES + 4096);
-    if plan.format == Format::Csv {
-        let header = CSV_HEADER
-            .iter()
-            .copied()
-            .chain(plan.columns.iter().map(String::as_str));
-        write_record(&mut buf, header);
-    }
-    loop {
-        let row = match rows.next() {
-            Ok(Some(r)) => r,
-            Ok(None) => break,
+    while let Some(cursor) = after.take() {
+        if sent >= plan.limit {
+            break;
+        }
+        let want = (plan.limit - sent).min(PAGE_LOGS);
+        let p = plan.clone();
+        let next = store.read(move |c| page(c, &p, Some(cursor), want)).await;
+        match next {
+            Ok(pt) => {
+                sent += pt.logs;
+                after = pt.after;
+                if pt.text.is_empty() {
+                    continue;
+                }
+                if tx.send(Ok(Bytes::from(pt.text))).await.is_err() {
+                    return;
+                }
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "log export stopped by a store error");
-                let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
-                return Ok(());
-            }
-        };
-        let (_, _, event) = match row_to_event(row) {
-            Ok(e) => e,
-            Err(e) => {
-                let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
-                return Ok(());
-            }
-        };
-        match plan.format {
-            Format::Ndjson => {
-                buf.push_str(&serde_json::to_string(&event).expect("events serialise"));
-                buf.push('\n');
-            }
-            Format::Csv => write_csv_row(&mut buf, &event, &plan.columns),
-        }
-        if buf.len() >= CHUNK_BYTES {
-            let chunk = Bytes::from(std::mem::replace(
-                &mut buf,
-                String::with_capacity(CHUNK_BYTES + 4096),
-            ));
-            if tx.blocking_send(Ok(chunk)).is_err() {
-                return Ok(());
+                let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+                return;
             }
         }
     }
-    if !buf.is_empty() {
-        let _ = tx.blocking_send(Ok(Bytes::from(buf)));
-    }
-    Ok(())
 }
 
 fn write_csv_row(buf: &mut String, e: &LogEvent, columns: &[String]) {

@@ -626,8 +626,8 @@ async fn view_delete_handler(
     }
 }
 
-/// Answers once the query has started (a query the store refuses is still a 400), then
-/// streams what the reader sends.
+/// Answers once the first page is read (a query the store refuses is still a 400), then
+/// streams the pages after it.
 async fn export_handler(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
     use crate::export;
     let req: export::ExportRequest = match json_body(&body) {
@@ -640,26 +640,18 @@ async fn export_handler(State(st): State<Arc<AppState>>, body: Bytes) -> Respons
         Err(e) => return store_error(e),
     };
     let format = plan.format;
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    let (tx, rx) = tokio::sync::mpsc::channel(export::QUEUED_CHUNKS);
-    let store = st.store.clone();
-    tokio::spawn(async move {
-        if let Err(e) = store
-            .read(move |c| export::run(c, &plan, ready_tx, tx))
-            .await
-        {
-            tracing::warn!(error = %e, "log export failed");
-        }
-    });
-    match ready_rx.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return store_error(e),
-        Err(_) => {
-            return store_error(IntakeError::QueryPanicked(
-                "the export stopped before it started".into(),
-            ))
-        }
-    }
+    let first_plan = plan.clone();
+    let want = plan.limit.min(export::PAGE_LOGS);
+    let first = match st
+        .store
+        .read(move |c| export::page(c, &first_plan, None, want))
+        .await
+    {
+        Ok(p) => p,
+        Err(e) => return store_error(e),
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(export::QUEUED_PAGES);
+    tokio::spawn(export::stream_rest(st.store.clone(), plan, first, tx));
     let disposition = format!(
         "attachment; filename=\"{}\"",
         export::file_name(format, now)

@@ -523,12 +523,26 @@ async fn export_stops_at_100000_logs_and_streams_them() {
     )
     .await;
     assert_eq!(text.lines().count(), 100_000);
-    let first: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
-    assert_eq!(
-        first["attributes"]["attributes"]["i"],
-        total - 1,
-        "newest first"
-    );
+    // Pages follow each other without a gap or a repeat, newest first.
+    for (k, line) in text.lines().enumerate() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(
+            v["attributes"]["attributes"]["i"],
+            total - 1 - k,
+            "line {k}"
+        );
+    }
+    // Oldest first too, and a limit that ends inside a page.
+    let (_, text) = export(
+        &h,
+        json!({"filter": {"from": "now-1h"}, "format": "ndjson", "limit": 12_345, "sort": "timestamp"}),
+    )
+    .await;
+    assert_eq!(text.lines().count(), 12_345);
+    for (k, line) in text.lines().enumerate() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v["attributes"]["attributes"]["i"], k, "line {k}");
+    }
 
     // The first bytes arrive long before the last: the body is written as it is read.
     let started = Instant::now();
