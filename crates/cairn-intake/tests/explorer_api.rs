@@ -597,3 +597,20 @@ async fn patterns_of_messages_longer_than_what_is_read_still_list_their_logs() {
     let found = h.search(q).await;
     assert_eq!(found.len(), 3, "{q}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pattern_queries_escape_quotes_and_backslashes_in_constant_parts() {
+    let h = Harness::start().await;
+    let base = now_ms() - 60_000;
+    let mut logs: Vec<Value> = (0..3)
+        .map(|i| json!({"message": format!(r#"weird a"b c\d token {i}"#), "timestamp": base + i}))
+        .collect();
+    logs.push(json!({"message": "weird ab cd token", "timestamp": base + 5}));
+    h.ingest(&Value::Array(logs)).await;
+    let r = h.api(PATTERNS, json!({"filter": {"from": "now-1h"}})).await;
+    let p = &r["data"]["patterns"][0];
+    assert_eq!(p["template"], r#"weird a"b c\d token <*>"#);
+    assert_eq!(p["query"], r#""weird a\"b c\\d token""#);
+    let found = h.search(p["query"].as_str().unwrap()).await;
+    assert_eq!(found.len(), 3);
+}
