@@ -811,6 +811,7 @@ function tree(obj, steps, queryable) {
         filterAction(val, term, term);
         li.addEventListener("click", (ev) => { ev.stopPropagation(); toggleFilter(term, ev.altKey); });
         if (!isArr) li.appendChild(leafActions(here));
+        li.title = "Click to filter on @" + plainText(here.join("."));
       } else {
         li.classList.add("nofilter");
         li.title = queryable ? "The query language cannot name this key (it is empty or holds a double quote)" :
