@@ -387,6 +387,23 @@ function facetTerm(facet, value) {
   if (facet === "tags") return tagFilter(value);
   return fieldFilter(facetField(facet), value);
 }
+// The value of a term such as `@a:"x y"` or `env:prod`, as the lexer reads it.
+function termValue(text) {
+  if (text.startsWith('"') && text.endsWith('"') && text.length >= 2) return text.slice(1, -1).replace(/\\(.)/g, "$1");
+  return text.replace(/\\(.)/g, "$1");
+}
+function excludedValues(facet) {
+  const out = [];
+  for (const t of splitTerms(view.query)) {
+    if (!t.startsWith("-")) continue;
+    if (facet === "tags") continue;
+    const prefix = "-" + facetField(facet) + ":";
+    if (!t.startsWith(prefix)) continue;
+    const v = termValue(t.slice(prefix.length));
+    if ("-" + facetTerm(facet, v) === t) out.push(v);
+  }
+  return out;
+}
 function isNumberFacet(facet) {
   if (!facet.startsWith("@")) return false;
   const t = state.attrTypes && state.attrTypes.get(facet.slice(1));
@@ -446,6 +463,17 @@ function facetBox(facet, res) {
     li.appendChild(dataEl("span", "v", value));
     li.appendChild(el("span", "n", Number(b.computes.c0).toLocaleString("en-US")));
     li.addEventListener("click", (ev) => toggleFilter(term, ev.altKey));
+    ul.appendChild(li);
+  }
+  // An excluded value has no logs left to count, but stays listed so that it can be put back.
+  for (const value of excludedValues(facet)) {
+    if (res.buckets.some((b) => String(b.by[facet]) === value)) continue;
+    const li = el("li", "excl");
+    li.title = "Excluded: click to put it back";
+    li.dataset.value = value;
+    li.appendChild(dataEl("span", "v", value));
+    li.appendChild(el("span", "n", "excluded"));
+    li.addEventListener("click", () => toggleFilter(facetTerm(facet, value), true));
     ul.appendChild(li);
   }
   box.appendChild(ul);
@@ -557,7 +585,7 @@ function timeLabel(ms, span) {
   return pad(mo) + "-" + pad(d) + " " + pad(h) + ":" + pad(mi);
 }
 function clearChart() {
-  clear($("chart")); clear($("chart-y")); clear($("chart-x"));
+  clear($("chart")); clear($("chart-y")); clear($("chart-x")); $("chart-axes").textContent = "";
   $("total").textContent = ""; $("chart-range").textContent = "";
   state.total = null;
 }
@@ -606,7 +634,7 @@ async function loadChart(gen, filter, range) {
     t.style.bottom = (100 * v / top) + "%";
     y.appendChild(t);
   }
-  y.appendChild(el("span", "axis-title", "logs / " + fmtSpan(interval)));
+
   // Time axis: ticks on round times of the shown zone.
   const x = $("chart-x");
   clear(x);
@@ -615,11 +643,14 @@ async function loadChart(gen, filter, range) {
   const offset = view.tz === "utc" ? 0 : new Date(range.from).getTimezoneOffset() * 60000;
   const end = start + n * interval;
   for (let t = Math.ceil((start - offset) / tstep) * tstep + offset; t <= end; t += tstep) {
+    const at = (t - start) / (end - start);
+    // A label cut by the chart's edge says nothing.
+    if (at < 0.02 || at > 0.97) continue;
     const tick = el("span", "tick", timeLabel(t, span));
-    tick.style.left = (100 * (t - start) / (end - start)) + "%";
+    tick.style.left = (100 * at) + "%";
     x.appendChild(tick);
   }
-  x.appendChild(el("span", "axis-title", view.tz === "utc" ? "UTC" : "local time"));
+  $("chart-axes").textContent = "Bars: logs per " + fmtSpan(interval) + " · time in " + zoneName();
   state.total = total;
   $("total").textContent = plural(total, "log");
   $("chart-range").textContent = fmtTime(range.from) + " → " + fmtTime(range.to) + " " + (view.tz === "utc" ? "UTC" : "local");
