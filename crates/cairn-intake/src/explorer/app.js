@@ -345,6 +345,8 @@ function set(partial, opts) {
   opts = opts || {};
   const p = Object.assign({}, partial || {});
   if (("from" in p || "to" in p) && !("range" in p)) p.range = "custom";
+  const before = JSON.stringify([view.query, view.range, view.from, view.to, view.tz]);
+  const beforeViz = view.viz, beforeFacets = JSON.stringify(view.facets), beforeCols = JSON.stringify(view.columns);
   Object.assign(view, p);
   normalise(view);
   saveJSON("cairn-facets", view.facets);
@@ -357,7 +359,21 @@ function set(partial, opts) {
   state.appliedHash = location.hash;
   logsHash = hash;
   syncControls();
-  runSearch();
+  // Only what changed is fetched again, so that adding a column or a facet keeps the list,
+  // its scroll position and the open log.
+  const searchChanged = before !== JSON.stringify([view.query, view.range, view.from, view.to, view.tz]);
+  if (searchChanged || (view.viz === "list" && beforeViz !== "list")) { runSearch(); return; }
+  if (JSON.stringify(view.columns) !== beforeCols) rerenderRows();
+  if (JSON.stringify(view.facets) !== beforeFacets) loadFacets(state.generation, state.filter).catch(() => {});
+  emit();
+}
+function rerenderRows() {
+  const list = $("list");
+  for (const old of [...list.children]) {
+    const row = logRow(old.log, false);
+    if (old === state.selected) { state.selected = row; row.classList.add("selected"); }
+    list.replaceChild(row, old);
+  }
 }
 
 function syncControls() {
