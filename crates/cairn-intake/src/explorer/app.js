@@ -1094,7 +1094,9 @@ async function runSearch() {
     }
   } catch (e) {
     if (gen === state.generation) {
-      // What was drawn belongs to the previous query: it must not stand next to this error.
+      // What was drawn belongs to the previous query: it must not stand next to this error,
+      // and nothing still loading for this query may draw it again.
+      state.generation++;
       showError(e.message);
       clearChart();
       clear($("list"));
