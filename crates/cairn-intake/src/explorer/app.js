@@ -29,13 +29,13 @@ const LIVE_REFRESH_MS = 5000;
 const $ = (id) => document.getElementById(id);
 
 // The view: everything a link, a history entry or a saved view restores.
-const view = { query: "", range: "15m", from: "now-15m", to: "now", facets: [], columns: [],
+const logView = { query: "", range: "15m", from: "now-15m", to: "now", facets: [], columns: [],
   viz: "list", an: {}, tz: "local" };
 // The page's own working state.
 const state = { cursor: null, loading: false, live: false, liveAfter: null, liveTimer: null,
   liveBefore: null, liveCount: 0, liveRefreshed: 0, generation: 0, selected: null, shownRange: null,
   total: null, moreLimit: {}, attrTypes: null, attrsMissing: false, appliedHash: null, detailLog: null };
-const listeners = [];
+const viewListeners = [];
 
 // Unicode direction controls, the set `cairn logs` marks too. Obeyed, they make stored text
 // read as something else ("\u202E0001$" shows as "$1000"), so the page never lets the browser
@@ -155,7 +155,7 @@ function parseBound(text) {
       const z = /([+-])(\d{2}):?(\d{2})/.exec(m[8]);
       t -= (z[1] === "-" ? -1 : 1) * (Number(z[2]) * 60 + Number(z[3])) * 6e4;
     }
-  } else if (view.tz === "utc") t = Date.UTC(y, mo - 1, d, h, mi, sec, ms);
+  } else if (logView.tz === "utc") t = Date.UTC(y, mo - 1, d, h, mi, sec, ms);
   else t = new Date(y, mo - 1, d, h, mi, sec, ms).getTime();
   void frac;
   if (isNaN(t)) throw new Error(`"${s}" is not a valid date`);
@@ -170,13 +170,13 @@ function resolve(bound, now) {
 }
 function timeRange() {
   const now = Date.now();
-  return { from: resolve(view.from, now), to: resolve(view.to, now) };
+  return { from: resolve(logView.from, now), to: resolve(logView.to, now) };
 }
 
 function pad(n, w) { return String(n).padStart(w || 2, "0"); }
 function parts(ms) {
   const d = new Date(ms);
-  return view.tz === "utc"
+  return logView.tz === "utc"
     ? [d.getUTCFullYear(), d.getUTCMonth() + 1, d.getUTCDate(), d.getUTCHours(), d.getUTCMinutes(), d.getUTCSeconds(), d.getUTCMilliseconds()]
     : [d.getFullYear(), d.getMonth() + 1, d.getDate(), d.getHours(), d.getMinutes(), d.getSeconds(), d.getMilliseconds()];
 }
@@ -193,7 +193,7 @@ function fmtInput(b) {
   return y + "-" + pad(mo) + "-" + pad(d) + " " + pad(h) + ":" + pad(mi) + ":" + pad(s);
 }
 function zoneName() {
-  if (view.tz === "utc") return "UTC";
+  if (logView.tz === "utc") return "UTC";
   const off = -new Date().getTimezoneOffset();
   const name = Intl.DateTimeFormat().resolvedOptions().timeZone || "local";
   return name + " (UTC" + (off < 0 ? "−" : "+") + pad(Math.floor(Math.abs(off) / 60)) + ":" + pad(Math.abs(off) % 60) + ")";
@@ -266,35 +266,35 @@ function splitTerms(q) {
   return out;
 }
 function termState(term) {
-  const terms = splitTerms(view.query);
+  const terms = splitTerms(logView.query);
   if (terms.includes(term)) return "on";
   if (terms.includes("-" + term)) return "off";
   return "";
 }
 // Click: include (or remove the inclusion); Alt-click: exclude (or remove the exclusion).
 function toggleFilter(term, exclude) {
-  const q = view.query.trim();
+  const q = logView.query.trim();
   let terms = q && q !== "*" ? splitTerms(q) : [];
   if (terms.some((t) => t === "OR" || t === "||")) {
     // A top-level OR: removing one term would change what the rest means; AND the filter on.
-    set({ query: "(" + q + ") " + (exclude ? "-" : "") + term });
+    setView({ query: "(" + q + ") " + (exclude ? "-" : "") + term });
     return;
   }
   const want = (exclude ? "-" : "") + term;
   const had = terms.includes(want);
   terms = terms.filter((t) => t !== term && t !== "-" + term);
   if (!had) terms.push(want);
-  set({ query: terms.join(" ") });
+  setView({ query: terms.join(" ") });
 }
 // ANDs a fragment into the query, unless it is already one of its terms.
 function filterBy(fragment) {
   const f = String(fragment).trim();
   if (!f) return;
-  const q = view.query.trim();
+  const q = logView.query.trim();
   const terms = q && q !== "*" ? splitTerms(q) : [];
   if (terms.includes(f)) return;
-  if (terms.some((t) => t === "OR" || t === "||")) set({ query: "(" + q + ") " + f });
-  else set({ query: terms.concat([f]).join(" ") });
+  if (terms.some((t) => t === "OR" || t === "||")) setView({ query: "(" + q + ") " + f });
+  else setView({ query: terms.concat([f]).join(" ") });
 }
 
 // ---- URL state: the whole view lives in the fragment, so a view can be reloaded or shared,
@@ -337,22 +337,22 @@ function normalise(v) {
   v.columns = [...new Set(v.columns)];
 }
 function copyView() {
-  return JSON.parse(JSON.stringify(view));
+  return JSON.parse(JSON.stringify(logView));
 }
 
 // Merges into the view, shows it, and records it as a history entry.
-function set(partial, opts) {
+function setView(partial, opts) {
   opts = opts || {};
   const p = Object.assign({}, partial || {});
   if (("from" in p || "to" in p) && !("range" in p)) p.range = "custom";
-  const before = JSON.stringify([view.query, view.range, view.from, view.to, view.tz]);
-  const beforeViz = view.viz, beforeFacets = JSON.stringify(view.facets), beforeCols = JSON.stringify(view.columns);
-  Object.assign(view, p);
-  normalise(view);
-  saveJSON("cairn-facets", view.facets);
-  saveJSON("cairn-columns", view.columns);
-  saveJSON("cairn-tz", view.tz);
-  const hash = viewHash(view);
+  const before = JSON.stringify([logView.query, logView.range, logView.from, logView.to, logView.tz]);
+  const beforeViz = logView.viz, beforeFacets = JSON.stringify(logView.facets), beforeCols = JSON.stringify(logView.columns);
+  Object.assign(logView, p);
+  normalise(logView);
+  saveJSON("cairn-facets", logView.facets);
+  saveJSON("cairn-columns", logView.columns);
+  saveJSON("cairn-tz", logView.tz);
+  const hash = viewHash(logView);
   if (hash !== location.hash || opts.replace) {
     if (opts.replace) history.replaceState(null, "", hash); else history.pushState(null, "", hash);
   }
@@ -361,11 +361,11 @@ function set(partial, opts) {
   syncControls();
   // Only what changed is fetched again, so that adding a column or a facet keeps the list,
   // its scroll position and the open log.
-  const searchChanged = before !== JSON.stringify([view.query, view.range, view.from, view.to, view.tz]);
-  if (searchChanged || (view.viz === "list" && beforeViz !== "list")) { runSearch(); return; }
-  if (JSON.stringify(view.columns) !== beforeCols) rerenderRows();
-  if (JSON.stringify(view.facets) !== beforeFacets) loadFacets(state.generation, state.filter).catch(() => {});
-  emit();
+  const searchChanged = before !== JSON.stringify([logView.query, logView.range, logView.from, logView.to, logView.tz]);
+  if (searchChanged || (logView.viz === "list" && beforeViz !== "list")) { runSearch(); return; }
+  if (JSON.stringify(logView.columns) !== beforeCols) rerenderRows();
+  if (JSON.stringify(logView.facets) !== beforeFacets) loadFacets(state.generation, state.filter).catch(() => {});
+  emitChange();
 }
 function rerenderRows() {
   const list = $("list");
@@ -377,18 +377,18 @@ function rerenderRows() {
 }
 
 function syncControls() {
-  $("query").value = view.query;
-  const custom = view.range === "custom";
+  $("query").value = logView.query;
+  const custom = logView.range === "custom";
   $("range").querySelector('option[value="custom"]').hidden = !custom;
-  $("range").value = view.range;
+  $("range").value = logView.range;
   $("abs").hidden = !custom && !state.absOpen;
-  $("from-input").value = fmtInput(custom ? view.from : "now-" + view.range);
-  $("to-input").value = fmtInput(custom ? view.to : "now");
-  $("tz").textContent = view.tz === "utc" ? "UTC" : "Local";
-  $("tz").title = "Times are shown in " + zoneName() + ": click for " + (view.tz === "utc" ? "local time" : "UTC");
-  $("tz").setAttribute("aria-pressed", String(view.tz === "utc"));
-  $("c-time-head").textContent = "Date (" + (view.tz === "utc" ? "UTC" : "local") + ")";
-  const list = view.viz === "list";
+  $("from-input").value = fmtInput(custom ? logView.from : "now-" + logView.range);
+  $("to-input").value = fmtInput(custom ? logView.to : "now");
+  $("tz").textContent = logView.tz === "utc" ? "UTC" : "Local";
+  $("tz").title = "Times are shown in " + zoneName() + ": click for " + (logView.tz === "utc" ? "local time" : "UTC");
+  $("tz").setAttribute("aria-pressed", String(logView.tz === "utc"));
+  $("c-time-head").textContent = "Date (" + (logView.tz === "utc" ? "UTC" : "local") + ")";
+  const list = logView.viz === "list";
   for (const id of ["list-head", "list", "more"]) $(id).hidden = !list;
   $("analytics").hidden = list;
   renderColumnHeads();
@@ -410,7 +410,7 @@ function termValue(text) {
 }
 function excludedValues(facet) {
   const out = [];
-  for (const t of splitTerms(view.query)) {
+  for (const t of splitTerms(logView.query)) {
     if (!t.startsWith("-")) continue;
     if (facet === "tags") continue;
     const prefix = "-" + facetField(facet) + ":";
@@ -428,11 +428,11 @@ function isNumberFacet(facet) {
 function rangeTerm(facet, lo, hi) { return facetField(facet) + ":[" + lo + " TO " + hi + "]"; }
 function currentRangeTerm(facet) {
   const prefix = facetField(facet) + ":[";
-  return splitTerms(view.query).find((t) => t.startsWith(prefix)) || null;
+  return splitTerms(logView.query).find((t) => t.startsWith(prefix)) || null;
 }
 
 async function loadFacets(gen, filter) {
-  const names = FACETS.map((f) => f.facet).concat(view.facets);
+  const names = FACETS.map((f) => f.facet).concat(logView.facets);
   const results = await Promise.all(names.map((facet) => {
     const limit = state.moreLimit[facet] ? FACET_MORE : FACET_TOP;
     const top = api("POST", "/api/v2/logs/analytics/aggregate", { filter, group_by: [{ facet, limit }] })
@@ -458,7 +458,7 @@ function facetBox(facet, res) {
   h.appendChild(dataEl("span", "facet-name", facetTitle(facet)));
   if (custom) {
     h.appendChild(button("facet-remove", "×", "Remove this facet", () =>
-      set({ facets: view.facets.filter((f) => f !== facet) })));
+      setView({ facets: logView.facets.filter((f) => f !== facet) })));
   }
   box.appendChild(h);
   const mm = res.minmax;
@@ -535,15 +535,15 @@ function rangeBox(facet, mm) {
   apply.type = "submit";
   box.appendChild(apply);
   if (cur) box.appendChild(button("rclear", "Clear", "Remove this range from the query", () =>
-    set({ query: splitTerms(view.query).filter((t) => t !== cur).join(" ") })));
+    setView({ query: splitTerms(logView.query).filter((t) => t !== cur).join(" ") })));
   box.appendChild(el("div", "rbounds", "values " + mm[0] + " to " + mm[1]));
   box.addEventListener("submit", (ev) => {
     ev.preventDefault();
     const a = Number(min.value), b = Number(max.value);
     if (min.value === "" || max.value === "" || !isFinite(a) || !isFinite(b)) return;
-    const terms = splitTerms(view.query).filter((t) => t !== cur);
+    const terms = splitTerms(logView.query).filter((t) => t !== cur);
     terms.push(rangeTerm(facet, Math.min(a, b), Math.max(a, b)));
-    set({ query: terms.join(" ") });
+    setView({ query: terms.join(" ") });
   });
   return box;
 }
@@ -553,8 +553,8 @@ function addFacet(name) {
   if (!f) return;
   if (f.startsWith("@") && f.length === 1) return;
   if (!f.startsWith("@") && state.attrTypes && state.attrTypes.has(f)) f = "@" + f;
-  if (FACETS.some((x) => x.facet === f) || view.facets.includes(f)) return;
-  set({ facets: view.facets.concat([f]) });
+  if (FACETS.some((x) => x.facet === f) || logView.facets.includes(f)) return;
+  setView({ facets: logView.facets.concat([f]) });
 }
 
 // Known attribute paths for "add facet" (GET /api/v2/logs/attributes); without that endpoint
@@ -588,7 +588,7 @@ function pickInterval(span) {
   const ideal = span / 60;
   return INTERVALS.find((s) => s >= ideal) || INTERVALS[INTERVALS.length - 1];
 }
-function niceStep(max, n) {
+function countStep(max, n) {
   const raw = max / n;
   const mag = Math.pow(10, Math.floor(Math.log10(Math.max(raw, 1))));
   return [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= raw) || mag * 10;
@@ -624,7 +624,7 @@ async function loadChart(gen, filter, range) {
     }
   }
   bins.forEach((bin) => { max = Math.max(max, Object.values(bin).reduce((a, c) => a + c, 0)); });
-  const step = niceStep(Math.max(max, 1), 2);
+  const step = countStep(Math.max(max, 1), 2);
   const top = Math.max(step, Math.ceil(Math.max(max, 1) / step) * step);
   const chart = $("chart");
   clear(chart);
@@ -639,7 +639,7 @@ async function loadChart(gen, filter, range) {
       seg.style.height = (100 * bin[s] / top) + "%";
       bar.appendChild(seg);
     }
-    bar.addEventListener("click", () => set({ range: "custom", from: t0, to: t0 + interval - 1 }));
+    bar.addEventListener("click", () => setView({ range: "custom", from: t0, to: t0 + interval - 1 }));
     chart.appendChild(bar);
   });
   // Count axis: 0, the nice steps, the top; labelled in logs.
@@ -656,7 +656,7 @@ async function loadChart(gen, filter, range) {
   clear(x);
   const span = range.to - range.from;
   const tstep = TIME_STEPS.find((s) => s >= span / 7) || TIME_STEPS[TIME_STEPS.length - 1];
-  const offset = view.tz === "utc" ? 0 : new Date(range.from).getTimezoneOffset() * 60000;
+  const offset = logView.tz === "utc" ? 0 : new Date(range.from).getTimezoneOffset() * 60000;
   const end = start + n * interval;
   for (let t = Math.ceil((start - offset) / tstep) * tstep + offset; t <= end; t += tstep) {
     const at = (t - start) / (end - start);
@@ -669,7 +669,7 @@ async function loadChart(gen, filter, range) {
   $("chart-axes").textContent = "Bars: logs per " + fmtSpan(interval) + " · time in " + zoneName();
   state.total = total;
   $("total").textContent = plural(total, "log");
-  $("chart-range").textContent = fmtTime(range.from) + " → " + fmtTime(range.to) + " " + (view.tz === "utc" ? "UTC" : "local");
+  $("chart-range").textContent = fmtTime(range.from) + " → " + fmtTime(range.to) + " " + (logView.tz === "utc" ? "UTC" : "local");
   updateMore();
 }
 function fmtSpan(ms) {
@@ -694,18 +694,18 @@ function columnValue(log, col) {
   return v;
 }
 function gridColumns() {
-  return "190px 70px 140px 120px " + view.columns.map(() => "minmax(80px, 160px) ").join("") + "1fr";
+  return "190px 70px 140px 120px " + logView.columns.map(() => "minmax(80px, 160px) ").join("") + "1fr";
 }
 function renderColumnHeads() {
   const head = $("list-head");
   for (const c of [...head.querySelectorAll(".c-extra")]) c.remove();
   const msg = head.querySelector(".c-msg");
-  for (const col of view.columns) {
+  for (const col of logView.columns) {
     const h = el("span", "c-extra");
     h.dataset.col = col;
     h.appendChild(dataEl("span", "col-name", col));
     h.appendChild(button("col-remove", "×", "Remove this column", () =>
-      set({ columns: view.columns.filter((c) => c !== col) })));
+      setView({ columns: logView.columns.filter((c) => c !== col) })));
     head.insertBefore(h, msg);
   }
   document.documentElement.style.setProperty("--list-cols", gridColumns());
@@ -722,7 +722,7 @@ function logRow(log, fresh) {
   row.appendChild(st);
   row.appendChild(dataEl("span", "c-service", a.service));
   row.appendChild(dataEl("span", "c-host", a.host));
-  for (const col of view.columns) {
+  for (const col of logView.columns) {
     const v = columnValue(log, col);
     const cell = dataEl("span", "c-extra", v === undefined ? "" : typeof v === "object" ? JSON.stringify(v) : String(v));
     cell.dataset.col = col;
@@ -735,7 +735,7 @@ function logRow(log, fresh) {
 }
 
 function updateMore() {
-  if (state.live || view.viz !== "list") return;
+  if (state.live || logView.viz !== "list") return;
   const shown = $("list").childElementCount;
   const more = $("more");
   if (state.loading) return;
@@ -772,7 +772,7 @@ async function loadPage(gen, filter) {
 
 function maybeLoadMore() {
   const list = $("list");
-  if (!state.cursor || state.loading || state.live || view.viz !== "list") return;
+  if (!state.cursor || state.loading || state.live || logView.viz !== "list") return;
   if (list.scrollTop + list.clientHeight >= list.scrollHeight - 400 && list.childElementCount < MAX_ROWS) {
     loadPage(state.generation, state.filter).catch((e) => showError(e.message));
   }
@@ -825,7 +825,7 @@ function leafActions(steps) {
   }));
   box.appendChild(button("act add-column", "column", "Add @" + plainText(steps.join(".")) + " as a list column", (ev) => {
     ev.stopPropagation();
-    if (!view.columns.includes(facet)) set({ columns: view.columns.concat([facet]) });
+    if (!logView.columns.includes(facet)) setView({ columns: logView.columns.concat([facet]) });
   }));
   return box;
 }
@@ -1004,7 +1004,7 @@ function relatedLinks(a) {
 async function pollLive(gen) {
   if (!state.live || gen !== state.generation) return;
   try {
-    const p = new URLSearchParams({ query: view.query, limit: "500" });
+    const p = new URLSearchParams({ query: logView.query, limit: "500" });
     if (state.liveAfter) p.set("after", state.liveAfter);
     const r = await api("GET", "/api/v2/logs/events/tail?" + p.toString());
     if (gen !== state.generation || !state.live) return;
@@ -1017,10 +1017,10 @@ async function pollLive(gen) {
     if (Date.now() - state.liveRefreshed >= LIVE_REFRESH_MS) {
       state.liveRefreshed = Date.now();
       const range = timeRange();
-      const filter = { query: view.query, from: range.from, to: range.to };
+      const filter = { query: logView.query, from: range.from, to: range.to };
       state.filter = filter;
       await Promise.all([loadChart(gen, filter, range), loadFacets(gen, filter)]);
-      if (gen === state.generation && state.live) emit();
+      if (gen === state.generation && state.live) emitChange();
     }
   } catch (e) {
     showError(e.message);
@@ -1033,11 +1033,11 @@ function setLive(on) {
   $("live").setAttribute("aria-pressed", String(on));
   document.body.classList.toggle("tailing", on);
   if (on) {
-    state.liveBefore = { range: view.range, from: view.from, to: view.to };
+    state.liveBefore = { range: logView.range, from: logView.from, to: logView.to };
     state.live = true;
     state.liveCount = 0;
-    Object.assign(view, { range: "15m" });
-    normalise(view);
+    Object.assign(logView, { range: "15m" });
+    normalise(logView);
     syncControls();
     runSearch();
   } else {
@@ -1045,8 +1045,8 @@ function setLive(on) {
     const before = state.liveBefore;
     state.liveBefore = null;
     const received = state.liveCount;
-    if (before) Object.assign(view, before);
-    normalise(view);
+    if (before) Object.assign(logView, before);
+    normalise(logView);
     syncControls();
     runSearch().then(() => {
       const more = $("more");
@@ -1058,17 +1058,17 @@ function setLive(on) {
 // ---- Search.
 function currentFilter() {
   const r = timeRange();
-  return { query: view.query, from: r.from, to: r.to };
+  return { query: logView.query, from: r.from, to: r.to };
 }
-function emit() {
+function emitChange() {
   const s = copyView();
-  for (const fn of listeners) { try { fn(s); } catch (e) { console.error(e); } }
+  for (const fn of viewListeners) { try { fn(s); } catch (e) { console.error(e); } }
 }
 async function runSearch() {
   if (state.live) clearTimeout(state.liveTimer);
   const gen = ++state.generation;
   const range = timeRange();
-  const filter = { query: view.query, from: range.from, to: range.to };
+  const filter = { query: logView.query, from: range.from, to: range.to };
   state.filter = filter;
   state.shownRange = range;
   state.cursor = null;
@@ -1077,18 +1077,18 @@ async function runSearch() {
   clear($("list"));
   closeDetail();
   showError("");
-  showQueryNote(view.query);
-  emit();
+  showQueryNote(logView.query);
+  emitChange();
   if (isNaN(range.from) || isNaN(range.to)) { clearChart(); showError("The time range is not valid."); return; }
   try {
     const jobs = [loadChart(gen, filter, range), loadFacets(gen, filter)];
-    if (view.viz === "list") jobs.push(loadPage(gen, filter));
+    if (logView.viz === "list") jobs.push(loadPage(gen, filter));
     await Promise.all(jobs);
     if (state.live && gen === state.generation) {
       state.liveAfter = null;
       state.liveRefreshed = Date.now();
       const first = $("list").firstChild;
-      const start = await api("GET", "/api/v2/logs/events/tail?" + new URLSearchParams({ query: view.query, limit: "1" }));
+      const start = await api("GET", "/api/v2/logs/events/tail?" + new URLSearchParams({ query: logView.query, limit: "1" }));
       state.liveAfter = start.meta.page.after || (first && first.dataset.id) || null;
       pollLive(gen);
     }
@@ -1108,18 +1108,18 @@ async function runSearch() {
 
 // ---- Time controls.
 function zoomOut() {
-  const i = PRESETS.indexOf(view.range);
-  if (i >= 0 && i < PRESETS.length - 1) { set({ range: PRESETS[i + 1] }); return; }
+  const i = PRESETS.indexOf(logView.range);
+  if (i >= 0 && i < PRESETS.length - 1) { setView({ range: PRESETS[i + 1] }); return; }
   const now = Date.now();
   const r = timeRange();
   const span = Math.max(1000, r.to - r.from);
-  if (String(view.to) === "now" || view.range !== "custom") {
-    set({ range: "custom", from: "now-" + Math.round(2 * span / 6e4) + "m", to: "now" });
+  if (String(logView.to) === "now" || logView.range !== "custom") {
+    setView({ range: "custom", from: "now-" + Math.round(2 * span / 6e4) + "m", to: "now" });
     return;
   }
   let from = r.from - span / 2, to = r.to + span / 2;
   if (to > now) { from -= to - now; to = now; }
-  set({ range: "custom", from: Math.round(from), to: Math.round(to) });
+  setView({ range: "custom", from: Math.round(from), to: Math.round(to) });
 }
 function applyAbsolute() {
   let from, to;
@@ -1130,7 +1130,7 @@ function applyAbsolute() {
   const now = Date.now();
   if (resolve(from, now) > resolve(to, now)) { showError("The range starts after it ends: from must be before to."); return false; }
   const preset = PRESETS.find((p) => from === "now-" + p) && to === "now" ? PRESETS.find((p) => from === "now-" + p) : null;
-  set(preset ? { query: $("query").value.trim(), range: preset } : { query: $("query").value.trim(), range: "custom", from, to });
+  setView(preset ? { query: $("query").value.trim(), range: preset } : { query: $("query").value.trim(), range: "custom", from, to });
   return true;
 }
 
@@ -1172,11 +1172,11 @@ function route() {
   if (state.appliedHash === location.hash && state.generation) return;
   if (state.live) { state.live = false; state.liveBefore = null; clearTimeout(state.liveTimer); $("live").setAttribute("aria-pressed", "false"); document.body.classList.remove("tailing"); }
   const v = viewFromHash(location.hash);
-  Object.assign(view, v);
-  normalise(view);
-  saveJSON("cairn-facets", view.facets);
-  saveJSON("cairn-columns", view.columns);
-  const hash = viewHash(view);
+  Object.assign(logView, v);
+  normalise(logView);
+  saveJSON("cairn-facets", logView.facets);
+  saveJSON("cairn-columns", logView.columns);
+  const hash = viewHash(logView);
   logsHash = hash;
   // The first visit (or an old link) is rewritten to the full form without a new entry.
   if (hash !== location.hash) history.replaceState(null, "", hash);
@@ -1187,9 +1187,9 @@ function route() {
 
 window.CairnExplorer = {
   state: copyView,
-  set,
+  set: setView,
   api,
-  on(event, fn) { if (event === "change" && typeof fn === "function") listeners.push(fn); },
+  on(event, fn) { if (event === "change" && typeof fn === "function") viewListeners.push(fn); },
   fmtTime,
   filterBy,
 };
@@ -1198,19 +1198,19 @@ document.addEventListener("DOMContentLoaded", () => {
   $("search-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
     if (!$("abs").hidden) { applyAbsolute(); return; }
-    set({ query: $("query").value.trim() });
+    setView({ query: $("query").value.trim() });
   });
   $("range").addEventListener("change", () => {
     state.absOpen = false;
-    if ($("range").value !== "custom") set({ query: $("query").value.trim(), range: $("range").value });
+    if ($("range").value !== "custom") setView({ query: $("query").value.trim(), range: $("range").value });
   });
   $("abs-toggle").addEventListener("click", () => {
     state.absOpen = $("abs").hidden;
-    $("abs").hidden = !state.absOpen && view.range !== "custom";
+    $("abs").hidden = !state.absOpen && logView.range !== "custom";
     if (!$("abs").hidden) $("from-input").focus();
   });
   $("zoom-out").addEventListener("click", zoomOut);
-  $("tz").addEventListener("click", () => set({ tz: view.tz === "utc" ? "local" : "utc" }));
+  $("tz").addEventListener("click", () => setView({ tz: logView.tz === "utc" ? "local" : "utc" }));
   $("theme").addEventListener("click", () => {
     const next = THEMES[(THEMES.indexOf(currentTheme()) + 1) % THEMES.length];
     saveJSON("cairn-theme", next);
