@@ -157,3 +157,33 @@ test("clicking the tag filters on the stored value and the query shows its marke
   assert.ok(!CONTROLS.test(note), note);
   assert.deepEqual(pageErrors, []);
 });
+
+test("an attribute added as a column and as a facet shows the markers too", async () => {
+  await row().click();
+  await page.waitForSelector("#detail:not([hidden])");
+  const leafIndex = () => page.evaluate((k) => [...document.querySelectorAll("#detail .tree li.leaf")].findIndex((li) => li.dataset.path === k), ATTR_KEY);
+  let leaf = page.locator("#detail .tree li.leaf").nth(await leafIndex());
+  await leaf.hover();
+  await leaf.locator(".add-column").click();
+  await page.waitForSelector("#list-head .c-extra");
+  assert.equal(await page.locator("#list-head .c-extra .col-name").innerText(), "@<U+2066>key<U+2069>");
+  assert.equal(await row().locator(".c-extra").innerText(), "<U+2067>value<U+2069> <U+200F>end<U+200E> <U+061C>");
+  leaf = page.locator("#detail .tree li.leaf").nth(await leafIndex());
+  await leaf.hover();
+  await leaf.locator(".add-facet").click();
+  await page.waitForSelector("#facets .facet:last-child li");
+  const facet = page.locator("#facets .facet").last();
+  assert.equal(await facet.locator(".facet-name").innerText(), "@<U+2066>key<U+2069>");
+  assert.deepEqual(await facet.locator("li .v").allInnerTexts(), ["<U+2067>value<U+2069> <U+200F>end<U+200E> <U+061C>"]);
+  assert.equal(await row().locator(".c-extra").evaluate((e) => getComputedStyle(e).unicodeBidi), "isolate");
+  const raw = await page.evaluate((src) => {
+    const re = new RegExp(src);
+    const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+    const found = [];
+    for (let n = walker.nextNode(); n; n = walker.nextNode()) if (re.test(n.data)) found.push(n.data);
+    return found;
+  }, CONTROLS.source);
+  assert.deepEqual(raw, []);
+  await page.screenshot({ path: `${ARTIFACTS}/explorer-bidi-column-facet.png` });
+  assert.deepEqual(pageErrors, []);
+});

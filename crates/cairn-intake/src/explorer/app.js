@@ -518,14 +518,14 @@ function rangeBox(facet, mm) {
   const step = Number.isInteger(mm[0]) && Number.isInteger(mm[1]) ? "1" : "any";
   const mk = (cls, v, label) => {
     const i = el("input", cls);
-    i.type = "number"; i.step = step; i.value = String(v); i.setAttribute("aria-label", label + " of " + facet);
+    i.type = "number"; i.step = step; i.value = String(v); i.setAttribute("aria-label", label + " of " + plainText(facet));
     return i;
   };
   const min = mk("rmin", lo, "minimum"), max = mk("rmax", hi, "maximum");
   const slider = el("input", "rslider");
   slider.type = "range"; slider.min = String(mm[0]); slider.max = String(mm[1]); slider.step = step;
   slider.value = String(hi);
-  slider.setAttribute("aria-label", "maximum of " + facet);
+  slider.setAttribute("aria-label", "maximum of " + plainText(facet));
   slider.addEventListener("input", () => { max.value = slider.value; });
   box.appendChild(min);
   box.appendChild(el("span", "rto", "–"));
@@ -569,6 +569,9 @@ async function loadAttributes(prefix) {
     if (!state.attrTypes) state.attrTypes = new Map();
     for (const a of r.data || []) {
       state.attrTypes.set(a.path, a.type);
+      // A suggestion is shown by the browser as it is, so one holding a direction control
+      // (which it would obey) is left out; such a path can still be typed.
+      if (String(a.path).search(BIDI_CONTROLS) >= 0) continue;
       const o = document.createElement("option");
       o.value = "@" + a.path;
       o.label = a.type + (a.count !== undefined ? " · " + Number(a.count).toLocaleString("en-US") : "");
