@@ -672,7 +672,7 @@ async function loadChart(gen, filter, range) {
   $("chart-axes").textContent = "Bars: logs per " + fmtSpan(interval) + " · time in " + zoneName();
   state.total = total;
   $("total").textContent = plural(total, "log");
-  $("chart-range").textContent = fmtTime(range.from) + " → " + fmtTime(range.to) + " " + (logView.tz === "utc" ? "UTC" : "local");
+  $("chart-range").textContent = fmtTime(range.from) + " → " + fmtTime(range.to);
   updateMore();
 }
 function fmtSpan(ms) {
@@ -1192,7 +1192,13 @@ window.CairnExplorer = {
   state: copyView,
   set: setView,
   api,
-  on(event, fn) { if (event === "change" && typeof fn === "function") viewListeners.push(fn); },
+  // A listener that comes after the first view was applied (from a DOMContentLoaded handler
+  // that runs after this script's) still hears about it once.
+  on(event, fn) {
+    if (event !== "change" || typeof fn !== "function") return;
+    viewListeners.push(fn);
+    if (state.generation > 0) queueMicrotask(() => { try { fn(copyView()); } catch (e) { console.error(e); } });
+  },
   fmtTime,
   filterBy,
 };
