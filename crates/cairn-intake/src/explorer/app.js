@@ -146,8 +146,9 @@ function parseBound(text) {
   if (/^\d+$/.test(s)) return Number(s);
   const m = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,3}))?)?)?\s*(Z|[+-]\d{2}:?\d{2})?$/i.exec(s);
   if (!m) throw new Error(`"${s}" is not a time: use now, now-2h, 2026-05-01 12:00 or 2026-05-01T12:00:00Z`);
-  const [y, mo, d, h, mi, sec, frac] = m.slice(1, 8).map((x) => Number(x || 0));
+  const [y, mo, d, h, mi, sec] = m.slice(1, 7).map((x) => Number(x || 0));
   const ms = Number(((m[7] || "") + "00").slice(0, 3));
+  if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60) throw new Error(`"${s}" is not a valid date`);
   let t;
   if (m[8]) {
     t = Date.UTC(y, mo - 1, d, h, mi, sec, ms);
@@ -157,7 +158,6 @@ function parseBound(text) {
     }
   } else if (logView.tz === "utc") t = Date.UTC(y, mo - 1, d, h, mi, sec, ms);
   else t = new Date(y, mo - 1, d, h, mi, sec, ms).getTime();
-  void frac;
   if (isNaN(t)) throw new Error(`"${s}" is not a valid date`);
   return t;
 }
