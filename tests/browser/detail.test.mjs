@@ -77,6 +77,7 @@ const EXPECTED = {
   num: "@num:42",
   flag: "@flag:true",
   list: "@list:one",
+  nothing: "@nothing:*",
 };
 // Written right, but not found yet: the backend does not find a key holding a backslash
 // (src/query/sql.rs puts the key into the JSON path as it is).

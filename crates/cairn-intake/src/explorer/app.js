@@ -804,6 +804,8 @@ function onKey(ev) {
     return;
   }
   if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
+  // Enter and the arrows on a focused control are that control's.
+  if (t && t !== document.body && t.closest && t.closest("button, a, summary, [role=listbox]") && ev.key !== "Escape") return;
   if (ev.key === "j" || ev.key === "ArrowDown") { ev.preventDefault(); moveSelection(1); } else if (ev.key === "k" || ev.key === "ArrowUp") { ev.preventDefault(); moveSelection(-1); } else if (ev.key === "Enter" && state.selected && state.selected.log) { ev.preventDefault(); showDetail(state.selected.log); } else if (ev.key === "Escape") closeDetail();
 }
 
@@ -855,7 +857,9 @@ function tree(obj, steps, queryable) {
       li.appendChild(val);
       li.classList.add("leaf");
       if (ok) {
-        const term = fieldFilter(attrField(here), v === null ? "null" : String(v));
+        // The query language has no way to ask for a JSON null; the key being there is the
+        // closest it gets.
+        const term = v === null ? attrField(here) + ":*" : fieldFilter(attrField(here), String(v));
         li.dataset.path = here.join(".");
         li.dataset.filter = term;
         filterAction(val, term, term);
