@@ -122,6 +122,24 @@ pub fn router(store: Arc<Store>, access: Access, limits: &IntakeLimits) -> Route
             "/app.css",
             get(|| static_file("text/css; charset=utf-8", include_str!("explorer/app.css"))),
         )
+        .route(
+            "/analytics.js",
+            get(|| {
+                static_file(
+                    "text/javascript; charset=utf-8",
+                    include_str!("explorer/analytics.js"),
+                )
+            }),
+        )
+        .route(
+            "/analytics.css",
+            get(|| {
+                static_file(
+                    "text/css; charset=utf-8",
+                    include_str!("explorer/analytics.css"),
+                )
+            }),
+        )
         // `bound_body` has already received the whole body within its limits.
         .layer(DefaultBodyLimit::disable())
         // Inside the guard: no byte of a body is read before the token is checked.
@@ -164,6 +182,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/app.js"),
     ("GET", "/metrics.js"),
     ("GET", "/app.css"),
+    ("GET", "/analytics.js"),
+    ("GET", "/analytics.css"),
 ];
 
 async fn static_file(content_type: &'static str, body: &'static str) -> Response {

@@ -1,0 +1,94 @@
+// The Patterns view (issue 11 item 3): templates with their variable parts marked, counts,
+// status mix, a sample, and a click that lists the pattern's logs.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { ARTIFACTS, marker, ingest, call, available, waitIndexed, openExplorer, search, assertNoInjection } from "./fe2-helpers.mjs";
+
+const M = marker("pt");
+const SVC = M + "-svc";
+const XSS = `<img src=x onerror="window.__pwned='pattern'">`;
+let ctx, page;
+
+// Three templates with known counts; the third carries markup in its constant part.
+function fixtures() {
+  const now = Date.now();
+  const logs = [];
+  for (let i = 0; i < 40; i++) {
+    logs.push({ message: `user u${i} logged in from 10.0.${i % 5}.${i}`, service: SVC, status: i % 10 === 0 ? "error" : "info",
+      timestamp: now - 20_000 - i * 1000 });
+  }
+  for (let i = 0; i < 25; i++) {
+    logs.push({ message: `payment ${1000 + i} failed after ${i * 3} ms`, service: SVC, status: i % 2 ? "error" : "warn",
+      timestamp: now - 20_500 - i * 1000 });
+  }
+  for (let i = 0; i < 12; i++) {
+    logs.push({ message: `render ${XSS} widget ${i} done`, service: SVC, status: "info", timestamp: now - 21_000 - i * 1000 });
+  }
+  return logs;
+}
+
+before(async () => {
+  await ingest(fixtures());
+  await waitIndexed("service:" + SVC, 77);
+  ctx = await openExplorer("patterns");
+  page = ctx.page;
+});
+after(async () => { if (ctx) await ctx.context.close(); });
+
+test("the patterns view clusters the query's messages into marked templates", async (t) => {
+  if (!await available(t, "patterns (BE2)", "POST", "/api/v2/logs/analytics/patterns",
+    { filter: { query: "service:" + SVC, from: "now-1h", to: "now" } })) return;
+  await search(page, "service:" + SVC);
+  await page.selectOption("#viz", "patterns");
+  await page.waitForFunction(() => document.querySelectorAll("#analytics .an-pattern").length >= 3, null, { timeout: 10_000 });
+  assert.equal(await page.locator("#list").isHidden(), true);
+  const items = await page.evaluate(() => [...document.querySelectorAll("#analytics .an-pattern")].map((li) => ({
+    count: li.querySelector(".an-p-count").textContent,
+    template: li.querySelector(".an-p-template").textContent,
+    vars: li.querySelectorAll(".an-p-template .an-p-var").length,
+    segs: [...li.querySelectorAll(".an-p-seg")].map((s) => s.dataset.status),
+    sample: li.querySelector(".an-p-sample-msg") && li.querySelector(".an-p-sample-msg").textContent,
+    query: li.dataset.query,
+  })));
+  assert.deepEqual(items.map((i) => i.count), ["40", "25", "12"], JSON.stringify(items));
+  const [login, payment, render] = items;
+  assert.match(login.template, /^user <\*> logged in from <\*>$/);
+  assert.ok(login.vars >= 2, "the variable parts are marked");
+  assert.deepEqual(login.segs.sort(), ["error", "info"]);
+  assert.match(login.sample, /^user u\d+ logged in from 10\.0\./);
+  assert.match(payment.template, /^payment <\*> failed after <\*> ms$/);
+  assert.deepEqual(payment.segs.sort(), ["error", "warn"]);
+  // Markup in a template is text.
+  assert.ok(render.template.includes(XSS), render.template);
+  assert.ok(render.sample.includes(XSS), render.sample);
+  await assertNoInjection(page);
+  await page.screenshot({ path: `${ARTIFACTS}/patterns.png` });
+  await page.evaluate(() => { document.documentElement.dataset.theme = "dark"; });
+  await page.screenshot({ path: `${ARTIFACTS}/patterns-dark.png` });
+  await page.evaluate(() => { delete document.documentElement.dataset.theme; });
+
+  // A click lists exactly that pattern's logs, back in the list view.
+  await page.locator("#analytics .an-pattern").nth(1).click();
+  await page.waitForFunction(() => window.CairnExplorer.state().viz === "list");
+  await page.waitForFunction(() => document.querySelectorAll("#list .row").length === 25, null, { timeout: 10_000 });
+  assert.equal(await page.inputValue("#query"), "service:" + SVC + " " + payment.query);
+  const msgs = await page.locator("#list .row .c-msg").allTextContents();
+  assert.ok(msgs.every((m) => /^payment \d+ failed after \d+ ms$/.test(m)), msgs.join("\n"));
+  // Back returns to the patterns.
+  await page.goBack();
+  await page.waitForFunction(() => window.CairnExplorer.state().viz === "patterns");
+  await page.waitForFunction(() => document.querySelectorAll("#analytics .an-pattern").length >= 3);
+  assert.deepEqual(ctx.errors, []);
+  assert.deepEqual(ctx.dialogs, []);
+});
+
+test("without the patterns API the view says so instead of showing stale results", async (t) => {
+  const r = await call("POST", "/api/v2/logs/analytics/patterns", { filter: { query: "service:" + SVC } });
+  if (r.status !== 404) { t.skip("the patterns API exists on this build"); return; }
+  await search(page, "service:" + SVC);
+  await page.selectOption("#viz", "patterns");
+  await page.waitForSelector("#analytics .an-error");
+  assert.match(await page.locator("#analytics .an-error").textContent(), /404/);
+  assert.equal(await page.locator("#analytics .an-pattern").count(), 0);
+  await page.selectOption("#viz", "list");
+});
