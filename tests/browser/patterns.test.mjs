@@ -92,3 +92,49 @@ test("without the patterns API the view says so instead of showing stale results
   assert.equal(await page.locator("#analytics .an-pattern").count(), 0);
   await page.selectOption("#viz", "list");
 });
+
+// The same view against an answer shaped exactly as the contract says, so the page is checked
+// on any build; the click then runs the real search.
+test("the patterns view renders a contract-shaped answer (mocked API) and its click lists the pattern", async () => {
+  const sample = { id: "x1", type: "log", attributes: { timestamp: new Date().toISOString(), status: "error", service: SVC,
+    host: "h", message: `payment 1001 failed after 3 ms ${XSS}`, tags: [], attributes: {} } };
+  const answer = { data: { patterns: [
+    { id: "p1", template: "payment <*> failed after <*> ms", count: 25, status: { error: 12, warn: 13 }, sample,
+      query: '"payment" "failed after" "ms"' },
+    { id: "p2", template: `render ${XSS} widget <*> done`, count: 12, status: { info: 12 }, sample, query: '"render"' },
+  ] }, meta: { elapsed: 12, status: "done", scanned: 77, truncated: false } };
+  let asked = null;
+  await page.route("**/api/v2/logs/analytics/patterns", (route) => {
+    asked = route.request().postDataJSON();
+    return route.fulfill({ status: 200, contentType: "application/json", body: JSON.stringify(answer) });
+  });
+  try {
+    await search(page, "service:" + SVC);
+    await page.selectOption("#viz", "patterns");
+    await page.waitForFunction(() => document.querySelectorAll("#analytics .an-pattern").length === 2);
+    assert.equal(asked.filter.query, "service:" + SVC);
+    assert.ok(asked.limit <= 100000 && asked.max_patterns > 0, JSON.stringify(asked));
+    const first = page.locator("#analytics .an-pattern").first();
+    assert.equal(await first.locator(".an-p-template").textContent(), "payment <*> failed after <*> ms");
+    assert.deepEqual(await first.locator(".an-p-var").allTextContents(), ["<*>", "<*>"]);
+    assert.equal(await first.locator(".an-p-count").textContent(), "25");
+    const widths = await first.locator(".an-p-seg").evaluateAll((s) => s.map((x) => x.dataset.status + " " + x.style.width));
+    assert.deepEqual(widths, ["error 48%", "warn 52%"]);
+    assert.match(await first.locator(".an-p-mix").getAttribute("title"), /error 12, warn 13/);
+    assert.match(await page.locator("#analytics .an-detail").textContent(), /2 patterns from 77 logs/);
+    assert.equal(await page.locator("#analytics .an-pattern").nth(1).locator(".an-p-template").textContent(), `render ${XSS} widget <*> done`);
+    await assertNoInjection(page);
+    await page.screenshot({ path: `${ARTIFACTS}/patterns-mocked.png` });
+    await first.click();
+    await page.waitForFunction(() => window.CairnExplorer.state().viz === "list");
+    assert.equal(await page.inputValue("#query"), `service:${SVC} "payment" "failed after" "ms"`);
+    await page.waitForFunction(() => document.querySelectorAll("#list .row").length === 25, null, { timeout: 10_000 });
+    await page.goBack();
+    await page.waitForFunction(() => window.CairnExplorer.state().viz === "patterns");
+    assert.equal(await page.inputValue("#query"), "service:" + SVC);
+  } finally {
+    await page.unroute("**/api/v2/logs/analytics/patterns");
+    await page.selectOption("#viz", "list");
+  }
+  assert.deepEqual(ctx.errors, []);
+});

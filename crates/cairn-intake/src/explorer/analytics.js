@@ -205,6 +205,10 @@
         if (!p.hidden && !p.parentNode.contains(ev.target)) p.hidden = true;
       }
     });
+    document.addEventListener("keydown", (ev) => {
+      if (ev.key !== "Escape") return;
+      for (const p of document.querySelectorAll(".an-menu-panel")) p.hidden = true;
+    });
     loadAttrs();
     return true;
   }
@@ -586,7 +590,9 @@
         sm.appendChild(dataEl("span", "an-p-sample-msg", sample.message || ""));
         body.appendChild(sm);
       }
-      li.append(count, mix, body);
+      const mixWrap = el("span", "an-p-mixwrap");
+      mixWrap.append(mix, el("span", "an-p-mixtext", keys.map((k) => k + " " + fmtNum(st[k])).join(" · ")));
+      li.append(count, mixWrap, body);
       if (typeof p.query === "string" && p.query) {
         li.title = "Show the logs of this pattern";
         li.addEventListener("click", () => openPattern(p.query));
@@ -670,7 +676,7 @@
       li.dataset.name = v.name;
       const open = dataEl("button", "an-view-open", v.name);
       open.type = "button";
-      open.title = "Open this view" + (v.updated_at ? " (saved " + X.fmtTime(v.updated_at) + ")" : "");
+      open.title = "Open " + plain(v.name) + (v.updated_at ? " (saved " + X.fmtTime(v.updated_at) + ")" : "");
       open.addEventListener("click", () => {
         if (v.state && typeof v.state === "object") { X.set(v.state); $("views-panel").hidden = true; }
       });
