@@ -149,6 +149,74 @@ test("measures: avg, percentiles and cardinality by two facets", async (t) => {
   assert.equal(await page.locator("#analytics .an-ytitle").textContent(), "pc90(@an_ms)");
 });
 
+// The measure controls against answers shaped exactly as contracts A and B say, so the page
+// is checked on any build: the pickers, the request sent, two-facet tables, gaps in a line.
+test("measure pickers, two group-bys and gaps against contract-shaped answers (mocked API)", async () => {
+  const asked = [];
+  await page.route("**/api/v2/logs/attributes*", (route) => route.fulfill({ status: 200, contentType: "application/json",
+    body: JSON.stringify({ data: [{ path: "an_ms", type: "number", count: 50 }, { path: "an_user", type: "string", count: 50 },
+      { path: "an_grp", type: "string", count: 60 }] }) }));
+  await page.route("**/api/v2/logs/analytics/aggregate", async (route) => {
+    const body = route.request().postDataJSON();
+    const c = body.compute || [];
+    if (!c.some((x) => x.aggregation && x.aggregation !== "count") && (body.group_by || []).length < 2) return route.continue();
+    asked.push(body);
+    const t0 = Date.now() - 300_000;
+    const iso = (k) => new Date(t0 + k * 60_000).toISOString();
+    const buckets = c[0].type === "timeseries"
+      ? [{ by: { service: SVC.a }, computes: { c0: [{ time: iso(0), value: 10 }, { time: iso(1), value: null }, { time: iso(2), value: 30.5 }, { time: iso(3), value: 20 }] } }]
+      : [{ by: { service: SVC.a, status: "info" }, computes: { c0: 22, c1: 161.25 } },
+        { by: { service: SVC.b, status: "error" }, computes: { c0: 5, c1: null } },
+        { by: { service: SVC.a, status: "error" }, computes: { c0: 8, c1: 1234.5678 } }];
+    return route.fulfill({ status: 200, contentType: "application/json",
+      body: JSON.stringify({ data: { buckets }, meta: { elapsed: 3, status: "done" } }) });
+  });
+  try {
+    await page.reload();
+    await page.waitForSelector("#viz");
+    await search(page, Q);
+    await viz("table");
+    await page.selectOption("#an-agg", "avg");
+    await page.waitForFunction(() => window.CairnExplorer.state().an.measure === "@an_ms");
+    const measures = await page.locator("#an-measure option").evaluateAll((o) => o.map((x) => x.value));
+    assert.deepEqual(measures, ["@an_ms"], "only numeric attributes are measures");
+    await by("service", "status");
+    await page.waitForFunction(() => document.querySelectorAll("#analytics .an-row").length === 3);
+    await settled();
+    const last = asked[asked.length - 1];
+    assert.deepEqual(last.compute, [{ aggregation: "count", type: "total" }, { aggregation: "avg", metric: "@an_ms", type: "total" }]);
+    assert.deepEqual(last.group_by.map((g) => [g.facet, g.limit, g.sort.aggregation, g.sort.metric, g.sort.order]),
+      [["service", 10, "avg", "@an_ms", "desc"], ["status", 10, "avg", "@an_ms", "desc"]]);
+    assert.equal(last.filter.query, Q);
+    assert.deepEqual(await page.locator("#analytics .an-table th").allTextContents(), ["service", "status", "count", "avg(@an_ms)"]);
+    const cells = await page.evaluate(() => [...document.querySelectorAll("#analytics .an-row")].map((r) => [...r.cells].map((c) => c.textContent)));
+    assert.deepEqual(cells, [[SVC.a, "error", "8", "1,234.6"], [SVC.a, "info", "22", "161.3"], [SVC.b, "error", "5", "–"]]);
+    assert.equal(await page.locator("#analytics .an-row").first().getAttribute("data-query"), `service:${SVC.a} status:error`);
+    // Cardinality takes any facet, not only numbers.
+    await page.selectOption("#an-agg", "cardinality");
+    const cardinal = await page.locator("#an-measure option").evaluateAll((o) => o.map((x) => x.value));
+    assert.ok(["host", "@an_user", "@an_ms"].every((m) => cardinal.includes(m)), cardinal.join(","));
+    await page.selectOption("#an-agg", "pc95");
+    await page.waitForFunction(() => window.CairnExplorer.state().an.agg === "pc95");
+    await viz("timeseries");
+    await page.selectOption("#an-interval", "1m");
+    await page.waitForFunction(() => window.CairnExplorer.state().an.interval === "1m");
+    await page.waitForFunction(() => document.querySelectorAll("#analytics .an-series").length === 1);
+    const ts = asked[asked.length - 1];
+    assert.deepEqual(ts.compute, [{ aggregation: "pc95", metric: "@an_ms", type: "timeseries", interval: "1m" }]);
+    // The null point breaks the line instead of drawing it at zero.
+    const d = await page.locator("#analytics .an-line").getAttribute("d");
+    assert.equal((d.match(/M/g) || []).length, 2, d);
+    assert.equal(await page.locator("#analytics .an-dot").count(), 3);
+    assert.equal(await page.locator("#analytics .an-ytitle").textContent(), "pc95(@an_ms)");
+    await page.screenshot({ path: `${ARTIFACTS}/analytics-measures-mocked.png` });
+  } finally {
+    await page.unroute("**/api/v2/logs/analytics/aggregate");
+    await page.unroute("**/api/v2/logs/attributes*");
+    await page.evaluate(() => window.CairnExplorer.set({ viz: "list", an: {} }));
+  }
+});
+
 test("group values with markup are shown as text in every view, also in dark mode", async () => {
   await search(page, Q);
   await page.evaluate(() => window.CairnExplorer.set({ viz: "toplist", an: { agg: "count", by: ["@an_grp"], limit: 10 } }));

@@ -201,6 +201,8 @@
     note.hidden = true;
     bar.appendChild(note);
     document.addEventListener("click", (ev) => {
+      // The export's own click on its download link keeps the menu (and its status) open.
+      if (!ev.isTrusted) return;
       for (const p of document.querySelectorAll(".an-menu-panel")) {
         if (!p.hidden && !p.parentNode.contains(ev.target)) p.hidden = true;
       }
