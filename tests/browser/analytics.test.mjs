@@ -6,7 +6,10 @@ import { ARTIFACTS, marker, ingest, call, available, waitIndexed, openExplorer, 
 
 const M = marker("an");
 const SVC = { a: M + "-a", b: M + "-b", c: M + "-c" };
-const XSS_GROUP = `<img src=x onerror="window.__pwned='group'">`;
+// Markup and a right-to-left override, which must show as a marker and never apply.
+const XSS_GROUP = `<img src=x onerror="window.__pwned='group'"> \u202Egnp.exe`;
+// What the page shows for it: the control as a visible marker.
+const XSS_SHOWN = XSS_GROUP.replace("\u202E", "<U+202E>");
 const Q = "@an_marker:" + M;
 let ctx, page;
 
@@ -222,16 +225,17 @@ test("group values with markup are shown as text in every view, also in dark mod
   await page.evaluate(() => window.CairnExplorer.set({ viz: "toplist", an: { agg: "count", by: ["@an_grp"], limit: 10 } }));
   await page.waitForFunction(() => document.querySelectorAll("#analytics .an-top").length === 2);
   const labels = await page.locator("#analytics .an-top-label").allTextContents();
-  assert.deepEqual(labels.sort(), [XSS_GROUP, "plain"].sort());
+  assert.deepEqual(labels.sort(), [XSS_SHOWN, "plain"].sort());
   const q = await page.locator("#analytics .an-top", { hasText: "onerror" }).getAttribute("data-query");
-  assert.equal(q, `@an_grp:"<img src=x onerror=\\"window.__pwned='group'\\">"`);
+  assert.equal(q, `@an_grp:"<img src=x onerror=\\"window.__pwned='group'\\"> \u202Egnp.exe"`);
+  assert.equal(await page.locator("#analytics .an-top .bidi").count(), 1, "the override is a marker");
   await assertNoInjection(page);
   await viz("table");
   await page.waitForFunction(() => document.querySelectorAll("#analytics .an-row").length === 2);
-  assert.ok((await page.locator("#analytics .an-td-group").allTextContents()).includes(XSS_GROUP));
+  assert.ok((await page.locator("#analytics .an-td-group").allTextContents()).includes(XSS_SHOWN));
   await viz("timeseries");
   await page.waitForFunction(() => document.querySelectorAll("#analytics .an-series").length === 2);
-  assert.ok((await page.locator("#analytics .an-legend-label").allTextContents()).includes(XSS_GROUP));
+  assert.ok((await page.locator("#analytics .an-legend-label").allTextContents()).includes(XSS_SHOWN));
   await assertNoInjection(page);
   await page.evaluate(() => { document.documentElement.dataset.theme = "dark"; });
   await page.screenshot({ path: `${ARTIFACTS}/analytics-dark.png` });

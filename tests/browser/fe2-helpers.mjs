@@ -78,6 +78,14 @@ export async function assertNoInjection(page) {
     imgs: document.querySelectorAll("img").length,
     inlineScripts: [...document.scripts].filter((s) => !s.src).length,
     pwned: window.__pwned === undefined ? null : window.__pwned,
+    // No direction control reaches the page's text (they are shown as markers).
+    controls: (() => {
+      const re = /[\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]/;
+      const w = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+      const found = [];
+      for (let n = w.nextNode(); n; n = w.nextNode()) if (re.test(n.data)) found.push(n.data);
+      return found;
+    })(),
   }));
-  assert.deepEqual(injected, { imgs: 0, inlineScripts: 0, pwned: null });
+  assert.deepEqual(injected, { imgs: 0, inlineScripts: 0, pwned: null, controls: [] });
 }

@@ -37,7 +37,11 @@
     if (last < s.length) node.appendChild(document.createTextNode(s.slice(last)));
     return node;
   }
+  // For attributes, which cannot hold elements: markers as text, the value in an isolate.
   const plain = (text) => "\u2068" + String(text).replace(BIDI, marker) + "\u2069";
+  // For text nodes that cannot hold elements (<option>, SVG <title>): markers only, so that no
+  // control character, not even an isolate, is in the page's text.
+  const marked = (text) => String(text).replace(BIDI, marker);
   function el(tag, cls, text) {
     const e = document.createElement(tag);
     if (cls) e.className = cls;
@@ -231,9 +235,9 @@
     clear(select);
     if (none !== undefined) option(select, "", none);
     const seen = new Set();
-    for (const v of values) { if (!seen.has(v)) { seen.add(v); option(select, v, plain(v)); } }
+    for (const v of values) { if (!seen.has(v)) { seen.add(v); option(select, v, marked(v)); } }
     // A setting from a link or a saved view stays selectable even when it is not known here.
-    if (chosen && !seen.has(chosen)) option(select, chosen, plain(chosen));
+    if (chosen && !seen.has(chosen)) option(select, chosen, marked(chosen));
     select.value = chosen || "";
   }
   function syncBar(s) {
@@ -450,7 +454,7 @@
         const dot = svg("circle", { cx: x(p.t).toFixed(1), cy: y(p.v).toFixed(1), r: sr.points.length === 1 ? 3.5 : 2.2, class: "an-dot" });
         dot.style.fill = color;
         // SVG <title> is text: the group value cannot become markup here either.
-        dot.appendChild(svg("title", {}, plain(sr.label) + " — " + X.fmtTime(p.t) + ": " + fmtNum(p.v)));
+        dot.appendChild(svg("title", {}, marked(sr.label) + " — " + X.fmtTime(p.t) + ": " + fmtNum(p.v)));
         line.appendChild(dot);
       }
       g.appendChild(line);
@@ -716,9 +720,19 @@
   }
   // Read now: app.js rewrites the address to the full view when the page loads.
   const initialSaved = savedFromHash();
-  // Registered before app.js's own handler (which runs on DOMContentLoaded), so it sees the
-  // link before the address is rewritten.
-  window.addEventListener("hashchange", () => { const n = savedFromHash(); if (n !== null) openSaved(n); });
+  // Registered before app.js's own handlers (added on DOMContentLoaded), so they see the link
+  // before app.js rewrites the address. A pasted link fires popstate, then hashchange: whichever
+  // still sees it opens the view, once.
+  let lastLink = { name: null, at: 0 };
+  function onLink() {
+    const n = savedFromHash();
+    if (n === null) return;
+    if (n === lastLink.name && Date.now() - lastLink.at < 1000) return;
+    lastLink = { name: n, at: Date.now() };
+    openSaved(n);
+  }
+  window.addEventListener("popstate", onLink);
+  window.addEventListener("hashchange", onLink);
 
   // ---- Export (contract F).
   function buildExportMenu() {
