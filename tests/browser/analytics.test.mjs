@@ -65,7 +65,16 @@ test("the timeseries draws one line per group with labelled axes and a legend", 
   const sums = await page.evaluate(() => [...document.querySelectorAll("#analytics .an-series")].map((g) =>
     [...g.querySelectorAll("circle title")].reduce((n, t) => n + Number(t.textContent.split(": ").pop()), 0)));
   assert.deepEqual(sums.sort((x, y) => x - y), [10, 20, 30]);
+  // Hovering reads out every line at the bucket under the pointer.
+  const box = await page.locator("#analytics .an-svg").boundingBox();
+  const lastDot = await page.locator("#analytics .an-series circle").last().boundingBox();
+  await page.mouse.move(lastDot.x + lastDot.width / 2, box.y + box.height / 2);
+  await page.waitForSelector("#analytics .an-tip:not([hidden])");
+  assert.equal(await page.locator("#analytics .an-tip .an-tip-row").count(), 3);
+  assert.deepEqual((await page.locator("#analytics .an-tip .an-tip-label").allTextContents()).sort(), [SVC.a, SVC.b, SVC.c]);
   await page.screenshot({ path: `${ARTIFACTS}/analytics-timeseries.png` });
+  await page.mouse.move(box.x + 2, box.y + 2);
+  await page.waitForSelector("#analytics .an-tip", { state: "hidden" });
   await page.locator("#analytics .an-legend-item", { hasText: SVC.b }).click();
   await page.waitForFunction((s) => window.CairnExplorer.state().query.includes("service:" + s), SVC.b);
   await page.waitForFunction(() => document.querySelectorAll("#analytics .an-series").length === 1);

@@ -15,6 +15,7 @@
   // Series are told apart by theme colour first, then by dash, so dark mode needs nothing more.
   const COLORS = ["--accent", "--info", "--ok", "--warn", "--error"];
   const DASHES = ["", "7 4", "2 3"];
+  const MAX_DOTS = 120;
   const PATTERN_LIMIT = 100000;
   const EXPORT_LIMIT = 100000;
   const SVG = "http://www.w3.org/2000/svg";
@@ -449,7 +450,8 @@
       path.style.stroke = color;
       if (dash) path.setAttribute("stroke-dasharray", dash);
       line.appendChild(path);
-      for (const p of sr.points) {
+      // Dots only while they stay apart; the hover read-out serves dense lines.
+      if (sr.points.length <= MAX_DOTS) for (const p of sr.points) {
         if (typeof p.v !== "number") continue;
         const dot = svg("circle", { cx: x(p.t).toFixed(1), cy: y(p.v).toFixed(1), r: sr.points.length === 1 ? 3.5 : 2.2, class: "an-dot" });
         dot.style.fill = color;
@@ -460,7 +462,49 @@
       g.appendChild(line);
     });
     wrap.appendChild(g);
+    hover(wrap, g, series, { x, L, R, T, B, W, H, t0, t1 });
     return wrap;
+  }
+
+  // A read-out of every series at the bucket under the pointer, with a guide line.
+  function hover(wrap, g, series, k) {
+    const times = [...new Set(series.flatMap((sr) => sr.points.map((p) => p.t)))].sort((p, q) => p - q);
+    if (!times.length) return;
+    const guide = svg("line", { x1: 0, x2: 0, y1: k.T, y2: k.H - k.B, class: "an-guide", visibility: "hidden" });
+    g.appendChild(guide);
+    const tip = el("div", "an-tip");
+    tip.setAttribute("role", "status");
+    tip.hidden = true;
+    wrap.appendChild(tip);
+    const maps = series.map((sr) => new Map(sr.points.map((p) => [p.t, p.v])));
+    g.addEventListener("mousemove", (ev) => {
+      const box = g.getBoundingClientRect();
+      const px = (ev.clientX - box.left) * (k.W / box.width);
+      if (px < k.L || px > k.W - k.R) { guide.setAttribute("visibility", "hidden"); tip.hidden = true; return; }
+      const t = k.t0 + (px - k.L) / (k.W - k.L - k.R) * (k.t1 - k.t0);
+      let best = times[0];
+      for (const c of times) if (Math.abs(c - t) < Math.abs(best - t)) best = c;
+      const gx = k.x(best);
+      guide.setAttribute("x1", gx);
+      guide.setAttribute("x2", gx);
+      guide.setAttribute("visibility", "visible");
+      clear(tip);
+      tip.appendChild(el("div", "an-tip-time", X.fmtTime(best)));
+      const rows = series.map((sr, i) => ({ sr, i, v: maps[i].get(best) }))
+        .filter((r) => r.v !== undefined).sort((p, q) => (q.v ?? -Infinity) - (p.v ?? -Infinity)).slice(0, 12);
+      for (const r of rows) {
+        const row = el("div", "an-tip-row");
+        const sw = el("span", "an-swatch");
+        sw.style.borderTopColor = "var(" + COLORS[r.i % COLORS.length] + ")";
+        row.append(sw, dataEl("span", "an-tip-label", r.sr.label), el("span", "an-tip-value", fmtNum(r.v)));
+        tip.appendChild(row);
+      }
+      tip.hidden = false;
+      const left = ev.clientX - wrap.getBoundingClientRect().left;
+      tip.style.left = Math.min(left + 14, wrap.clientWidth - tip.offsetWidth - 4) + "px";
+      tip.style.top = "8px";
+    });
+    g.addEventListener("mouseleave", () => { guide.setAttribute("visibility", "hidden"); tip.hidden = true; });
   }
 
   async function renderToplist(s, root, isCurrent) {
@@ -654,6 +698,23 @@
     menu.append(button, panel);
     return menu;
   }
+  // A stored state is whatever was PUT: only the view's own keys, each of the right type, are
+  // handed to set().
+  function viewState(st) {
+    if (!st || typeof st !== "object" || Array.isArray(st)) return null;
+    const v = {};
+    const bound = (b) => typeof b === "number" || (typeof b === "string" && b);
+    const strs = (a) => Array.isArray(a) && a.every((x) => typeof x === "string");
+    if (typeof st.query === "string") v.query = st.query;
+    if (typeof st.range === "string" && st.range) v.range = st.range;
+    if (bound(st.from) && bound(st.to)) { v.from = st.from; v.to = st.to; }
+    if (strs(st.facets)) v.facets = st.facets;
+    if (strs(st.columns)) v.columns = st.columns;
+    if (VIZ.some(([x]) => x === st.viz)) v.viz = st.viz;
+    v.an = st.an && typeof st.an === "object" && !Array.isArray(st.an) ? st.an : {};
+    if (st.tz === "utc" || st.tz === "local") v.tz = st.tz;
+    return v;
+  }
   async function saveView(raw) {
     const name = String(raw).trim();
     if (!name || name.length > 100 || /[\u0000-\u001f\u007f-\u009f]/.test(name)) {
@@ -684,7 +745,8 @@
       open.type = "button";
       open.title = "Open " + plain(v.name) + (v.updated_at ? " (saved " + X.fmtTime(v.updated_at) + ")" : "");
       open.addEventListener("click", () => {
-        if (v.state && typeof v.state === "object") { X.set(v.state); $("views-panel").hidden = true; }
+        const st = viewState(v.state);
+        if (st) { X.set(st); $("views-panel").hidden = true; } else viewsStatus("This saved view holds no view.", true);
       });
       const link = el("a", "an-view-link", "link");
       link.href = "#saved=" + encodeURIComponent(v.name);
@@ -709,8 +771,8 @@
     if (!name) return;
     try {
       const r = await X.api("GET", viewPath(name));
-      const st = r && r.data && r.data.state;
-      if (!st || typeof st !== "object") throw new Error("it holds no view");
+      const st = viewState(r && r.data && r.data.state);
+      if (!st) throw new Error("it holds no view");
       note("");
       // The link stands for the view: it is replaced by the view's own address.
       X.set(st, { replace: true });
@@ -745,7 +807,8 @@
     panel.id = "export-panel";
     panel.hidden = true;
     button.addEventListener("click", () => { panel.hidden = !panel.hidden; button.setAttribute("aria-expanded", String(!panel.hidden)); });
-    panel.appendChild(el("div", "an-menu-hint", "The logs of the current query, newest first, up to " + fmtNum(EXPORT_LIMIT) + "."));
+    panel.appendChild(el("div", "an-menu-hint", "The logs of the current query, newest first, up to " + fmtNum(EXPORT_LIMIT) +
+      ". CSV has the list's columns too."));
     for (const [fmt, label] of [["csv", "CSV"], ["ndjson", "NDJSON"]]) {
       const b = el("button", "an-export", label);
       b.type = "button";
