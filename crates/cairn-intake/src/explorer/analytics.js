@@ -126,7 +126,9 @@
   // ---- Known attributes (contract B), for the measure and group-by pickers.
   let attrs = null;
   let attrsNote = "";
+  let attrsAt = 0;
   async function loadAttrs() {
+    attrsAt = Date.now();
     try {
       const r = await X.api("GET", "/api/v2/logs/attributes?limit=1000");
       attrs = Array.isArray(r.data) ? r.data.filter((x) => x && typeof x.path === "string") : [];
@@ -164,7 +166,9 @@
     agg.addEventListener("change", () => {
       const patch = { agg: agg.value };
       const a = settings(X.state());
-      if (agg.value !== "count" && !a.measure) patch.measure = measureChoices(agg.value)[0] || "";
+      const choices = measureChoices(agg.value);
+      // A measure the new aggregation cannot take (cardinality's "host" for avg) gives way.
+      if (agg.value !== "count" && (!a.measure || (attrs && attrs.length && !choices.includes(a.measure)))) patch.measure = choices[0] || "";
       changeAn(patch);
     });
     const measure = el("select");
@@ -216,6 +220,8 @@
       if (ev.key !== "Escape") return;
       for (const p of document.querySelectorAll(".an-menu-panel")) p.hidden = true;
     });
+    // New attributes arrive with new logs: the pickers ask again, at most every 30 s.
+    for (const sel of [measure, by1, by2]) sel.addEventListener("focus", () => { if (Date.now() - attrsAt > 30000) loadAttrs(); });
     loadAttrs();
     return true;
   }
@@ -233,6 +239,11 @@
     return list.filter((x) => x.type === "number").map((x) => "@" + x.path);
   }
   function fillSelect(select, values, chosen, none) {
+    // Refilled only when its options change, so that a tick of live tail does not close a
+    // picker the reader has open.
+    const sig = JSON.stringify([values, chosen || "", none === undefined ? null : none]);
+    if (select.dataset.sig === sig) { select.value = chosen || ""; return; }
+    select.dataset.sig = sig;
     clear(select);
     if (none !== undefined) option(select, "", none);
     const seen = new Set();
@@ -254,7 +265,7 @@
     $("an-of").hidden = a.agg === "count";
     m.title = attrsNote;
     const facets = BASE_FACETS.concat((s.facets || []).filter((f) => typeof f === "string"),
-      (attrs || []).filter((x) => x.type !== "mixed").map((x) => "@" + x.path));
+      (attrs || []).map((x) => "@" + x.path));
     fillSelect($("an-by1"), facets, a.by[0] || "", "everything");
     fillSelect($("an-by2"), facets, a.by[1] || "", "and nothing else");
     $("an-by2").hidden = !a.by[0];
