@@ -58,8 +58,9 @@ test("the patterns view clusters the query's messages into marked templates", as
   assert.match(login.sample, /^user u\d+ logged in from 10\.0\./);
   assert.match(payment.template, /^payment <\*> failed after <\*> ms$/);
   assert.deepEqual(payment.segs.sort(), ["error", "warn"]);
-  // Markup in a template is text.
-  assert.ok(render.template.includes(XSS), render.template);
+  // Markup in a template is text (the miner may take parts of it as variable).
+  assert.match(render.template, /^render <img src=.*widget <\*> done$/);
+  assert.ok(render.vars >= 1);
   assert.ok(render.sample.includes(XSS), render.sample);
   await assertNoInjection(page);
   await page.screenshot({ path: `${ARTIFACTS}/patterns.png` });
