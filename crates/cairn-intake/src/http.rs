@@ -577,6 +577,11 @@ async fn attributes_handler(
         limit,
     };
     match st.store.read(move |c| api::attributes(c, &params)).await {
+        Ok(r) => axum::Json(r).into_response(),
+        Err(e) => store_error(e),
+    }
+}
+
 // ---- patterns, view in context, saved views, export (issue 11) ----
 
 async fn patterns_handler(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
