@@ -486,7 +486,7 @@ impl Facet {
 
 /// `@a.b` → `$."a"."b"`, refusing empty steps and quotes (which a quoted step cannot hold).
 fn attr_path(name: &str, field: &str) -> Result<String, IntakeError> {
-    let parts: Vec<String> = name[1..].split('.').map(str::to_owned).collect();
+    let parts = query::split_path_text(&name[1..]);
     if parts.iter().any(|p| p.is_empty() || p.contains('"')) {
         return Err(IntakeError::BadRequest(format!(
             "{field} {name:?} is not an attribute path"
@@ -1340,16 +1340,6 @@ fn plan(conn: &Connection, ctx: &Ctx, specs: &[Spec]) -> Result<Option<Plan>, In
         Some(p) => Some((path_id_of(conn, &p)?, range.map(|(_, n)| n))),
         None => None,
     };
-    if universe.is_some() || !measures.is_empty() {
-        // Logs from before the attribute tables, not yet added to them, only a scan sees.
-        let backfilling: bool =
-            conn.query_row("SELECT EXISTS (SELECT 1 FROM attr_backfill)", [], |r| {
-                r.get(0)
-            })?;
-        if backfilling {
-            return Ok(None);
-        }
-    }
     Ok(Some(Plan {
         reserved: if reserved.is_empty() {
             Node::All

@@ -188,15 +188,9 @@ fn walk<'a>(
             serde_json::Value::Bool(_) => (LeafKind::Boolean, None),
             _ => (LeafKind::Other, None),
         };
-        let mut json_path = String::from("$");
-        for p in parts.iter() {
-            json_path.push_str(".\"");
-            json_path.push_str(p);
-            json_path.push('"');
-        }
         out.push(Leaf {
-            json_path,
-            dotted: parts.join("."),
+            json_path: crate::query::json_path_of(parts),
+            dotted: crate::query::dotted_path(parts),
             kind,
             number: number.filter(|n| n.is_finite()),
         });

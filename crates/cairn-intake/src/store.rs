@@ -302,26 +302,7 @@ impl Drop for Store {
 }
 
 fn init_schema(conn: &Connection) -> rusqlite::Result<()> {
-    init_tables(conn)?;
-    Ok(())
-}
-
-fn init_tables(conn: &Connection) -> rusqlite::Result<()> {
-    let had_attr_tables: bool = conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'attr_paths')",
-        [],
-        |r| r.get(0),
-    )?;
     create_tables(conn)?;
-    if !had_attr_tables {
-        // A store from before issue 11 holds logs that the attribute tables know nothing
-        // of: the writer adds them in chunks, and until it is done queries scan the logs.
-        conn.execute(
-            "INSERT INTO attr_backfill (next_id, last_id)
-             SELECT min(id), max(id) FROM logs HAVING count(*) > 0",
-            [],
-        )?;
-    }
     Ok(())
 }
 
@@ -393,10 +374,6 @@ fn create_tables(conn: &Connection) -> rusqlite::Result<()> {
          );
          CREATE UNIQUE INDEX IF NOT EXISTS attr_measure_key
              ON attr_measure (path_id, bucket_ms, service, source, status, part);
-         CREATE TABLE IF NOT EXISTS attr_backfill (
-             next_id INTEGER NOT NULL,
-             last_id INTEGER NOT NULL
-         );
          -- A check may send 10,000 contexts every 15 s: a context is looked up once per series
          -- through its unique index, and its points are clustered by (context, time), so a
          -- query reads each matching context's range without touching other contexts.
@@ -550,12 +527,6 @@ fn writer_loop(
     // Whether the full-text index may have segments left to merge (it gains one per commit).
     let mut merge_pending = true;
     loop {
-        if attr.backfill.is_some() {
-            // One chunk per turn of the loop: ingestion waits for at most one.
-            if let Err(e) = backfill_step(&mut conn, &mut attr) {
-                tracing::warn!(error = %e, "intake attribute backfill failed; will retry");
-            }
-        }
         let mut wait = next_maintenance.saturating_duration_since(Instant::now());
         if merge_pending {
             wait = wait.min(IDLE_BEFORE_MERGE);
@@ -688,117 +659,17 @@ fn log_report(report: &MaintenanceReport) {
 /// Attribute path ids by JSON path, kept by the writer (the only one that adds paths).
 type PathIds = HashMap<String, i64>;
 
-/// Logs per backfill transaction.
-const BACKFILL_CHUNK: i64 = 5_000;
-
 /// What the writer knows of the attribute tables.
 #[derive(Default)]
 struct AttrState {
     paths: PathIds,
-    /// Ids of stored logs not yet in the attribute tables (`next..=last`), from before them.
-    backfill: Option<(i64, i64)>,
 }
 
 impl AttrState {
     fn load(conn: &Connection) -> rusqlite::Result<AttrState> {
-        let backfill = conn
-            .query_row(
-                "SELECT next_id, last_id FROM attr_backfill LIMIT 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .map(Some)
-            .or_else(|e| match e {
-                rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                e => Err(e),
-            })?;
         Ok(AttrState {
             paths: load_paths(conn)?,
-            backfill,
         })
-    }
-
-    /// Whether the log `id` is counted in the attribute tables.
-    fn counted(&self, id: i64) -> bool {
-        self.backfill
-            .is_none_or(|(next, last)| id < next || id > last)
-    }
-}
-
-/// Adds one chunk of pre-existing logs to the attribute tables.
-fn backfill_step(conn: &mut Connection, attr: &mut AttrState) -> rusqlite::Result<()> {
-    let Some((next, last)) = attr.backfill else {
-        return Ok(());
-    };
-    let mut added = Vec::new();
-    let result = (|| -> rusqlite::Result<Option<(i64, i64)>> {
-        let tx = conn.transaction()?;
-        let mut path_counts: HashMap<i64, PathCounts> = HashMap::new();
-        let mut measures: HashMap<MeasureKey<String>, Vec<f64>> = HashMap::new();
-        let mut seen = 0;
-        let mut max_id = next - 1;
-        {
-            let mut stmt = tx.prepare(
-                "SELECT id, timestamp_ms, service, source, status, attributes FROM logs
-                 WHERE id >= ?1 AND id <= ?2 ORDER BY id LIMIT ?3",
-            )?;
-            let mut rows = stmt.query(params![next, last, BACKFILL_CHUNK])?;
-            while let Some(r) = rows.next()? {
-                seen += 1;
-                let id: i64 = r.get(0)?;
-                max_id = id;
-                let ts: i64 = r.get(1)?;
-                let attributes: Option<String> = r.get(5)?;
-                let Some(attributes) = attributes else {
-                    continue;
-                };
-                let bucket = ts.div_euclid(BUCKET_MS) * BUCKET_MS;
-                let (service, source, status): (String, String, String) =
-                    (r.get(2)?, r.get(3)?, r.get(4)?);
-                for leaf in leaves_of(&attributes) {
-                    let pid = path_id(
-                        &tx,
-                        &mut attr.paths,
-                        &mut added,
-                        &leaf.json_path,
-                        &leaf.dotted,
-                    )?;
-                    path_counts.entry(pid).or_default()[kind_index(leaf.kind)] += 1;
-                    if let Some(v) = leaf.number {
-                        measures
-                            .entry((pid, bucket, service.clone(), source.clone(), status.clone()))
-                            .or_default()
-                            .push(v);
-                    }
-                }
-            }
-        }
-        apply_path_counts(&tx, &path_counts, 1)?;
-        add_measures(&tx, &measures)?;
-        let left = if seen < BACKFILL_CHUNK || max_id >= last {
-            tx.execute("DELETE FROM attr_backfill", [])?;
-            None
-        } else {
-            tx.execute("UPDATE attr_backfill SET next_id = ?1", [max_id + 1])?;
-            Some((max_id + 1, last))
-        };
-        tx.commit()?;
-        Ok(left)
-    })();
-    match result {
-        Ok(left) => {
-            if left.is_none() {
-                tracing::info!("intake attribute backfill done");
-            }
-            attr.backfill = left;
-            Ok(())
-        }
-        Err(e) => {
-            for p in added {
-                attr.paths.remove(&p);
-            }
-            Err(e)
-        }
     }
 }
 
@@ -1390,7 +1261,7 @@ fn delete_oldest(
             // The same leaves the writer found at ingest, so that the counts and values taken
             // out are exactly those put in. A path unknown here was never counted.
             let leaves = match attributes.as_deref() {
-                Some(a) if attr.counted(id) => leaves_of(a),
+                Some(a) => leaves_of(a),
                 _ => Vec::new(),
             };
             for leaf in leaves {

@@ -151,10 +151,22 @@ fn fixtures() -> Value {
             "health check ok 100%",
             json!({"duration_ms": 20.0, "http": {"status_code": 204}})
         ),
+        // Keys that hold the query language's own characters: a dot that is not nesting, a
+        // space, a colon, a backslash.
+        log(
+            13,
+            "keys",
+            "",
+            "info",
+            "f",
+            "",
+            "odd keys",
+            json!({"a.b": "flat", "a": {"b": "nested"}, "two words": "x y", "k:v": 1, "back\\slash": "bs"})
+        ),
     ])
 }
 
-const ALL: &[i64] = &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12];
+const ALL: &[i64] = &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13];
 
 const TABLE: &[(&str, &[i64])] = &[
     ("*", ALL),
@@ -164,8 +176,8 @@ const TABLE: &[(&str, &[i64])] = &[
     ("service:w?b", &[1, 2, 11]),
     ("service:webapp", &[3]),
     ("service:api", &[4, 5, 12]),
-    ("-service:web", &[3, 4, 5, 6, 7, 8, 9, 10, 12]),
-    ("NOT service:web", &[3, 4, 5, 6, 7, 8, 9, 10, 12]),
+    ("-service:web", &[3, 4, 5, 6, 7, 8, 9, 10, 12, 13]),
+    ("NOT service:web", &[3, 4, 5, 6, 7, 8, 9, 10, 12, 13]),
     ("source:nginx", &[1, 2, 11]),
     ("source:python", &[3, 4, 5, 12]),
     ("source:post*", &[6, 7]),
@@ -174,7 +186,7 @@ const TABLE: &[(&str, &[i64])] = &[
     ("status:(error OR critical)", &[2, 5, 6]),
     ("status:warn", &[3, 11]),
     ("status:warning", &[3, 11]),
-    ("status:info", &[1, 4, 7, 9, 10]),
+    ("status:info", &[1, 4, 7, 9, 10, 13]),
     ("host:d", &[7, 8, 9]),
     ("host:a OR host:b", &[1, 2, 3, 4, 11, 12]),
     ("host:(a OR c) -status:info", &[2, 5, 6, 11]),
@@ -184,11 +196,11 @@ const TABLE: &[(&str, &[i64])] = &[
     ("env:prod AND team:api", &[4, 5]),
     ("env:pro*", &[1, 2, 4, 5, 6, 11]),
     ("env:*", &[1, 2, 3, 4, 5, 6, 7, 9, 11, 12]),
-    ("-env:*", &[8, 10]),
+    ("-env:*", &[8, 10, 13]),
     ("version:1.2", &[4]),
     ("team:d*", &[6, 9]),
     ("team:core AND NOT status:info", &[2, 3, 11]),
-    ("-(env:prod)", &[3, 7, 8, 9, 10, 12]),
+    ("-(env:prod)", &[3, 7, 8, 9, 10, 12, 13]),
     ("error", &[2]),
     ("refused", &[5, 9]),
     ("\"connection refused\"", &[5, 9]),
@@ -216,8 +228,8 @@ const TABLE: &[(&str, &[i64])] = &[
     ("@user:*bob*", &[2, 3]),
     ("@user:bob*", &[2, 3]),
     ("@user:*", &[1, 2, 3, 4, 5, 6, 9]),
-    ("-@user:*", &[7, 8, 10, 11, 12]),
-    ("-@user:alice", &[2, 3, 5, 6, 7, 8, 9, 10, 11, 12]),
+    ("-@user:*", &[7, 8, 10, 11, 12, 13]),
+    ("-@user:alice", &[2, 3, 5, 6, 7, 8, 9, 10, 11, 12, 13]),
     ("@duration_ms:>100", &[2, 3, 5, 8, 11]),
     ("@duration_ms:>=100", &[2, 3, 5, 7, 8, 11]),
     ("@duration_ms:<20", &[1, 6, 9]),
@@ -247,10 +259,17 @@ const TABLE: &[(&str, &[i64])] = &[
     ("service:web status:error OR service:db", &[2, 6, 7]),
     ("service:db OR service:web status:error", &[2, 6, 7]),
     ("service:db OR service:web AND status:error", &[2, 6, 7]),
-    ("NOT (service:web OR service:api)", &[3, 6, 7, 8, 9, 10]),
+    ("NOT (service:web OR service:api)", &[3, 6, 7, 8, 9, 10, 13]),
     ("((service:web))", &[1, 2, 11]),
     ("refused AND NOT service:api", &[9]),
     ("service:nothing", &[]),
+    ("@a\\.b:flat", &[13]),
+    ("@a\\.b:nested", &[]),
+    ("@a.b:nested", &[13]),
+    ("@a.b:flat", &[]),
+    ("@two\\ words:\"x y\"", &[13]),
+    ("@k\\:v:1", &[13]),
+    ("@back\\\\slash:bs", &[13]),
 ];
 
 #[tokio::test(flavor = "multi_thread")]

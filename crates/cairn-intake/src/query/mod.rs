@@ -7,9 +7,10 @@ mod parse;
 mod sql;
 
 pub use ast::{CmpOp, Field, Node, Piece, Span, Value};
-pub use parse::parse;
+pub use parse::{parse, split_path_text};
 pub use sql::{
-    glob_matches, has_text, json_path as json_path_of, only_reserved, to_sql, Sql, TextMode,
+    dotted_path, glob_matches, has_text, json_path as json_path_of, only_reserved, to_sql, Sql,
+    TextMode,
 };
 
 /// A query that does not parse, with the 1-based column (in characters) it points at.

@@ -394,9 +394,9 @@ fn field_of(name: &[(char, bool)], start: usize) -> Result<Field, QueryError> {
             "a field name cannot contain wildcards".into(),
         ));
     }
-    let name: String = name.iter().map(|(c, _)| *c).collect();
-    if let Some(path) = name.strip_prefix('@') {
-        let parts: Vec<String> = path.split('.').map(str::to_owned).collect();
+    if name.first() == Some(&('@', false)) {
+        let parts = split_path(&name[1..]);
+        let name: String = name.iter().map(|(c, _)| *c).collect();
         if parts.iter().any(|p| p.is_empty() || p.contains('"')) {
             return Err(Parser::column_error(
                 start + 1,
@@ -405,6 +405,7 @@ fn field_of(name: &[(char, bool)], start: usize) -> Result<Field, QueryError> {
         }
         return Ok(Field::Attr(parts));
     }
+    let name: String = name.iter().map(|(c, _)| *c).collect();
     Ok(match name.as_str() {
         "service" => Field::Service,
         "source" => Field::Source,
@@ -412,6 +413,33 @@ fn field_of(name: &[(char, bool)], start: usize) -> Result<Field, QueryError> {
         "host" => Field::Host,
         _ => Field::Tag(name),
     })
+}
+
+/// An attribute path split at its unescaped dots: `a\\.b.c` is the key `a.b`, then `c`.
+fn split_path(path: &[(char, bool)]) -> Vec<String> {
+    let mut parts = vec![String::new()];
+    for &(c, escaped) in path {
+        if c == '.' && !escaped {
+            parts.push(String::new());
+        } else {
+            parts.last_mut().expect("never empty").push(c);
+        }
+    }
+    parts
+}
+
+/// The same split for a path given as plain text (a `group_by` facet, a measure): a
+/// backslash makes the next character part of the key.
+pub fn split_path_text(path: &str) -> Vec<String> {
+    let mut chars = Vec::with_capacity(path.len());
+    let mut it = path.chars();
+    while let Some(c) = it.next() {
+        match c {
+            '\\' => chars.push((it.next().unwrap_or('\\'), true)),
+            c => chars.push((c, false)),
+        }
+    }
+    split_path(&chars)
 }
 
 fn value_of(w: &[(char, bool)], field: &Field, start: usize) -> Result<Value, QueryError> {

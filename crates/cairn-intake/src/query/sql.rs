@@ -233,12 +233,37 @@ fn attr_leaf(path: &str, value: &Value, out: &mut Sql) {
 
 /// `$."a"."b"`: quoting each step keeps dots and brackets in names literal. The parser refuses
 /// names with `"`, the one character a quoted step cannot hold.
-pub fn json_path(path: &[String]) -> String {
+/// SQLite's JSON path for the steps: each step quoted, so dots and spaces in a key are part
+/// of it; inside the quotes SQLite reads `\\` as one backslash.
+pub fn json_path<S: AsRef<str>>(path: &[S]) -> String {
     let mut out = String::from("$");
     for part in path {
         out.push_str(".\"");
-        out.push_str(part);
+        for c in part.as_ref().chars() {
+            if c == '\\' {
+                out.push('\\');
+            }
+            out.push(c);
+        }
         out.push('"');
+    }
+    out
+}
+
+/// The path as the query language writes it, `a\\.b.c` for the key `a.b` holding `c`, so
+/// that a listed path pasted after `@` names the same attribute.
+pub fn dotted_path<S: AsRef<str>>(path: &[S]) -> String {
+    let mut out = String::new();
+    for (i, part) in path.iter().enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        for c in part.as_ref().chars() {
+            if matches!(c, '.' | '\\' | ' ' | ':' | '(' | ')' | '"' | '*' | '?') {
+                out.push('\\');
+            }
+            out.push(c);
+        }
     }
     out
 }
