@@ -386,8 +386,27 @@ fn main() {
             );
         }
         issue11_queries(&client, &agg_url).await;
+        hold_for_browser(&intake).await;
         intake.shutdown().await;
     });
+}
+
+/// With CAIRN_BENCH_HOLD=<file>, writes the intake's URL and token to that file and keeps the
+/// filled store served until the file is deleted, so that bench/explorer/first_paint.mjs can
+/// time the Explorer against it.
+async fn hold_for_browser(intake: &RunningIntake) {
+    let Ok(path) = std::env::var("CAIRN_BENCH_HOLD") else {
+        return;
+    };
+    let line = format!("{} {}\n", intake.url(), intake.token().unwrap_or_default());
+    std::fs::write(&path, line).expect("CAIRN_BENCH_HOLD is writable");
+    println!(
+        "holding the store at {} until {path} is deleted",
+        intake.url()
+    );
+    while std::path::Path::new(&path).exists() {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// Issue 11: an attribute facet's top values, a measure by service over time, and a count
