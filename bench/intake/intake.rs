@@ -307,6 +307,9 @@ fn main() {
         cfg.listen = "127.0.0.1:0".parse().expect("addr");
         cfg.max_size_bytes = u64::MAX;
         cfg.retention = Duration::from_secs(30 * 86_400);
+        // A scan reference over 5M logs can take longer than the 10 s a connection may stay
+        // silent.
+        cfg.limits.idle_timeout = Duration::from_secs(300);
         let intake = cairn_intake::start(cfg).await.expect("intake starts");
         let client = authed_client(&intake);
 
