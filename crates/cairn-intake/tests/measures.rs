@@ -467,3 +467,31 @@ async fn retention_removes_measure_rows_and_path_counts() {
     close(&c["c2"], 12.0);
     assert_eq!(c["c3"], 2);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deep_huge_and_odd_attributes_still_aggregate() {
+    let h = Harness::start().await;
+    let mut deep = json!(1);
+    for _ in 0..70 {
+        deep = json!({ "d": deep });
+    }
+    let body = format!(
+        r#"[{{"message": "m", "service": "s", "hostname": "h", "deep": {deep}, "n": 1e999, "big": 1{zeros}, "k": "\ud800"}},
+            {{"message": "m2", "service": "s", "hostname": "h", "n": 3, "deep": 2}}]"#,
+        zeros = "0".repeat(400)
+    );
+    let (status, text) = h.post_raw("/api/v2/logs", None, body.into_bytes()).await;
+    assert_eq!(status, 202, "{text}");
+    for group in ["@deep", "@n", "@big", "@k"] {
+        let b = buckets(
+            &h,
+            json!({"filter": {"from": "now-1h", "to": "now+1h"},
+                   "compute": [{"aggregation": "count"}, {"aggregation": "avg", "metric": group}, {"aggregation": "pc99", "metric": "@n"}],
+                   "group_by": [{"facet": group}]}),
+        )
+        .await;
+        assert!(!b.is_empty(), "{group}");
+    }
+    let (status, _) = attributes(&h, "").await;
+    assert_eq!(status, 200);
+}
