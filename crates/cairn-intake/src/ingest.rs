@@ -147,14 +147,61 @@ const MAX_LEAVES: usize = 256;
 
 /// The leaves of an attributes object (objects are walked, arrays and scalars are leaves).
 pub fn leaves_of(attributes: &str) -> Vec<Leaf> {
+    let mut out = Vec::new();
+    let mut parts: Vec<&str> = Vec::new();
+    // Borrowed first: no value is decoded or copied. A key with an escape cannot be borrowed;
+    // such objects take the owned walk, which gives the same leaves.
+    if walk_raw(attributes, &mut parts, &mut out).is_some() {
+        return out;
+    }
+    out.clear();
+    parts.clear();
     let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(attributes)
     else {
         return Vec::new();
     };
-    let mut out = Vec::new();
-    let mut parts: Vec<&str> = Vec::new();
     walk(&map, &mut parts, &mut out);
     out
+}
+
+fn walk_raw<'a>(object: &'a str, parts: &mut Vec<&'a str>, out: &mut Vec<Leaf>) -> Option<()> {
+    let map: std::collections::BTreeMap<&'a str, &'a RawValue> =
+        serde_json::from_str(object).ok()?;
+    for (k, v) in map {
+        if out.len() >= MAX_LEAVES {
+            return Some(());
+        }
+        if (parts.is_empty() && k == normalize::MARKER_KEY) || k.is_empty() || k.contains('"') {
+            continue;
+        }
+        let text = v.get();
+        parts.push(k);
+        let (kind, number) = match text.as_bytes().first() {
+            Some(b'{') => {
+                if parts.len() < MAX_LEAF_DEPTH {
+                    walk_raw(text, parts, out)?;
+                }
+                parts.pop();
+                continue;
+            }
+            Some(b'"') => (LeafKind::String, None),
+            Some(b't' | b'f') => (LeafKind::Boolean, None),
+            Some(b'n' | b'[') | None => (LeafKind::Other, None),
+            Some(_) => (LeafKind::Number, text.parse::<f64>().ok()),
+        };
+        push_leaf(parts, kind, number, out);
+        parts.pop();
+    }
+    Some(())
+}
+
+fn push_leaf(parts: &[&str], kind: LeafKind, number: Option<f64>, out: &mut Vec<Leaf>) {
+    out.push(Leaf {
+        json_path: crate::query::json_path_of(parts),
+        dotted: crate::query::dotted_path(parts),
+        kind,
+        number: number.filter(|n| n.is_finite()),
+    });
 }
 
 fn walk<'a>(
@@ -188,12 +235,7 @@ fn walk<'a>(
             serde_json::Value::Bool(_) => (LeafKind::Boolean, None),
             _ => (LeafKind::Other, None),
         };
-        out.push(Leaf {
-            json_path: crate::query::json_path_of(parts),
-            dotted: crate::query::dotted_path(parts),
-            kind,
-            number: number.filter(|n| n.is_finite()),
-        });
+        push_leaf(parts, kind, number, out);
         parts.pop();
     }
 }
@@ -566,5 +608,26 @@ mod tests {
             Encoding::from_header(Some("br")),
             Err(Reject::UnsupportedEncoding(_))
         ));
+    }
+
+    #[test]
+    fn borrowed_and_owned_leaf_walks_agree() {
+        for text in [
+            r#"{"a":1,"b":{"c":"x","d":[1,2],"e":null,"f":true},"g":-2.5e3,"_cairn":{"n":1}}"#,
+            r#"{"k\u00e9y":{"z":3},"plain":false,"deep":{"a":{"b":{"c":7}}}}"#,
+        ] {
+            let fast = leaves_of(text);
+            let Ok(serde_json::Value::Object(map)) = serde_json::from_str(text) else {
+                panic!("{text}");
+            };
+            let mut slow = Vec::new();
+            walk(&map, &mut Vec::new(), &mut slow);
+            let key = |l: &Leaf| l.json_path.clone();
+            let (mut fast, mut slow) = (fast, slow);
+            fast.sort_by_key(key);
+            slow.sort_by_key(key);
+            assert_eq!(fast, slow, "{text}");
+            assert!(!fast.is_empty());
+        }
     }
 }
