@@ -1265,6 +1265,8 @@ struct Plan {
     universe: Option<(i64, Option<Node>)>,
     /// Path ids of the measures read (without a universe).
     measures: Vec<(String, i64)>,
+    /// Set when the groups are the text values of this path, read from `attr_values`.
+    values: Option<i64>,
 }
 
 /// Whether the per-minute tables answer this request, and how.
@@ -1296,6 +1298,9 @@ fn plan(conn: &Connection, ctx: &Ctx, specs: &[Spec]) -> Result<Option<Plan>, In
         }
     }
     let mut universe_path: Option<String> = range.as_ref().map(|(p, _)| p.clone());
+    if let Some(values) = text_facet_plan(conn, ctx, specs, &range, &reserved)? {
+        return Ok(Some(values));
+    }
     for (i, f) in ctx.facets.iter().enumerate() {
         match f {
             Facet::Column("service" | "source" | "status") => {}
@@ -1348,6 +1353,57 @@ fn plan(conn: &Connection, ctx: &Ctx, specs: &[Spec]) -> Result<Option<Plan>, In
         },
         universe,
         measures,
+        values: None,
+    }))
+}
+
+/// A count grouped by one text-only path (and maybe a reserved field) whose values are kept
+/// per minute: read from `attr_values`.
+fn text_facet_plan(
+    conn: &Connection,
+    ctx: &Ctx,
+    specs: &[Spec],
+    range: &Option<(String, Node)>,
+    reserved: &[Node],
+) -> Result<Option<Plan>, IntakeError> {
+    if range.is_some() || ctx.missing.iter().any(Option::is_some) {
+        return Ok(None);
+    }
+    let mut path = None;
+    for f in ctx.facets {
+        match f {
+            Facet::Column("service" | "source" | "status") => {}
+            Facet::Attr(p) if path.is_none() => path = Some(p),
+            _ => return Ok(None),
+        }
+    }
+    let Some(path) = path else { return Ok(None) };
+    let counts_only = specs.iter().all(|s| {
+        matches!(
+            s.metric,
+            Metric::None | Metric::Distinct(Facet::Column("service" | "source" | "status"))
+        )
+    });
+    if !counts_only {
+        return Ok(None);
+    }
+    let mut stmt = conn.prepare_cached(
+        "SELECT id FROM attr_paths WHERE json_path = ?1 AND values_capped = 0
+         AND n_number + n_boolean + n_other = 0",
+    )?;
+    let mut rows = stmt.query([path])?;
+    let Some(r) = rows.next()? else {
+        return Ok(None);
+    };
+    Ok(Some(Plan {
+        reserved: if reserved.is_empty() {
+            Node::All
+        } else {
+            Node::And(reserved.to_vec())
+        },
+        universe: None,
+        measures: Vec::new(),
+        values: Some(r.get(0)?),
     }))
 }
 
@@ -1637,6 +1693,37 @@ fn run_plan(
                     max: l.max,
                     vals: &l.vals,
                     distinct: &distinct_values[i],
+                })
+            });
+        }
+        return Ok(());
+    }
+
+    if let Some(path) = plan.values {
+        let mut sql = Sql::default();
+        select(&mut sql, "attr_values", ", value, n", Some(path));
+        let mut stmt = conn.prepare_cached(&sql.text).map_err(sql_error)?;
+        let mut rows = stmt.query(rusqlite::params_from_iter(sql.params.iter()))?;
+        while let Some(r) = rows.next()? {
+            let cols = read_cols(r)?;
+            let ts: i64 = r.get(3)?;
+            let value: String = r.get(4)?;
+            let count: i64 = r.get(5)?;
+            let mut fv: [Option<String>; 2] = [None, None];
+            for (i, f) in ctx.facets.iter().enumerate() {
+                fv[i] = match f {
+                    Facet::Attr(_) => Some(value.clone()),
+                    f => cols[column(f)].clone(),
+                };
+            }
+            let Some(key) = ctx.key(fv) else { continue };
+            let distinct: Vec<Vec<String>> =
+                (0..specs.len()).map(|i| distinct_of(i, &cols)).collect();
+            engine.add(&key, ts, |i| {
+                Some(Part {
+                    rows: count,
+                    distinct: &distinct[i],
+                    ..Part::default()
                 })
             });
         }

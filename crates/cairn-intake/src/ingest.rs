@@ -137,6 +137,26 @@ pub struct Leaf {
     pub dotted: String,
     pub kind: LeafKind,
     pub number: Option<f64>,
+    /// Its value when it is a JSON string of at most [`MAX_VALUE_LEN`] bytes (the value a facet
+    /// groups by); `None` for a longer string or another type.
+    pub text: Option<String>,
+}
+
+/// Longer string values are not kept per minute: the path's text facet scans instead.
+pub const MAX_VALUE_LEN: usize = 128;
+
+/// The decoded text of a raw JSON string, when it is short enough to keep.
+fn short_text(raw: &str) -> Option<String> {
+    // An escaped character takes at most 6 bytes for one char of at most 4.
+    if raw.len() > 6 * MAX_VALUE_LEN + 2 {
+        return None;
+    }
+    let text: String = if raw.contains('\\') {
+        serde_json::from_str(raw).ok()?
+    } else {
+        raw.get(1..raw.len().checked_sub(1)?)?.to_owned()
+    };
+    (text.len() <= MAX_VALUE_LEN).then_some(text)
 }
 
 /// Paths deeper than this are left out of the listing and the measure tables; the log keeps
@@ -176,7 +196,7 @@ fn walk_raw<'a>(object: &'a str, parts: &mut Vec<&'a str>, out: &mut Vec<Leaf>) 
         }
         let text = v.get();
         parts.push(k);
-        let (kind, number) = match text.as_bytes().first() {
+        let (kind, number, value) = match text.as_bytes().first() {
             Some(b'{') => {
                 if parts.len() < MAX_LEAF_DEPTH {
                     walk_raw(text, parts, out)?;
@@ -184,23 +204,30 @@ fn walk_raw<'a>(object: &'a str, parts: &mut Vec<&'a str>, out: &mut Vec<Leaf>) 
                 parts.pop();
                 continue;
             }
-            Some(b'"') => (LeafKind::String, None),
-            Some(b't' | b'f') => (LeafKind::Boolean, None),
-            Some(b'n' | b'[') | None => (LeafKind::Other, None),
-            Some(_) => (LeafKind::Number, text.parse::<f64>().ok()),
+            Some(b'"') => (LeafKind::String, None, short_text(text)),
+            Some(b't' | b'f') => (LeafKind::Boolean, None, None),
+            Some(b'n' | b'[') | None => (LeafKind::Other, None, None),
+            Some(_) => (LeafKind::Number, text.parse::<f64>().ok(), None),
         };
-        push_leaf(parts, kind, number, out);
+        push_leaf(parts, kind, number, value, out);
         parts.pop();
     }
     Some(())
 }
 
-fn push_leaf(parts: &[&str], kind: LeafKind, number: Option<f64>, out: &mut Vec<Leaf>) {
+fn push_leaf(
+    parts: &[&str],
+    kind: LeafKind,
+    number: Option<f64>,
+    text: Option<String>,
+    out: &mut Vec<Leaf>,
+) {
     out.push(Leaf {
         json_path: crate::query::json_path_of(parts),
         dotted: crate::query::dotted_path(parts),
         kind,
         number: number.filter(|n| n.is_finite()),
+        text,
     });
 }
 
@@ -222,7 +249,7 @@ fn walk<'a>(
             continue;
         }
         parts.push(k);
-        let (kind, number) = match v {
+        let (kind, number, value) = match v {
             serde_json::Value::Object(inner) => {
                 if parts.len() < MAX_LEAF_DEPTH {
                     walk(inner, parts, out);
@@ -230,12 +257,16 @@ fn walk<'a>(
                 parts.pop();
                 continue;
             }
-            serde_json::Value::Number(n) => (LeafKind::Number, n.as_f64()),
-            serde_json::Value::String(_) => (LeafKind::String, None),
-            serde_json::Value::Bool(_) => (LeafKind::Boolean, None),
-            _ => (LeafKind::Other, None),
+            serde_json::Value::Number(n) => (LeafKind::Number, n.as_f64(), None),
+            serde_json::Value::String(t) => (
+                LeafKind::String,
+                None,
+                (t.len() <= MAX_VALUE_LEN).then(|| t.clone()),
+            ),
+            serde_json::Value::Bool(_) => (LeafKind::Boolean, None, None),
+            _ => (LeafKind::Other, None, None),
         };
-        push_leaf(parts, kind, number, out);
+        push_leaf(parts, kind, number, value, out);
         parts.pop();
     }
 }

@@ -355,8 +355,23 @@ fn create_tables(conn: &Connection) -> rusqlite::Result<()> {
              n_number INTEGER NOT NULL DEFAULT 0,
              n_string INTEGER NOT NULL DEFAULT 0,
              n_boolean INTEGER NOT NULL DEFAULT 0,
-             n_other INTEGER NOT NULL DEFAULT 0
+             n_other INTEGER NOT NULL DEFAULT 0,
+             -- 1 once the path has had more than MAX_PATH_VALUES distinct text values or a
+             -- longer one than ingest::MAX_VALUE_LEN: attr_values no longer holds it.
+             values_capped INTEGER NOT NULL DEFAULT 0
          );
+         -- Text values of each path per minute × service × source × status: a text facet's
+         -- top values over whole minutes read these rows instead of every log's JSON.
+         CREATE TABLE IF NOT EXISTS attr_values (
+             path_id INTEGER NOT NULL,
+             bucket_ms INTEGER NOT NULL,
+             service TEXT NOT NULL,
+             source TEXT NOT NULL,
+             status TEXT NOT NULL,
+             value TEXT NOT NULL,
+             n INTEGER NOT NULL,
+             PRIMARY KEY (path_id, bucket_ms, service, source, status, value)
+         ) WITHOUT ROWID;
          -- A rowid table with a separate key: the value blobs (up to 8 KiB) would crowd the
          -- interior pages of a WITHOUT ROWID tree, which hold whole rows.
          CREATE TABLE IF NOT EXISTS attr_measure (
@@ -592,7 +607,7 @@ fn writer_loop(
         }
         if !appends.is_empty() {
             merge_pending = true;
-            let result = insert_group(&mut conn, &appends, &counters, &mut attr.paths).map_err(|e| {
+            let result = insert_group(&mut conn, &appends, &counters, &mut attr).map_err(|e| {
                 tracing::error!(error = %e, logs = queued_logs, "intake store write failed; batch refused");
                 format!("store write failed: {e}")
             });
@@ -663,14 +678,79 @@ type PathIds = HashMap<String, i64>;
 #[derive(Default)]
 struct AttrState {
     paths: PathIds,
+    /// The distinct text values each path has had in `attr_values` (never shrinks, so the
+    /// cap errs towards scanning).
+    values: HashMap<i64, std::collections::HashSet<String>>,
+    /// Paths whose text values are no longer kept (see `attr_paths.values_capped`).
+    capped: std::collections::HashSet<i64>,
 }
+
+/// Distinct text values a path may have before its facet is left to scans: request ids and
+/// the like would make `attr_values` as big as the logs.
+pub const MAX_PATH_VALUES: usize = 1_000;
 
 impl AttrState {
     fn load(conn: &Connection) -> rusqlite::Result<AttrState> {
+        let mut values: HashMap<i64, std::collections::HashSet<String>> = HashMap::new();
+        let mut stmt = conn.prepare("SELECT DISTINCT path_id, value FROM attr_values")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+        for row in rows {
+            let (p, v) = row?;
+            values.entry(p).or_default().insert(v);
+        }
+        let mut stmt = conn.prepare("SELECT id FROM attr_paths WHERE values_capped = 1")?;
+        let capped = stmt
+            .query_map([], |r| r.get::<_, i64>(0))?
+            .collect::<rusqlite::Result<_>>()?;
         Ok(AttrState {
             paths: load_paths(conn)?,
+            values,
+            capped,
         })
     }
+}
+
+/// Key of an `attr_values` row: path, minute, service, source, status, value.
+type ValueKey<S> = (i64, i64, S, S, S, S);
+
+/// Adds (`sign` 1) or takes out (-1) text value counts; rows that reach 0 go.
+fn apply_values<S: AsRef<str>>(
+    tx: &rusqlite::Transaction,
+    values: &HashMap<ValueKey<S>, i64>,
+    sign: i64,
+) -> rusqlite::Result<()> {
+    let mut add = tx.prepare_cached(
+        "INSERT INTO attr_values (path_id, bucket_ms, service, source, status, value, n)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (path_id, bucket_ms, service, source, status, value) DO UPDATE SET n = n + excluded.n",
+    )?;
+    let mut gone = tx.prepare_cached(
+        "DELETE FROM attr_values WHERE path_id = ?1 AND bucket_ms = ?2 AND service = ?3
+         AND source = ?4 AND status = ?5 AND value = ?6 AND n <= 0",
+    )?;
+    for ((p, b, service, source, status, value), n) in values {
+        let k = params![
+            p,
+            b,
+            service.as_ref(),
+            source.as_ref(),
+            status.as_ref(),
+            value.as_ref()
+        ];
+        add.execute(params![
+            p,
+            b,
+            service.as_ref(),
+            source.as_ref(),
+            status.as_ref(),
+            value.as_ref(),
+            sign * n
+        ])?;
+        if sign < 0 {
+            gone.execute(k)?;
+        }
+    }
+    Ok(())
 }
 
 fn load_paths(conn: &Connection) -> rusqlite::Result<PathIds> {
@@ -901,14 +981,19 @@ fn insert_group(
     conn: &mut Connection,
     groups: &[Append],
     counters: &StoreCounters,
-    paths: &mut PathIds,
+    attr: &mut AttrState,
 ) -> rusqlite::Result<()> {
     let mut added = Vec::new();
-    let result = insert_group_tx(conn, groups, counters, paths, &mut added);
-    if result.is_err() {
-        // The paths added by a rolled-back transaction are gone from the table too.
-        for p in added {
-            paths.remove(&p);
+    let mut newly_capped = Vec::new();
+    let result = insert_group_tx(conn, groups, counters, attr, &mut added, &mut newly_capped);
+    match result {
+        // A path is known to be capped only once the transaction that capped it committed.
+        Ok(()) => attr.capped.extend(newly_capped),
+        Err(_) => {
+            // The paths added by a rolled-back transaction are gone from the table too.
+            for p in added {
+                attr.paths.remove(&p);
+            }
         }
     }
     result
@@ -918,10 +1003,13 @@ fn insert_group_tx(
     conn: &mut Connection,
     groups: &[Append],
     counters: &StoreCounters,
-    paths: &mut PathIds,
+    attr: &mut AttrState,
     added: &mut Vec<String>,
+    newly_capped: &mut Vec<i64>,
 ) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
+    let paths = &mut attr.paths;
+    let mut values: HashMap<ValueKey<&str>, i64> = HashMap::new();
     let mut path_counts: HashMap<i64, PathCounts> = HashMap::new();
     let mut measures: HashMap<MeasureKey<&str>, Vec<f64>> = HashMap::new();
     // Keys borrow from the logs: no allocation per log.
@@ -964,6 +1052,25 @@ fn insert_group_tx(
                         .or_default()
                         .push(v);
                 }
+                if leaf.kind == LeafKind::String
+                    && !attr.capped.contains(&id)
+                    && !newly_capped.contains(&id)
+                {
+                    let known = attr.values.entry(id).or_default();
+                    match leaf.text.as_deref() {
+                        // An empty string is no group (as in a scan): nothing to keep.
+                        Some("") => {}
+                        Some(t) if known.contains(t) || known.len() < MAX_PATH_VALUES => {
+                            if !known.contains(t) {
+                                known.insert(t.to_owned());
+                            }
+                            *values
+                                .entry((id, key.0, key.1, key.2, key.3, t))
+                                .or_insert(0) += 1;
+                        }
+                        _ => newly_capped.push(id),
+                    }
+                }
             }
             stored += 1;
             truncated += u64::from(log.truncated);
@@ -971,6 +1078,12 @@ fn insert_group_tx(
         apply_rollup(&tx, rollup.iter().map(|(k, n)| (k.0, k.1, k.2, k.3, *n)), 1)?;
         apply_path_counts(&tx, &path_counts, 1)?;
         add_measures(&tx, &measures)?;
+        values.retain(|k, _| !newly_capped.contains(&k.0));
+        apply_values(&tx, &values, 1)?;
+        for p in newly_capped.iter() {
+            tx.execute("UPDATE attr_paths SET values_capped = 1 WHERE id = ?1", [p])?;
+            tx.execute("DELETE FROM attr_values WHERE path_id = ?1", [p])?;
+        }
     }
     tx.commit()?;
     counters.logs_stored.fetch_add(stored, Ordering::Relaxed);
@@ -1239,6 +1352,7 @@ fn delete_oldest(
     let mut rollup: HashMap<RollupKey, i64> = HashMap::new();
     let mut path_counts: HashMap<i64, PathCounts> = HashMap::new();
     let mut measures: HashMap<MeasureKey<String>, Vec<f64>> = HashMap::new();
+    let mut values: HashMap<ValueKey<String>, i64> = HashMap::new();
     let ids = {
         let mut stmt = tx.prepare_cached(
             "SELECT id, timestamp_ms, service, source, status, attributes FROM logs
@@ -1281,6 +1395,21 @@ fn delete_oldest(
                         .or_default()
                         .push(v);
                 }
+                // A capped path's rows are gone; any other path's text was counted at ingest.
+                if let (Some(t), false) = (leaf.text.as_deref(), attr.capped.contains(pid)) {
+                    if !t.is_empty() && leaf.kind == LeafKind::String {
+                        *values
+                            .entry((
+                                *pid,
+                                bucket,
+                                service.clone(),
+                                source.clone(),
+                                status.clone(),
+                                t.to_owned(),
+                            ))
+                            .or_insert(0) += 1;
+                    }
+                }
             }
             *rollup.entry((bucket, service, source, status)).or_insert(0) += 1;
             ids.push(id);
@@ -1303,6 +1432,7 @@ fn delete_oldest(
         )?;
         apply_path_counts(&tx, &path_counts, -1)?;
         remove_measures(&tx, measures)?;
+        apply_values(&tx, &values, -1)?;
     }
     tx.commit()?;
     Ok(ids.len())

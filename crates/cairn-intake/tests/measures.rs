@@ -495,3 +495,87 @@ async fn deep_huge_and_odd_attributes_still_aggregate() {
     let (status, _) = attributes(&h, "").await;
     assert_eq!(status, 200);
 }
+
+fn value_rows(h: &Harness, path: &str) -> (i64, i64) {
+    let conn = rusqlite::Connection::open_with_flags(
+        h.dir.path().join("intake").join("intake.sqlite3"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    conn.query_row(
+        "SELECT ifnull(sum(v.n), 0), p.values_capped FROM attr_paths p
+         LEFT JOIN attr_values v ON v.path_id = p.id WHERE p.json_path = ?1 GROUP BY p.id",
+        [path],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn text_facets_come_from_per_minute_values_and_agree_with_a_scan() {
+    let h = Harness::start().await;
+    let base = base();
+    h.ingest(&varied(base)).await;
+    // Every log holds @http.method (a short text): all 600 counted per minute.
+    assert_eq!(value_rows(&h, "$.\"http\".\"method\""), (600, 0));
+    let filter = json!({"from": base + 5_000, "to": base + 6_000_000 - 5_000});
+    for body in [
+        json!({"filter": filter, "compute": [{"aggregation": "count"}], "group_by": [{"facet": "@http.method"}]}),
+        json!({"filter": filter, "compute": [{"aggregation": "count", "type": "timeseries", "interval": "5m"}],
+               "group_by": [{"facet": "@http.method"}, {"facet": "service"}]}),
+        json!({"filter": {"query": "status:error service:web", "from": base, "to": "now"},
+               "compute": [{"aggregation": "count"}, {"aggregation": "cardinality", "metric": "service"}],
+               "group_by": [{"facet": "@user.id", "limit": 5}]}),
+    ] {
+        let b = both_ways(&h, body.clone()).await;
+        assert!(!b.is_empty(), "{body}");
+    }
+    let b = both_ways(
+        &h,
+        json!({"filter": {"from": base, "to": "now"}, "compute": [{"aggregation": "count"}], "group_by": [{"facet": "@http.method"}]}),
+    )
+    .await;
+    assert_eq!(b.len(), 2);
+    assert_eq!(b[0]["computes"]["c0"], 300);
+
+    // A path with more distinct values than the cap is left to scans, and says so.
+    for chunk in 0..2 {
+        let many: Vec<Value> = (chunk * 550..(chunk + 1) * 550)
+            .map(|i| json!({"message": "m", "timestamp": base + i, "service": "ids", "hostname": "h", "req": format!("r{i}")}))
+            .collect();
+        h.ingest(&Value::Array(many)).await;
+    }
+    assert_eq!(value_rows(&h, "$.\"req\""), (0, 1));
+    let b = both_ways(
+        &h,
+        json!({"filter": {"from": base, "to": "now"}, "compute": [{"aggregation": "count"}], "group_by": [{"facet": "@req", "limit": 3}]}),
+    )
+    .await;
+    assert_eq!(b.len(), 3);
+    // A value too long to keep caps its path too.
+    h.ingest(&json!([{"message": "m", "timestamp": base, "service": "s", "hostname": "h", "long": "x".repeat(200)}]))
+        .await;
+    assert_eq!(value_rows(&h, "$.\"long\""), (0, 1));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retention_takes_text_values_out() {
+    let h = Harness::start_with(|c| c.retention = std::time::Duration::from_secs(3600)).await;
+    let now = now_ms();
+    h.ingest(&json!([
+        {"message": "old", "timestamp": now - 7_200_000, "service": "s", "hostname": "h", "k": "a"},
+        {"message": "old2", "timestamp": now - 7_200_000, "service": "s", "hostname": "h", "k": "b"},
+        {"message": "new", "timestamp": now - 60_000, "service": "s", "hostname": "h", "k": "a"},
+    ]))
+    .await;
+    assert_eq!(value_rows(&h, "$.\"k\""), (3, 0));
+    h.intake.enforce_retention().await.unwrap();
+    assert_eq!(value_rows(&h, "$.\"k\""), (1, 0));
+    let b = both_ways(
+        &h,
+        json!({"filter": {"from": now - 86_400_000, "to": "now"}, "compute": [{"aggregation": "count"}], "group_by": [{"facet": "@k"}]}),
+    )
+    .await;
+    assert_eq!(b.len(), 1);
+    assert_eq!(b[0]["by"]["@k"], "a");
+}

@@ -1088,8 +1088,11 @@ async function runSearch() {
   emitChange();
   if (isNaN(range.from) || isNaN(range.to)) { clearChart(); showError("The time range is not valid."); return; }
   try {
-    const jobs = [loadChart(gen, filter, range), loadFacets(gen, filter)];
+    const jobs = [loadChart(gen, filter, range)];
     if (logView.viz === "list") jobs.push(loadPage(gen, filter));
+    // Facets start once the list and chart are drawn: on a big store a host or tag facet has
+    // to scan, and it must not hold up the first paint (nor take the browser's connections).
+    jobs.push(Promise.allSettled(jobs.slice()).then(() => (gen === state.generation ? loadFacets(gen, filter) : null)));
     await Promise.all(jobs);
     if (state.live && gen === state.generation) {
       state.liveAfter = null;
