@@ -1373,7 +1373,8 @@ fn text_facet_plan(
     for f in ctx.facets {
         match f {
             Facet::Column("service" | "source" | "status") => {}
-            Facet::Attr(p) if path.is_none() => path = Some(p),
+            Facet::Attr(p) if path.is_none() => path = Some(p.as_str()),
+            Facet::Column("host") if path.is_none() => path = Some(crate::store::HOST_PATH),
             _ => return Ok(None),
         }
     }
@@ -1712,7 +1713,7 @@ fn run_plan(
             let mut fv: [Option<String>; 2] = [None, None];
             for (i, f) in ctx.facets.iter().enumerate() {
                 fv[i] = match f {
-                    Facet::Attr(_) => Some(value.clone()),
+                    Facet::Attr(_) | Facet::Column("host") => Some(value.clone()),
                     f => cols[column(f)].clone(),
                 };
             }

@@ -13,7 +13,10 @@
 //! a blob of little-endian f64 (split into parts of [`MEASURE_PART`] values so that a commit
 //! rewrites at most one part per key). Measures, percentiles, `@path` range filters and facets
 //! of numeric paths over whole minutes read those rows instead of parsing every log's JSON.
-//! Both are kept exact by the transactions that add and delete logs, like `rollup`.
+//! `attr_values` counts the short text values of each path per minute × service × source ×
+//! status, for text facets, until a path passes [`MAX_PATH_VALUES`] distinct values or holds
+//! a longer one (then its rows go and its facet scans). All three are kept exact by the
+//! transactions that add and delete logs, like `rollup`.
 //!
 //! Metrics, service checks and events (issue 9) live in the same file and go through the same
 //! writer: `metric_contexts` (one row per name × host × device × tag set) and `metric_points`
@@ -710,6 +713,40 @@ impl AttrState {
     }
 }
 
+/// The `attr_paths` row whose values are the logs' hosts. Attribute paths all start with `$`.
+pub const HOST_PATH: &str = "host";
+
+/// Counts one text value of a path, or caps the path when it has too many or too long ones.
+fn count_value<'a>(
+    attr: &mut AttrState,
+    newly_capped: &mut Vec<i64>,
+    values: &mut HashMap<ValueKey<&'a str>, i64>,
+    id: i64,
+    key: (i64, &'a str, &'a str, &'a str),
+    text: Option<&'a str>,
+) {
+    if attr.capped.contains(&id) || newly_capped.contains(&id) {
+        return;
+    }
+    let known = attr.values.entry(id).or_default();
+    match text {
+        // An empty string is no group (as in a scan): nothing to keep.
+        Some("") => {}
+        Some(t)
+            if t.len() <= crate::ingest::MAX_VALUE_LEN
+                && (known.contains(t) || known.len() < MAX_PATH_VALUES) =>
+        {
+            if !known.contains(t) {
+                known.insert(t.to_owned());
+            }
+            *values
+                .entry((id, key.0, key.1, key.2, key.3, t))
+                .or_insert(0) += 1;
+        }
+        _ => newly_capped.push(id),
+    }
+}
+
 /// Key of an `attr_values` row: path, minute, service, source, status, value.
 type ValueKey<S> = (i64, i64, S, S, S, S);
 
@@ -1008,7 +1045,6 @@ fn insert_group_tx(
     newly_capped: &mut Vec<i64>,
 ) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
-    let paths = &mut attr.paths;
     let mut values: HashMap<ValueKey<&str>, i64> = HashMap::new();
     let mut path_counts: HashMap<i64, PathCounts> = HashMap::new();
     let mut measures: HashMap<MeasureKey<&str>, Vec<f64>> = HashMap::new();
@@ -1044,7 +1080,7 @@ fn insert_group_tx(
             );
             *rollup.entry(key).or_insert(0) += 1;
             for leaf in &log.leaves {
-                let id = path_id(&tx, paths, added, &leaf.json_path, &leaf.dotted)?;
+                let id = path_id(&tx, &mut attr.paths, added, &leaf.json_path, &leaf.dotted)?;
                 path_counts.entry(id).or_default()[kind_index(leaf.kind)] += 1;
                 if let Some(v) = leaf.number {
                     measures
@@ -1052,26 +1088,21 @@ fn insert_group_tx(
                         .or_default()
                         .push(v);
                 }
-                if leaf.kind == LeafKind::String
-                    && !attr.capped.contains(&id)
-                    && !newly_capped.contains(&id)
-                {
-                    let known = attr.values.entry(id).or_default();
-                    match leaf.text.as_deref() {
-                        // An empty string is no group (as in a scan): nothing to keep.
-                        Some("") => {}
-                        Some(t) if known.contains(t) || known.len() < MAX_PATH_VALUES => {
-                            if !known.contains(t) {
-                                known.insert(t.to_owned());
-                            }
-                            *values
-                                .entry((id, key.0, key.1, key.2, key.3, t))
-                                .or_insert(0) += 1;
-                        }
-                        _ => newly_capped.push(id),
-                    }
+                if leaf.kind == LeafKind::String {
+                    count_value(
+                        attr,
+                        newly_capped,
+                        &mut values,
+                        id,
+                        key,
+                        leaf.text.as_deref(),
+                    );
                 }
             }
+            // The host, as a path of its own: the rollup leaves it out (it would multiply its
+            // rows), but a host facet should not scan either.
+            let host = path_id(&tx, &mut attr.paths, added, HOST_PATH, "host")?;
+            count_value(attr, newly_capped, &mut values, host, key, Some(&log.host));
             stored += 1;
             truncated += u64::from(log.truncated);
         }
@@ -1355,7 +1386,7 @@ fn delete_oldest(
     let mut values: HashMap<ValueKey<String>, i64> = HashMap::new();
     let ids = {
         let mut stmt = tx.prepare_cached(
-            "SELECT id, timestamp_ms, service, source, status, attributes FROM logs
+            "SELECT id, timestamp_ms, service, source, status, attributes, host FROM logs
              WHERE timestamp_ms < ?1 ORDER BY timestamp_ms, id LIMIT ?2",
         )?;
         let rows = stmt.query_map(params![before.unwrap_or(i64::MAX), limit as i64], |r| {
@@ -1366,11 +1397,12 @@ fn delete_oldest(
                 r.get::<_, String>(3)?,
                 r.get::<_, String>(4)?,
                 r.get::<_, Option<String>>(5)?,
+                r.get::<_, String>(6)?,
             ))
         })?;
         let mut ids = Vec::new();
         for row in rows {
-            let (id, ts, service, source, status, attributes) = row?;
+            let (id, ts, service, source, status, attributes, host) = row?;
             let bucket = ts.div_euclid(BUCKET_MS) * BUCKET_MS;
             // The same leaves the writer found at ingest, so that the counts and values taken
             // out are exactly those put in. A path unknown here was never counted.
@@ -1409,6 +1441,20 @@ fn delete_oldest(
                             ))
                             .or_insert(0) += 1;
                     }
+                }
+            }
+            if let Some(pid) = attr.paths.get(HOST_PATH) {
+                if !host.is_empty() && !attr.capped.contains(pid) {
+                    *values
+                        .entry((
+                            *pid,
+                            bucket,
+                            service.clone(),
+                            source.clone(),
+                            status.clone(),
+                            host,
+                        ))
+                        .or_insert(0) += 1;
                 }
             }
             *rollup.entry((bucket, service, source, status)).or_insert(0) += 1;

@@ -537,6 +537,18 @@ async fn text_facets_come_from_per_minute_values_and_agree_with_a_scan() {
     .await;
     assert_eq!(b.len(), 2);
     assert_eq!(b[0]["computes"]["c0"], 300);
+    // The host is kept the same way (a path of its own, never listed as an attribute).
+    assert_eq!(value_rows(&h, "host"), (600, 0));
+    for body in [
+        json!({"filter": filter, "compute": [{"aggregation": "count"}], "group_by": [{"facet": "host"}]}),
+        json!({"filter": {"query": "service:web", "from": base, "to": "now"}, "compute": [{"aggregation": "count"}],
+               "group_by": [{"facet": "host"}, {"facet": "status"}]}),
+    ] {
+        let b = both_ways(&h, body.clone()).await;
+        assert!(!b.is_empty(), "{body}");
+    }
+    let (_, listed) = attributes(&h, "").await;
+    assert!(!listed.contains("\"host\""), "{listed}");
 
     // A path with more distinct values than the cap is left to scans, and says so.
     for chunk in 0..2 {
@@ -571,6 +583,7 @@ async fn retention_takes_text_values_out() {
     assert_eq!(value_rows(&h, "$.\"k\""), (3, 0));
     h.intake.enforce_retention().await.unwrap();
     assert_eq!(value_rows(&h, "$.\"k\""), (1, 0));
+    assert_eq!(value_rows(&h, "host"), (1, 0));
     let b = both_ways(
         &h,
         json!({"filter": {"from": now - 86_400_000, "to": "now"}, "compute": [{"aggregation": "count"}], "group_by": [{"facet": "@k"}]}),
