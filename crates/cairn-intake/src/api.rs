@@ -1375,6 +1375,7 @@ fn text_facet_plan(
             Facet::Column("service" | "source" | "status") => {}
             Facet::Attr(p) if path.is_none() => path = Some(p.as_str()),
             Facet::Column("host") if path.is_none() => path = Some(crate::store::HOST_PATH),
+            Facet::AllTags if path.is_none() => path = Some(crate::store::TAGS_PATH),
             _ => return Ok(None),
         }
     }
@@ -1713,7 +1714,7 @@ fn run_plan(
             let mut fv: [Option<String>; 2] = [None, None];
             for (i, f) in ctx.facets.iter().enumerate() {
                 fv[i] = match f {
-                    Facet::Attr(_) | Facet::Column("host") => Some(value.clone()),
+                    Facet::Attr(_) | Facet::Column("host") | Facet::AllTags => Some(value.clone()),
                     f => cols[column(f)].clone(),
                 };
             }

@@ -715,6 +715,8 @@ impl AttrState {
 
 /// The `attr_paths` row whose values are the logs' hosts. Attribute paths all start with `$`.
 pub const HOST_PATH: &str = "host";
+/// The `attr_paths` row whose values are the logs' tags (`k:v`), one value per tag.
+pub const TAGS_PATH: &str = "tags";
 
 /// Counts one text value of a path, or caps the path when it has too many or too long ones.
 fn count_value<'a>(
@@ -1103,6 +1105,11 @@ fn insert_group_tx(
             // rows), but a host facet should not scan either.
             let host = path_id(&tx, &mut attr.paths, added, HOST_PATH, "host")?;
             count_value(attr, newly_capped, &mut values, host, key, Some(&log.host));
+            // Each tag likewise, for the tags facet.
+            let tags = path_id(&tx, &mut attr.paths, added, TAGS_PATH, "tags")?;
+            for tag in split_tags(&log.tags) {
+                count_value(attr, newly_capped, &mut values, tags, key, Some(tag));
+            }
             stored += 1;
             truncated += u64::from(log.truncated);
         }
@@ -1386,7 +1393,7 @@ fn delete_oldest(
     let mut values: HashMap<ValueKey<String>, i64> = HashMap::new();
     let ids = {
         let mut stmt = tx.prepare_cached(
-            "SELECT id, timestamp_ms, service, source, status, attributes, host FROM logs
+            "SELECT id, timestamp_ms, service, source, status, attributes, host, tags FROM logs
              WHERE timestamp_ms < ?1 ORDER BY timestamp_ms, id LIMIT ?2",
         )?;
         let rows = stmt.query_map(params![before.unwrap_or(i64::MAX), limit as i64], |r| {
@@ -1398,11 +1405,12 @@ fn delete_oldest(
                 r.get::<_, String>(4)?,
                 r.get::<_, Option<String>>(5)?,
                 r.get::<_, String>(6)?,
+                r.get::<_, String>(7)?,
             ))
         })?;
         let mut ids = Vec::new();
         for row in rows {
-            let (id, ts, service, source, status, attributes, host) = row?;
+            let (id, ts, service, source, status, attributes, host, tags) = row?;
             let bucket = ts.div_euclid(BUCKET_MS) * BUCKET_MS;
             // The same leaves the writer found at ingest, so that the counts and values taken
             // out are exactly those put in. A path unknown here was never counted.
@@ -1443,19 +1451,25 @@ fn delete_oldest(
                     }
                 }
             }
-            if let Some(pid) = attr.paths.get(HOST_PATH) {
-                if !host.is_empty() && !attr.capped.contains(pid) {
-                    *values
-                        .entry((
-                            *pid,
-                            bucket,
-                            service.clone(),
-                            source.clone(),
-                            status.clone(),
-                            host,
-                        ))
-                        .or_insert(0) += 1;
+            let mut take_out = |path: &str, value: &str| {
+                if let Some(pid) = attr.paths.get(path) {
+                    if !value.is_empty() && !attr.capped.contains(pid) {
+                        *values
+                            .entry((
+                                *pid,
+                                bucket,
+                                service.clone(),
+                                source.clone(),
+                                status.clone(),
+                                value.to_owned(),
+                            ))
+                            .or_insert(0) += 1;
+                    }
                 }
+            };
+            take_out(HOST_PATH, &host);
+            for tag in split_tags(&tags) {
+                take_out(TAGS_PATH, tag);
             }
             *rollup.entry((bucket, service, source, status)).or_insert(0) += 1;
             ids.push(id);

@@ -592,3 +592,40 @@ async fn retention_takes_text_values_out() {
     assert_eq!(b.len(), 1);
     assert_eq!(b[0]["by"]["@k"], "a");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_tags_facet_comes_from_per_minute_values_and_retention_takes_them_out() {
+    let h = Harness::start_with(|c| c.retention = std::time::Duration::from_secs(3600)).await;
+    let now = now_ms();
+    let logs: Vec<Value> = (0..300i64)
+        .map(|i| {
+            let ts = if i < 100 { now - 7_200_000 } else { now - 3_000_000 + i * 1_000 };
+            let service = ["a", "b"][(i % 2) as usize];
+            let env = ["prod", "dev"][(i % 2) as usize];
+            json!({"message": "m", "timestamp": ts, "service": service, "hostname": "h",
+                   "ddtags": format!("env:{env},team:t{},shard:{}", i % 3, i % 5)})
+        })
+        .chain([json!({"message": "untagged", "timestamp": now - 60_000, "service": "a", "hostname": "h"})])
+        .collect();
+    h.ingest(&Value::Array(logs)).await;
+    assert_eq!(value_rows(&h, "tags"), (900, 0));
+    let filter = json!({"from": now - 86_400_000, "to": "now"});
+    for body in [
+        json!({"filter": filter, "compute": [{"aggregation": "count"}], "group_by": [{"facet": "tags", "limit": 20}]}),
+        json!({"filter": {"query": "service:a", "from": now - 86_400_000, "to": "now"},
+               "compute": [{"aggregation": "count", "type": "timeseries", "interval": "10m"}],
+               "group_by": [{"facet": "tags", "limit": 5}, {"facet": "status"}]}),
+    ] {
+        let b = both_ways(&h, body.clone()).await;
+        assert!(!b.is_empty(), "{body}");
+    }
+    h.intake.enforce_retention().await.unwrap();
+    assert_eq!(value_rows(&h, "tags"), (600, 0));
+    let b = both_ways(
+        &h,
+        json!({"filter": filter, "compute": [{"aggregation": "count"}], "group_by": [{"facet": "tags", "limit": 20}]}),
+    )
+    .await;
+    let env_prod = b.iter().find(|b| b["by"]["tags"] == "env:prod").unwrap();
+    assert_eq!(env_prod["computes"]["c0"], 100);
+}
