@@ -14,7 +14,8 @@
 //! rewrites at most one part per key). Measures, percentiles, `@path` range filters and facets
 //! of numeric paths over whole minutes read those rows instead of parsing every log's JSON.
 //! `attr_values` counts the short text values of each path per minute × service × source ×
-//! status, for text facets, until a path passes [`MAX_PATH_VALUES`] distinct values or holds
+//! status, for text facets (the host and each tag too, as the paths [`HOST_PATH`] and
+//! [`TAGS_PATH`]), until a path passes [`MAX_PATH_VALUES`] distinct values or holds
 //! a longer one (then its rows go and its facet scans). All three are kept exact by the
 //! transactions that add and delete logs, like `rollup`.
 //!
