@@ -452,24 +452,7 @@ fn parse_timestamp(raw: &str) -> Option<i64> {
     crate::timefmt::parse_time(&s, 0).ok()
 }
 
-/// Datadog's status remapper folds the many spellings of a severity into a few values, so that
-/// `status:warn` finds `WARNING` too.
-pub fn normalise_status(s: &str) -> String {
-    let lower = s.trim().to_ascii_lowercase();
-    let canonical = match lower.as_str() {
-        "emerg" | "emergency" | "panic" => "emerg",
-        "alert" => "alert",
-        "crit" | "critical" | "fatal" => "critical",
-        "err" | "error" => "error",
-        "warn" | "warning" => "warn",
-        "notice" => "notice",
-        "info" | "information" | "informational" => "info",
-        "debug" | "trace" => "debug",
-        "ok" | "success" => "ok",
-        _ => return lower,
-    };
-    canonical.to_owned()
-}
+pub use cairn_query::normalise_status;
 
 fn truncate_message(mut message: String) -> (String, bool) {
     if message.len() <= wire::MAX_MESSAGE_BYTES {

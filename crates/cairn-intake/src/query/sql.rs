@@ -3,7 +3,7 @@
 
 use rusqlite::types::Value as SqlValue;
 
-use super::ast::{CmpOp, Field, Node, Piece, Value};
+use cairn_query::{CmpOp, Field, Node, Piece, Value};
 
 /// How free-text terms reach the full-text index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

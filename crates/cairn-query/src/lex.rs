@@ -1,4 +1,4 @@
-use super::{QueryError, Span};
+use crate::{QueryError, Span};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Tok {

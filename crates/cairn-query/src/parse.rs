@@ -1,6 +1,6 @@
-use super::ast::{CmpOp, Field, Node, Piece, Span, Value};
-use super::lex::{tokenise, Tok, Token};
-use super::QueryError;
+use crate::ast::{CmpOp, Field, Node, Piece, Span, Value};
+use crate::lex::{tokenise, Tok, Token};
+use crate::QueryError;
 
 /// Longest query accepted, in characters. Any web page can make the browser send a query (an
 /// `<img>` or a link), so the parser's work must be bounded before it starts.
@@ -516,10 +516,10 @@ fn value_of(w: &[(char, bool)], field: &Field, start: usize) -> Result<Value, Qu
     Ok(Value::Wildcard(pieces))
 }
 
-/// Statuses are stored lower-case (see `ingest::normalise_status`), so `status:ERROR` works.
+/// Statuses are stored lower-case (see [`crate::normalise_status`]), so `status:ERROR` works.
 fn fold_status(field: Option<&Field>, s: String) -> String {
     if field == Some(&Field::Status) {
-        crate::ingest::normalise_status(&s)
+        crate::normalise_status(&s)
     } else {
         s
     }

@@ -1,0 +1,1 @@
+//! Evaluating a parsed query on one log in memory (pipeline filters, category processors).
