@@ -111,6 +111,15 @@ pub struct LogsConfig {
     /// Cairn's `logs_config.intake.auth` (default true); false lets anyone who can connect
     /// read and write the embedded intake (warned about loudly; refused beyond loopback).
     pub intake_auth: bool,
+    /// Cairn's `logs_config.intake.pipelines`: the embedded intake's pipelines file. `None`:
+    /// `<run_path>/intake/pipelines.yaml`. Relative paths are relative to the config dir.
+    pub intake_pipelines: Option<PathBuf>,
+    /// Cairn's `logs_config.intake.monitors`: the embedded intake's monitors file. `None`:
+    /// `<run_path>/intake/monitors.yaml`.
+    pub intake_monitors: Option<PathBuf>,
+    /// Cairn's `logs_config.intake.monitor_interval` (seconds, default 60): how often the
+    /// embedded intake evaluates its monitors.
+    pub intake_monitor_interval_secs: f64,
 }
 
 impl fmt::Debug for LogsConfig {
@@ -136,6 +145,9 @@ impl fmt::Debug for LogsConfig {
             intake_listen,
             intake_token,
             intake_auth,
+            intake_pipelines,
+            intake_monitors,
+            intake_monitor_interval_secs,
         } = self;
         f.debug_struct("LogsConfig")
             .field("logs_dd_url", &logs_dd_url.as_deref().map(redact_url))
@@ -157,6 +169,9 @@ impl fmt::Debug for LogsConfig {
             .field("intake_listen", intake_listen)
             .field("intake_token", intake_token)
             .field("intake_auth", intake_auth)
+            .field("intake_pipelines", intake_pipelines)
+            .field("intake_monitors", intake_monitors)
+            .field("intake_monitor_interval_secs", intake_monitor_interval_secs)
             .finish()
     }
 }
@@ -186,6 +201,9 @@ impl Default for LogsConfig {
             intake_listen: "127.0.0.1:10518".to_string(),
             intake_token: None,
             intake_auth: true,
+            intake_pipelines: None,
+            intake_monitors: None,
+            intake_monitor_interval_secs: 60.0,
         }
     }
 }
@@ -395,6 +413,9 @@ const KEYS: &[(&str, Kind)] = &[
     ("logs_config.intake.listen", Kind::Str),
     ("logs_config.intake.token", Kind::Str),
     ("logs_config.intake.auth", Kind::Bool),
+    ("logs_config.intake.pipelines", Kind::Str),
+    ("logs_config.intake.monitors", Kind::Str),
+    ("logs_config.intake.monitor_interval", POSITIVE),
 ];
 
 /// Each rotation renames every kept file; a hundred is more history than a size cap needs.
@@ -959,6 +980,17 @@ impl AgentConfig {
             "logs_config.intake.listen" => logs.intake_listen = as_string(&v),
             "logs_config.intake.token" => logs.intake_token = Secret::new(as_string(&v)),
             "logs_config.intake.auth" => logs.intake_auth = v.as_bool().unwrap_or(true),
+            "logs_config.intake.pipelines" => {
+                let p = as_string(&v);
+                logs.intake_pipelines =
+                    (!p.trim().is_empty()).then(|| resolve_path(&self.config_dir, p.trim()));
+            }
+            "logs_config.intake.monitors" => {
+                let p = as_string(&v);
+                logs.intake_monitors =
+                    (!p.trim().is_empty()).then(|| resolve_path(&self.config_dir, p.trim()));
+            }
+            "logs_config.intake.monitor_interval" => logs.intake_monitor_interval_secs = as_f64(&v),
             _ => {}
         }
     }
@@ -1021,6 +1053,21 @@ impl AgentConfig {
             "logs_config.buffer.when_full" => Value::from(logs.buffer.when_full.as_str()),
             "logs_config.intake.listen" => Value::from(logs.intake_listen.as_str()),
             "logs_config.intake.auth" => Value::from(logs.intake_auth),
+            "logs_config.intake.pipelines" => {
+                return Some(
+                    logs.intake_pipelines
+                        .as_ref()
+                        .map(|p| Value::from(p.display().to_string())),
+                )
+            }
+            "logs_config.intake.monitors" => {
+                return Some(
+                    logs.intake_monitors
+                        .as_ref()
+                        .map(|p| Value::from(p.display().to_string())),
+                )
+            }
+            "logs_config.intake.monitor_interval" => Value::from(logs.intake_monitor_interval_secs),
             RULES_KEY => json_lookup(&self.raw.0, key)
                 .cloned()
                 .unwrap_or(Value::Array(Vec::new())),

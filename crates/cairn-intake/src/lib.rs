@@ -43,6 +43,9 @@ pub use store::MaintenanceReport;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:10518";
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 86_400);
 pub const DEFAULT_MAX_SIZE_BYTES: u64 = 2 << 30;
+pub const PIPELINES_FILE: &str = "pipelines.yaml";
+pub const MONITORS_FILE: &str = "monitors.yaml";
+pub const DEFAULT_MONITOR_INTERVAL: Duration = Duration::from_secs(60);
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(60);
 /// Requests in flight at shutdown get this long to finish; a stalled client cannot hold the
 /// agent's exit.
@@ -70,6 +73,13 @@ pub struct IntakeConfig {
     pub max_size_bytes: u64,
     /// Connections, timeouts and memory for request bodies.
     pub limits: IntakeLimits,
+    /// The pipelines applied to each log before it is stored (YAML or JSON, in the schema of
+    /// Datadog's Logs Pipelines API); a missing file means no pipelines. Reloaded on change.
+    pub pipelines_file: PathBuf,
+    /// The log monitors and their webhooks; a missing file means none.
+    pub monitors_file: PathBuf,
+    /// How often the monitors are evaluated.
+    pub monitor_interval: Duration,
 }
 
 impl IntakeConfig {
@@ -77,6 +87,8 @@ impl IntakeConfig {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         let data_dir: PathBuf = data_dir.into();
         let token_file = auth::default_token_file(&data_dir);
+        let pipelines_file = data_dir.join(PIPELINES_FILE);
+        let monitors_file = data_dir.join(MONITORS_FILE);
         IntakeConfig {
             listen: DEFAULT_LISTEN
                 .parse()
@@ -88,6 +100,9 @@ impl IntakeConfig {
             retention: DEFAULT_RETENTION,
             max_size_bytes: DEFAULT_MAX_SIZE_BYTES,
             limits: IntakeLimits::default(),
+            pipelines_file,
+            monitors_file,
+            monitor_interval: DEFAULT_MONITOR_INTERVAL,
         }
     }
 }

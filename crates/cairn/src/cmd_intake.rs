@@ -43,6 +43,16 @@ pub struct IntakeArgs {
     /// Delete the oldest logs while the store is larger than this (MiB, GiB, MB, GB).
     #[arg(long, default_value = "2GiB", value_parser = parse_size)]
     pub max_size: u64,
+    /// Pipelines applied to each log before it is stored (YAML or JSON, Datadog's Logs
+    /// Pipelines schema). Default: <data-dir>/pipelines.yaml. Reloaded on change.
+    #[arg(long)]
+    pub pipelines: Option<PathBuf>,
+    /// Log monitors and their webhooks. Default: <data-dir>/monitors.yaml.
+    #[arg(long)]
+    pub monitors: Option<PathBuf>,
+    /// How often the monitors are evaluated (s, m, h).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub monitor_interval: Duration,
 }
 
 pub fn run(args: IntakeArgs) -> anyhow::Result<()> {
@@ -53,6 +63,12 @@ pub fn run(args: IntakeArgs) -> anyhow::Result<()> {
     } else {
         IntakeAuth::TokenFile(args.data_dir.join(crate::cmd_run::AUTH_TOKEN_FILE))
     };
+    let pipelines_file = args
+        .pipelines
+        .unwrap_or_else(|| args.data_dir.join(cairn_intake::PIPELINES_FILE));
+    let monitors_file = args
+        .monitors
+        .unwrap_or_else(|| args.data_dir.join(cairn_intake::MONITORS_FILE));
     let cfg = IntakeConfig {
         listen: args.listen,
         data_dir: args.data_dir,
@@ -61,6 +77,9 @@ pub fn run(args: IntakeArgs) -> anyhow::Result<()> {
         host_names: args.host_names,
         retention: args.retention,
         max_size_bytes: args.max_size,
+        pipelines_file,
+        monitors_file,
+        monitor_interval: args.monitor_interval,
         ..IntakeConfig::new(PathBuf::new())
     };
     let data_dir = cfg.data_dir.clone();

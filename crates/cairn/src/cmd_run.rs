@@ -80,6 +80,13 @@ impl LocalIntake {
         })?;
         let mut cfg = cairn_intake::IntakeConfig::new(agent.run_path.join("intake"));
         cfg.listen = listen;
+        if let Some(p) = &agent.logs.intake_pipelines {
+            cfg.pipelines_file = p.clone();
+        }
+        if let Some(p) = &agent.logs.intake_monitors {
+            cfg.monitors_file = p.clone();
+        }
+        cfg.monitor_interval = Duration::from_secs_f64(agent.logs.intake_monitor_interval_secs);
         cfg.auth = if !agent.logs.intake_auth {
             cairn_intake::IntakeAuth::Disabled
         } else if let Some(t) = &agent.logs.intake_token {
