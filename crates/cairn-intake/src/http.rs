@@ -132,6 +132,28 @@ pub fn router(store: Arc<Store>, access: Access, limits: &IntakeLimits) -> Route
             }),
         )
         .route(
+            "/pipelines.js",
+            get(|| {
+                static_file(
+                    "text/javascript; charset=utf-8",
+                    include_str!("explorer/pipelines.js"),
+                )
+            }),
+        )
+        .route(
+            "/monitors.js",
+            get(|| {
+                static_file(
+                    "text/javascript; charset=utf-8",
+                    include_str!("explorer/monitors.js"),
+                )
+            }),
+        )
+        .route(
+            "/admin.css",
+            get(|| static_file("text/css; charset=utf-8", include_str!("explorer/admin.css"))),
+        )
+        .route(
             "/analytics.css",
             get(|| {
                 static_file(
@@ -184,6 +206,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/app.css"),
     ("GET", "/analytics.js"),
     ("GET", "/analytics.css"),
+    ("GET", "/pipelines.js"),
+    ("GET", "/monitors.js"),
+    ("GET", "/admin.css"),
 ];
 
 async fn static_file(content_type: &'static str, body: &'static str) -> Response {

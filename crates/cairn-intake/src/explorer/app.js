@@ -937,9 +937,38 @@ function showDetail(log) {
   ctx.hidden = true;
   body.appendChild(ctx);
   body.appendChild(relatedLinks(a));
+  const processed = pipelineNote(a.attributes);
+  if (processed) body.appendChild(processed);
   body.appendChild(el("h4", null, "Attributes"));
   body.appendChild(Object.keys(a.attributes).length ? tree(a.attributes, [], true) : el("div", "empty", "none"));
   $("detail").hidden = false;
+}
+
+// Which pipelines and processors of the intake changed this log before it was stored (the
+// intake records them under `_cairn`), and the error that made it keep the log as it arrived.
+function pipelineNote(attrs) {
+  const marks = attrs && attrs._cairn;
+  if (!marks || typeof marks !== "object") return null;
+  const steps = Array.isArray(marks.pipelines) ? marks.pipelines : [];
+  const err = marks.pipeline_error;
+  if (!steps.length && !err) return null;
+  const box = el("div", "processed");
+  box.id = "processed";
+  box.appendChild(el("h4", null, "Processed by"));
+  const ul = el("ul", "steps");
+  for (const s of steps) {
+    const li = el("li");
+    const link = el("a", null);
+    link.href = "#view=pipelines";
+    appendText(link, String(s && s.pipeline));
+    li.appendChild(link);
+    const procs = Array.isArray(s && s.processors) ? s.processors : [];
+    li.appendChild(el("span", "note", procs.length ? " › " + procs.join(", ") : " (matched; nothing changed)"));
+    ul.appendChild(li);
+  }
+  box.appendChild(ul);
+  if (err) box.appendChild(dataEl("div", "pl-err", "Pipeline error, stored as it arrived: " + err));
+  return box;
 }
 
 // The logs around this one from its host and service, ignoring the query (GET …/context).
@@ -1159,24 +1188,27 @@ function applyTheme(t) {
 function currentTheme() { const t = loadJSON("cairn-theme", "auto"); return THEMES.includes(t) ? t : "auto"; }
 applyTheme(currentTheme());
 
-// ---- Views: the fragment's `view` picks Logs (default) or Metrics; a link or a pasted address
-// that changes the fragment applies at once, and Back/Forward restore each view.
+// ---- Views: the fragment's `view` picks Logs (default), Metrics, Pipelines or Monitors; a link
+// or a pasted address that changes the fragment applies at once, and Back/Forward restore each
+// view. The other scripts register how to open their view (`CairnExplorer.view`).
 let logsHash = "";
+const VIEW_TITLES = { logs: "Cairn Log Explorer", metrics: "Cairn Metrics", pipelines: "Cairn Pipelines",
+  monitors: "Cairn Monitors" };
+const viewOpeners = { metrics: (p) => openMetrics(p) };
 function route() {
   const p = new URLSearchParams(location.hash.slice(1));
-  const metrics = p.get("view") === "metrics";
-  $("logs-view").hidden = metrics;
-  $("metrics-view").hidden = !metrics;
-  $("search-form").hidden = metrics;
+  const name = Object.hasOwn(VIEW_TITLES, p.get("view")) ? p.get("view") : "logs";
+  for (const v of Object.keys(VIEW_TITLES)) $(v + "-view").hidden = v !== name;
+  $("search-form").hidden = name !== "logs";
   for (const a of document.querySelectorAll("#views a")) {
-    a.setAttribute("aria-current", String(a.dataset.view === (metrics ? "metrics" : "logs")));
+    a.setAttribute("aria-current", String(a.dataset.view === name));
   }
-  document.title = metrics ? "Cairn Metrics" : "Cairn Log Explorer";
-  if (metrics) {
+  document.title = VIEW_TITLES[name];
+  if (name !== "logs") {
     if (state.live) setLive(false);
     $("nav-logs").href = logsHash || "#";
     state.appliedHash = location.hash;
-    openMetrics(p);
+    if (viewOpeners[name]) viewOpeners[name](p);
     return;
   }
   if (state.appliedHash === location.hash && state.generation) return;
@@ -1208,6 +1240,10 @@ window.CairnExplorer = {
   },
   fmtTime,
   filterBy,
+  // Another script's view: `open(params)` runs each time the fragment selects it.
+  view(name, open) {
+    if (Object.hasOwn(VIEW_TITLES, name) && typeof open === "function") viewOpeners[name] = open;
+  },
 };
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -1234,6 +1270,10 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   applyTheme(currentTheme());
   $("live").addEventListener("click", () => setLive(!state.live));
+  $("create-monitor").addEventListener("click", () => {
+    const p = new URLSearchParams({ view: "monitors", new: "1", q: $("query").value.trim() });
+    location.hash = "#" + p.toString();
+  });
   $("list").addEventListener("scroll", maybeLoadMore);
   $("detail-close").addEventListener("click", closeDetail);
   $("facet-add").addEventListener("submit", (ev) => {
