@@ -151,7 +151,12 @@ pub fn router(store: Arc<Store>, access: Access, limits: &IntakeLimits) -> Route
         )
         .route(
             "/admin.css",
-            get(|| static_file("text/css; charset=utf-8", include_str!("explorer/admin.css"))),
+            get(|| {
+                static_file(
+                    "text/css; charset=utf-8",
+                    include_str!("explorer/admin.css"),
+                )
+            }),
         )
         .route(
             "/analytics.css",
