@@ -81,7 +81,6 @@ fn the_exported_pipeline_processes_what_its_parser_extracted() {
 }
 
 #[test]
-#[ignore = "needs grok"]
 fn the_exported_pipeline_parses_a_raw_access_log() {
     let pipelines =
         Pipelines::compile(&Config::from_text(EXPORT).expect("reads")).expect("compiles");
@@ -103,7 +102,6 @@ fn the_exported_pipeline_parses_a_raw_access_log() {
 /// Datadog's own integration pipelines (nginx among them) write `(?>…)` in match rules,
 /// which Rust's regex crate does not know; an export holding them must still load.
 #[test]
-#[ignore = "needs grok: atomic groups (?>…) as Datadog's nginx pipeline writes them"]
 fn grok_rules_with_atomic_groups_load_and_match() {
     let config = Config::from_json(json!([{
         "name": "nginx",

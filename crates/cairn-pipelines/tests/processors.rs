@@ -775,7 +775,6 @@ fn grok_parser_without_a_match_changes_nothing() {
 }
 
 #[test]
-#[ignore = "needs grok"]
 fn grok_parser_merges_what_it_extracts() {
     table(
         json!({"type": "grok-parser", "grok": {

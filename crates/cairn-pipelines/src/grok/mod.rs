@@ -211,6 +211,50 @@ impl Grok {
     }
 }
 
+/// Regex text written in a rule, in the dialect of Datadog's (Java-style) engine, as the
+/// `regex` crate reads it. Atomic groups `(?>…)` and possessive quantifiers (`*+`, `++`, `?+`,
+/// `{n}+`) only stop backtracking there; the `regex` crate never backtracks, so the plain group
+/// and the greedy quantifier match the same inputs in the rules people write (Datadog's own
+/// nginx pipeline uses them).
+fn push_user_regex(text: &str, out: &mut String) {
+    let mut chars = text.chars().peekable();
+    let mut in_class = false;
+    // Whether the last thing written can take a quantifier (so a `+` after `*` is possessive).
+    let mut after_quantifier = false;
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                out.push(c);
+                if let Some(n) = chars.next() {
+                    out.push(n);
+                }
+                after_quantifier = false;
+                continue;
+            }
+            '[' if !in_class => in_class = true,
+            ']' if in_class => in_class = false,
+            '(' if !in_class => {
+                out.push('(');
+                let mut probe = chars.clone();
+                if probe.next() == Some('?') && probe.next() == Some('>') {
+                    chars.next();
+                    chars.next();
+                    out.push_str("?:");
+                }
+                after_quantifier = false;
+                continue;
+            }
+            '+' if !in_class && after_quantifier => {
+                after_quantifier = false;
+                continue;
+            }
+            _ => {}
+        }
+        out.push(c);
+        after_quantifier = !in_class && matches!(c, '*' | '+' | '?' | '}');
+    }
+}
+
 fn build_regex(re: &str) -> Result<Regex, regex::Error> {
     regex::RegexBuilder::new(re)
         .size_limit(REGEX_SIZE_LIMIT)
@@ -255,7 +299,7 @@ impl<'h, 'a> Builder<'h, 'a> {
         let pieces = syntax::pieces(src.rule.pattern).map_err(fail)?;
         for piece in pieces {
             match piece {
-                Piece::Regex(text) => out.push_str(text),
+                Piece::Regex(text) => push_user_regex(text, out),
                 Piece::Token(token) => self.token(&token, out).map_err(|e| match e {
                     Expand::Here(message) => fail(message),
                     Expand::Inner(e) => e,
@@ -410,6 +454,22 @@ fn is_blank(v: &Value) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn java_only_regex_forms_become_their_plain_equivalents() {
+        for (given, want) in [
+            ("(?>a|b)c", "(?:a|b)c"),
+            ("a*+b++c?+d{2}+", "a*b+c?d{2}"),
+            (r"\++", r"\++"),
+            ("[+*]+x", "[+*]+x"),
+            ("(?:x)+", "(?:x)+"),
+            (r"\(?>", r"\(?>"),
+        ] {
+            let mut out = String::new();
+            push_user_regex(given, &mut out);
+            assert_eq!(out, want, "{given}");
+        }
+    }
 
     #[test]
     fn grok_is_shareable_between_threads() {
