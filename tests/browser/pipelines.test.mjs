@@ -42,8 +42,10 @@ test("the editor previews a pipeline on the query's logs before it is saved, and
   await page.waitForSelector("#pipelines-view:not([hidden])");
   await page.waitForFunction(() => document.querySelector("#pl-sample-note").textContent.includes("3 logs"));
   assert.equal(JSON.parse(await page.inputValue("#pl-editor")).length, 0);
-  await page.fill("#pl-editor", JSON.stringify([pipeline("access logs", RULES)], null, 2));
   await page.waitForFunction(() => document.querySelectorAll("#pl-results .pl-result").length === 3);
+  await page.fill("#pl-editor", JSON.stringify([pipeline("access logs", RULES)], null, 2));
+  await page.waitForFunction(() => document.querySelectorAll("#pl-results .pl-step").length > 0 &&
+    !document.querySelector("#pl-results").hasAttribute("aria-busy"));
   const steps = await page.locator("#pl-results .pl-step").allTextContents();
   assert.ok(steps.some((s) => s.startsWith("access logs › parse access line")), steps.join("|"));
   const text = await page.locator("#pl-results").textContent();
@@ -102,7 +104,8 @@ test("a mistake in the editor or a definition the intake refuses is named, and n
 test("pasted sample logs are previewed too, a line that is not JSON as a message", async () => {
   await page.selectOption("#pl-sample-from", "custom");
   await page.fill("#pl-custom", `{"message": "10.1.1.1 PUT /x 201 info", "service": "${SVC}"}\nplain text line`);
-  await page.waitForFunction(() => document.querySelectorAll("#pl-results .pl-result").length === 2);
+  await page.waitForFunction(() => document.querySelectorAll("#pl-results .pl-result").length === 2 &&
+    !document.querySelector("#pl-results").hasAttribute("aria-busy"));
   const traces = await page.locator("#pl-results .pl-trace").allTextContents();
   assert.ok(traces[0].includes("access logs"), traces.join("|"));
   assert.ok(traces[1].includes("no pipeline matched"), traces.join("|"));

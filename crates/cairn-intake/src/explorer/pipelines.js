@@ -41,15 +41,72 @@ function plParse() {
     const list = Array.isArray(v) ? v : (v && Array.isArray(v.pipelines) ? v.pipelines : [v]);
     return { pipelines: list };
   } catch (e) {
-    const m = /position (\d+)/.exec(e.message);
-    let where = "";
-    if (m) {
-      const before = text.slice(0, Number(m[1]));
-      const line = before.split("\n").length;
-      where = "line " + line + ", column " + (before.length - before.lastIndexOf("\n")) + ": ";
-    }
+    const at = jsonErrorOffset(text);
+    const before = text.slice(0, at);
+    const line = before.split("\n").length;
+    const where = "line " + line + ", column " + (before.length - before.lastIndexOf("\n")) + ": ";
     return { error: "The editor does not hold valid JSON: " + where + e.message };
   }
+}
+
+// Where JSON text first goes wrong, as an offset: the browser's own message does not always
+// say (Chromium quotes the text around it instead), and an author needs the line.
+function jsonErrorOffset(text) {
+  let i = 0;
+  const ws = () => { while (i < text.length && " \t\r\n".includes(text[i])) i++; };
+  const fail = () => { throw i; };
+  const lit = (word) => { if (text.startsWith(word, i)) i += word.length; else fail(); };
+  const str = () => {
+    if (text[i] !== '"') fail();
+    i++;
+    while (i < text.length && text[i] !== '"') {
+      if (text[i] === "\\") i++;
+      else if (text.charCodeAt(i) < 0x20) fail();
+      i++;
+    }
+    if (i >= text.length) fail();
+    i++;
+  };
+  const num = () => {
+    const m = /^-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?/.exec(text.slice(i, i + 400));
+    if (!m || !m[0]) fail();
+    i += m[0].length;
+  };
+  const value = (depth) => {
+    if (depth > 500) fail();
+    ws();
+    const c = text[i];
+    if (c === "{") {
+      i++; ws();
+      if (text[i] === "}") { i++; return; }
+      for (;;) {
+        ws(); str(); ws();
+        if (text[i] !== ":") fail();
+        i++;
+        value(depth + 1); ws();
+        if (text[i] === ",") { i++; continue; }
+        if (text[i] === "}") { i++; return; }
+        fail();
+      }
+    }
+    if (c === "[") {
+      i++; ws();
+      if (text[i] === "]") { i++; return; }
+      for (;;) {
+        value(depth + 1); ws();
+        if (text[i] === ",") { i++; continue; }
+        if (text[i] === "]") { i++; return; }
+        fail();
+      }
+    }
+    if (c === '"') return str();
+    if (c === "t") return lit("true");
+    if (c === "f") return lit("false");
+    if (c === "n") return lit("null");
+    return num();
+  };
+  try { value(0); ws(); if (i < text.length) fail(); } catch (at) { if (typeof at === "number") return at; throw at; }
+  return text.length;
 }
 
 function plRenderList(pipelines) {
@@ -137,17 +194,20 @@ async function plPreview() {
   $("pl-sample-note").textContent = pstate.sampleNote;
   const parsed = plParse();
   if (parsed.error) { plShowError(parsed.error); return; }
+  plShowError("");
   plRenderList(parsed.pipelines);
   if (!pstate.samples.length) { clear(out); plShowError(""); return; }
   const gen = ++pstate.generation;
+  out.setAttribute("aria-busy", "true");
   let r;
   try {
     r = await api("POST", "/api/v1/logs/config/pipelines/preview", { pipelines: parsed.pipelines, logs: pstate.samples });
   } catch (e) {
-    if (gen === pstate.generation) plShowError(e.message);
+    if (gen === pstate.generation) { out.removeAttribute("aria-busy"); plShowError(e.message); }
     return;
   }
   if (gen !== pstate.generation) return;
+  out.removeAttribute("aria-busy");
   plShowError("");
   clear(out);
   const results = Array.isArray(r) ? r : (r.data || r.results || []);
