@@ -29,7 +29,8 @@ test("the page holds the containers analytics.js fills", async () => {
   const order = await page.evaluate(() => !!(document.querySelector("#viz-bar").compareDocumentPosition(document.querySelector("#chart-wrap")) & Node.DOCUMENT_POSITION_FOLLOWING));
   assert.ok(order);
   const links = await page.evaluate(() => [...document.querySelectorAll("link[rel=stylesheet], script[src]")].map((e) => e.getAttribute("href") || e.getAttribute("src")));
-  assert.deepEqual(links, ["/app.css", "/analytics.css", "/app.js", "/metrics.js", "/analytics.js"]);
+  assert.deepEqual(links, ["/app.css", "/analytics.css", "/admin.css", "/app.js", "/metrics.js", "/analytics.js",
+    "/pipelines.js", "/monitors.js"]);
 });
 
 test("state() is a copy of the view in the API's terms", async () => {
