@@ -454,7 +454,7 @@ fn parse_timestamp(raw: &str) -> Option<i64> {
 
 pub use cairn_query::normalise_status;
 
-fn truncate_message(mut message: String) -> (String, bool) {
+pub(crate) fn truncate_message(mut message: String) -> (String, bool) {
     if message.len() <= wire::MAX_MESSAGE_BYTES {
         return (message, false);
     }
