@@ -50,10 +50,11 @@ pub fn run(args: PipelinesArgs) -> anyhow::Result<ExitCode> {
                 Ok(l) => l,
                 Err(code) => return Ok(code),
             };
+            let n = loaded.definitions().len();
             println!(
-                "{}: {} pipelines, ok",
+                "{}: ok, {n} pipeline{}",
                 file.display(),
-                loaded.definitions().len()
+                if n == 1 { "" } else { "s" }
             );
             Ok(ExitCode::SUCCESS)
         }
