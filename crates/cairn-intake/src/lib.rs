@@ -244,11 +244,12 @@ pub async fn start(cfg: IntakeConfig) -> Result<RunningIntake, IntakeError> {
         .map_err(|e| IntakeError::BadRequest(format!("opening the store panicked: {e}")))??;
     // Before binding: an invalid pipelines file stops the start, naming the file and where.
     let pipelines_file = cfg.pipelines_file.clone();
-    let pipelines = tokio::task::spawn_blocking(move || {
-        pipelines::PipelineState::load(&pipelines_file)
-    })
-    .await
-    .map_err(|e| IntakeError::BadRequest(format!("loading the pipelines panicked: {e}")))??;
+    let pipelines =
+        tokio::task::spawn_blocking(move || pipelines::PipelineState::load(&pipelines_file))
+            .await
+            .map_err(|e| {
+                IntakeError::BadRequest(format!("loading the pipelines panicked: {e}"))
+            })??;
     let pipelines = Arc::new(pipelines);
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await

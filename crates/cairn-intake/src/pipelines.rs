@@ -656,7 +656,13 @@ async fn list(State(st): State<Arc<AppState>>) -> Response {
     if let Some(e) = st.pipelines.status().error {
         let clean: String = e
             .chars()
-            .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' })
+            .map(|c| {
+                if c.is_ascii_graphic() || c == ' ' {
+                    c
+                } else {
+                    '?'
+                }
+            })
             .take(1000)
             .collect();
         if let Ok(v) = HeaderValue::from_str(&clean) {
@@ -797,7 +803,10 @@ async fn preview_handler(State(st): State<Arc<AppState>>, body: Bytes) -> Respon
     if body.len() > wire::MAX_PAYLOAD_BYTES {
         return v1_error(
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!("a preview body is limited to {} bytes", wire::MAX_PAYLOAD_BYTES),
+            format!(
+                "a preview body is limited to {} bytes",
+                wire::MAX_PAYLOAD_BYTES
+            ),
         );
     }
     let current = st.pipelines.current();
@@ -875,7 +884,8 @@ mod tests {
 
     #[test]
     fn from_event_folds_status_and_records_provenance() {
-        let mut logs = ingest::parse_logs(br#"{"message":"m","_cairn":{"normalized":["depth"]}}"#, 0).unwrap();
+        let mut logs =
+            ingest::parse_logs(br#"{"message":"m","_cairn":{"normalized":["depth"]}}"#, 0).unwrap();
         let mut e = to_event(&logs[0]);
         e.status = "WARNING".into();
         e.tags.push("parsed:yes".into());
@@ -906,7 +916,10 @@ mod tests {
         let before = logs[0].clone();
         note_error(&mut logs[0], "p › q: bad");
         let attrs: Value = serde_json::from_str(logs[0].attributes.as_deref().unwrap()).unwrap();
-        assert_eq!(attrs, json!({"k": "v", "_cairn": {"pipeline_error": "p › q: bad"}}));
+        assert_eq!(
+            attrs,
+            json!({"k": "v", "_cairn": {"pipeline_error": "p › q: bad"}})
+        );
         assert_eq!(logs[0].message, before.message);
         assert_eq!(logs[0].leaves, before.leaves);
     }

@@ -81,7 +81,12 @@ async fn with_message(h: &Harness, needle: &str) -> Value {
         .search("*")
         .await
         .into_iter()
-        .filter(|l| l["attributes"]["message"].as_str().unwrap_or("").contains(needle))
+        .filter(|l| {
+            l["attributes"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains(needle)
+        })
         .collect();
     assert_eq!(found.len(), 1, "{needle}: {found:?}");
     found[0]["attributes"].clone()
@@ -162,8 +167,11 @@ async fn without_a_file_logs_are_stored_as_they_arrive() {
     assert!(!file.exists());
     let (status, list) = get(&h, "/api/v1/logs/config/pipelines").await;
     assert_eq!((status, list), (200, json!([])));
-    h.ingest(&json!([ingest_line("access 10.0.0.1 GET / 200 warn", "nginx")]))
-        .await;
+    h.ingest(&json!([ingest_line(
+        "access 10.0.0.1 GET / 200 warn",
+        "nginx"
+    )]))
+    .await;
     let a = one(&h, "source:nginx").await;
     assert_eq!(a["status"], "info");
     assert_eq!(a["attributes"], json!({}));
@@ -193,13 +201,19 @@ async fn a_changed_file_is_reloaded_and_an_invalid_one_keeps_the_running_pipelin
     let (h, file) = start_with_file(Some(NGINX)).await;
     write(&file, &NGINX.replace("name: OK", "name: fine"));
     wait_for_list(&h, |l| l.to_string().contains("\"fine\"")).await;
-    h.ingest(&json!([ingest_line("access 10.0.0.9 GET / 204 info", "nginx")]))
-        .await;
+    h.ingest(&json!([ingest_line(
+        "access 10.0.0.9 GET / 204 info",
+        "nginx"
+    )]))
+    .await;
     let a = with_message(&h, "10.0.0.9 ").await;
     assert_eq!(a["attributes"]["http"]["status_category"], "fine");
 
     // Broken on disk: the running pipelines stay, the error is reported.
-    write(&file, "pipelines: [ {name: x, processors: [ {type: no-such-processor} ] } ]");
+    write(
+        &file,
+        "pipelines: [ {name: x, processors: [ {type: no-such-processor} ] } ]",
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
         let (_, s) = get(&h, "/api/v1/logs/config/pipelines/_status").await;
@@ -210,7 +224,10 @@ async fn a_changed_file_is_reloaded_and_an_invalid_one_keeps_the_running_pipelin
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert!(
-        status["error"].as_str().unwrap().contains("no-such-processor"),
+        status["error"]
+            .as_str()
+            .unwrap()
+            .contains("no-such-processor"),
         "{status}"
     );
     let resp = h
@@ -222,8 +239,11 @@ async fn a_changed_file_is_reloaded_and_an_invalid_one_keeps_the_running_pipelin
     assert!(resp.headers().contains_key("x-cairn-pipelines-error"));
     let list: Value = resp.json().await.unwrap();
     assert!(list.to_string().contains("\"fine\""), "{list}");
-    h.ingest(&json!([ingest_line("access 10.0.0.10 GET / 500 error", "nginx")]))
-        .await;
+    h.ingest(&json!([ingest_line(
+        "access 10.0.0.10 GET / 500 error",
+        "nginx"
+    )]))
+    .await;
     let b = with_message(&h, "10.0.0.10 ").await;
     assert_eq!(b["attributes"]["http"]["status_category"], "error");
 
@@ -240,7 +260,13 @@ async fn the_api_round_trip_rewrites_the_file_and_runs_at_once() {
     nginx.as_object_mut().unwrap().remove("id");
 
     // PUT all (the {pipelines: [...]} form), then the list and the file agree.
-    let (status, put) = send(&h, reqwest::Method::PUT, base, &json!({"pipelines": [nginx]})).await;
+    let (status, put) = send(
+        &h,
+        reqwest::Method::PUT,
+        base,
+        &json!({"pipelines": [nginx]}),
+    )
+    .await;
     assert_eq!(status, 200, "{put}");
     let id = put[0]["id"].as_str().expect("an id is given").to_owned();
     assert_eq!(put[0]["name"], "nginx");
@@ -257,8 +283,11 @@ async fn the_api_round_trip_rewrites_the_file_and_runs_at_once() {
         assert_eq!(mode & 0o777, 0o600);
     }
     // No reload needed: the next log is parsed.
-    h.ingest(&json!([ingest_line("access 10.0.0.1 GET / 200 warn", "nginx")]))
-        .await;
+    h.ingest(&json!([ingest_line(
+        "access 10.0.0.1 GET / 200 warn",
+        "nginx"
+    )]))
+    .await;
     assert_eq!(one(&h, "source:nginx").await["status"], "warn");
 
     // GET and PUT one.
@@ -266,10 +295,16 @@ async fn the_api_round_trip_rewrites_the_file_and_runs_at_once() {
     assert_eq!((status, &got), (200, &put[0]));
     let mut renamed = got.clone();
     renamed["name"] = json!("nginx access");
-    let (status, replaced) = send(&h, reqwest::Method::PUT, &format!("{base}/{id}"), &renamed).await;
+    let (status, replaced) =
+        send(&h, reqwest::Method::PUT, &format!("{base}/{id}"), &renamed).await;
     assert_eq!(status, 200, "{replaced}");
-    assert_eq!((replaced["id"].as_str(), &replaced["name"]), (Some(id.as_str()), &json!("nginx access")));
-    assert!(std::fs::read_to_string(&file).unwrap().contains("nginx access"));
+    assert_eq!(
+        (replaced["id"].as_str(), &replaced["name"]),
+        (Some(id.as_str()), &json!("nginx access"))
+    );
+    assert!(std::fs::read_to_string(&file)
+        .unwrap()
+        .contains("nginx access"));
 
     // POST one more: it gets a new id and comes after.
     let extra = json!({"name": "second", "is_enabled": true, "filter": {"query": "service:db"}, "processors": []});
@@ -282,16 +317,28 @@ async fn the_api_round_trip_rewrites_the_file_and_runs_at_once() {
     assert_eq!(list[1]["name"], "second");
 
     // DELETE, then it is gone from the list, the file and the routes.
-    let resp = h.http.delete(h.url(&format!("{base}/{id}"))).send().await.unwrap();
+    let resp = h
+        .http
+        .delete(h.url(&format!("{base}/{id}")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status().as_u16(), 200);
     let (_, list) = get(&h, base).await;
     assert_eq!(list.as_array().unwrap().len(), 1);
     assert_eq!(list[0]["id"], json!(id2));
-    assert!(!std::fs::read_to_string(&file).unwrap().contains("nginx access"));
+    assert!(!std::fs::read_to_string(&file)
+        .unwrap()
+        .contains("nginx access"));
     let (status, body) = get(&h, &format!("{base}/{id}")).await;
     assert_eq!(status, 404);
     assert!(body["errors"][0].as_str().unwrap().contains(&id), "{body}");
-    let resp = h.http.delete(h.url(&format!("{base}/{id}"))).send().await.unwrap();
+    let resp = h
+        .http
+        .delete(h.url(&format!("{base}/{id}")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status().as_u16(), 404);
 
     // A bare array replaces all too.
@@ -310,7 +357,10 @@ async fn an_invalid_write_is_refused_naming_the_location_and_changes_nothing() {
     let (status, body) = send(&h, reqwest::Method::PUT, base, &bad).await;
     assert_eq!(status, 400, "{body}");
     let detail = body["errors"][0].as_str().expect("Datadog's error shape");
-    assert!(detail.contains("nginx") && detail.contains("grok"), "{detail}");
+    assert!(
+        detail.contains("nginx") && detail.contains("grok"),
+        "{detail}"
+    );
 
     let (status, body) = send(&h, reqwest::Method::PUT, base, &json!({"not": "pipelines"})).await;
     assert_eq!(status, 400, "{body}");
@@ -329,8 +379,11 @@ async fn an_invalid_write_is_refused_naming_the_location_and_changes_nothing() {
     let (_, after) = get(&h, base).await;
     assert_eq!(after, before);
     assert_eq!(std::fs::read_to_string(&file).unwrap(), before_file);
-    h.ingest(&json!([ingest_line("access 10.0.0.1 GET / 200 warn", "nginx")]))
-        .await;
+    h.ingest(&json!([ingest_line(
+        "access 10.0.0.1 GET / 200 warn",
+        "nginx"
+    )]))
+    .await;
     assert_eq!(one(&h, "source:nginx").await["status"], "warn");
 }
 
@@ -364,7 +417,10 @@ async fn preview_runs_given_or_running_pipelines_without_storing() {
     let out = out.as_array().unwrap();
     assert_eq!(out.len(), 2);
     assert_eq!(out[0]["log"]["status"], "warn");
-    assert_eq!(out[0]["log"]["attributes"]["network"]["client"]["ip"], "10.0.0.1");
+    assert_eq!(
+        out[0]["log"]["attributes"]["network"]["client"]["ip"],
+        "10.0.0.1"
+    );
     assert_eq!(out[0]["trace"]["steps"][0]["pipeline"], "nginx");
     assert_eq!(out[0]["trace"]["error"], Value::Null);
     assert_eq!(out[1]["trace"]["steps"], json!([]));
@@ -379,7 +435,10 @@ async fn preview_runs_given_or_running_pipelines_without_storing() {
     assert_eq!(out[0]["log"]["status"], "info");
 
     let (status, body) = h
-        .api_status(path, json!({"pipelines": [{"name": "b", "processors": [{"type": "nope"}]}], "logs": logs}))
+        .api_status(
+            path,
+            json!({"pipelines": [{"name": "b", "processors": [{"type": "nope"}]}], "logs": logs}),
+        )
         .await;
     assert_eq!(status, 400, "{body}");
     let (status, _) = h.api_status(path, json!({"logs": "x"})).await;

@@ -37,9 +37,7 @@ enum Action {
         json: bool,
     },
     /// Validate FILE: compile every pipeline and processor, naming the first problem.
-    Check {
-        file: PathBuf,
-    },
+    Check { file: PathBuf },
 }
 
 pub fn run(args: PipelinesArgs) -> anyhow::Result<ExitCode> {
@@ -63,8 +61,8 @@ pub fn run(args: PipelinesArgs) -> anyhow::Result<ExitCode> {
 
 /// The compiled file, or exit code 2 after printing where it is wrong.
 fn load(file: &Path) -> anyhow::Result<Result<Loaded, ExitCode>> {
-    let text = std::fs::read_to_string(file)
-        .with_context(|| format!("cannot read {}", file.display()))?;
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     match pipelines::compile_text(&text) {
         Ok(l) => Ok(Ok(l)),
         Err(e) => {

@@ -32,12 +32,7 @@ fn cairn(args: &[&str], stdin: Option<&str>) -> Output {
         .spawn()
         .expect("the binary runs");
     if let Some(s) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(s.as_bytes())
-            .unwrap();
+        child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
     }
     drop(child.stdin.take());
     child.wait_with_output().unwrap()
@@ -61,7 +56,8 @@ fn test_prints_the_processed_log_and_which_processors_touched_it() {
     let file = dir.path().join("pipelines.yaml");
     std::fs::write(&file, FILE).unwrap();
     let f = file.to_str().unwrap();
-    let log = r#"{"message": "access 10.0.0.1 GET 404 warn", "ddsource": "nginx", "service": "web"}"#;
+    let log =
+        r#"{"message": "access 10.0.0.1 GET 404 warn", "ddsource": "nginx", "service": "web"}"#;
     let out = cairn(&["pipelines", "test", f, "--log", log], None);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let logs = values(&out.stdout);
@@ -80,7 +76,10 @@ fn test_prints_the_processed_log_and_which_processors_touched_it() {
     let lines = dir.path().join("logs.jsonl");
     std::fs::write(
         &lines,
-        format!("{log}\n{}\n", json!({"message": "other", "ddsource": "app"})),
+        format!(
+            "{log}\n{}\n",
+            json!({"message": "other", "ddsource": "app"})
+        ),
     )
     .unwrap();
     let at = format!("@{}", lines.display());
@@ -104,7 +103,11 @@ fn test_prints_the_processed_log_and_which_processors_touched_it() {
 fn an_invalid_file_exits_2_naming_the_location() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("pipelines.yaml");
-    std::fs::write(&file, FILE.replace("%{word:level}", "%{nosuchmatcher:level}")).unwrap();
+    std::fs::write(
+        &file,
+        FILE.replace("%{word:level}", "%{nosuchmatcher:level}"),
+    )
+    .unwrap();
     let f = file.to_str().unwrap();
     for args in [
         vec!["pipelines", "check", f],
