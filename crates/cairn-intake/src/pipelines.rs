@@ -591,15 +591,19 @@ fn error_response(e: IntakeError) -> Response {
     }
 }
 
-fn parse_body(body: &Bytes) -> Result<Value, Response> {
+fn parse_body(body: &Bytes) -> Result<Value, Box<Response>> {
     if body.len() > MAX_CONFIG_BYTES {
-        return Err(v1_error(
+        return Err(Box::new(v1_error(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("a pipelines body is limited to {MAX_CONFIG_BYTES} bytes"),
-        ));
+        )));
     }
-    serde_json::from_slice(body)
-        .map_err(|e| v1_error(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}")))
+    serde_json::from_slice(body).map_err(|e| {
+        Box::new(v1_error(
+            StatusCode::BAD_REQUEST,
+            format!("invalid JSON: {e}"),
+        ))
+    })
 }
 
 /// Runs a blocking change of the definitions and answers with `answer(loaded, extra)`.
@@ -679,7 +683,7 @@ async fn status_handler(State(st): State<Arc<AppState>>) -> Response {
 async fn replace_all(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
     let body = match parse_body(&body) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let pipelines = match body {
         Value::Array(a) => a,
@@ -710,7 +714,7 @@ async fn replace_all(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
 async fn create(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
     let body = match parse_body(&body) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     modify(
         &st,
@@ -754,7 +758,7 @@ async fn replace_one(
 ) -> Response {
     let body = match parse_body(&body) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let wanted = id.clone();
     modify(
@@ -811,52 +815,33 @@ async fn preview_handler(State(st): State<Arc<AppState>>, body: Bytes) -> Respon
     }
     let current = st.pipelines.current();
     let now = now_ms();
-    let done = tokio::task::spawn_blocking(move || -> Result<Vec<Value>, Response> {
+    // Every refusal here is the request's fault: 400 with the reason.
+    let done = tokio::task::spawn_blocking(move || -> Result<Vec<Value>, String> {
         let mut req: Map<String, Value> = match serde_json::from_slice(&body) {
             Ok(Value::Object(m)) => m,
-            Ok(_) => {
-                return Err(v1_error(
-                    StatusCode::BAD_REQUEST,
-                    "the body must be {\"logs\": [...], \"pipelines\"?: [...]}".into(),
-                ))
-            }
-            Err(e) => {
-                return Err(v1_error(
-                    StatusCode::BAD_REQUEST,
-                    format!("invalid JSON: {e}"),
-                ))
-            }
+            Ok(_) => return Err("the body must be {\"logs\": [...], \"pipelines\"?: [...]}".into()),
+            Err(e) => return Err(format!("invalid JSON: {e}")),
         };
         let logs = match req.remove("logs") {
             Some(Value::Array(a)) => a,
             Some(one @ Value::Object(_)) => vec![one],
-            _ => {
-                return Err(v1_error(
-                    StatusCode::BAD_REQUEST,
-                    "\"logs\" must be an array of log objects".into(),
-                ))
-            }
+            _ => return Err("\"logs\" must be an array of log objects".into()),
         };
         let given = match req.remove("pipelines") {
             None | Some(Value::Null) => None,
             Some(p) => {
                 let text = serde_json::to_string(&json!({ "pipelines": p }))
                     .expect("JSON values serialise");
-                Some(compile_text(&text).map_err(|e| {
-                    v1_error(
-                        StatusCode::BAD_REQUEST,
-                        format!("{}: {}", e.location, e.message),
-                    )
-                })?)
+                Some(compile_text(&text).map_err(|e| format!("{}: {}", e.location, e.message))?)
             }
         };
         let pipelines = given.as_ref().map_or(&current.compiled, |l| &l.compiled);
-        preview(pipelines, &logs, now).map_err(|m| v1_error(StatusCode::BAD_REQUEST, m))
+        preview(pipelines, &logs, now)
     })
     .await;
     match done {
         Ok(Ok(v)) => axum::Json(v).into_response(),
-        Ok(Err(r)) => r,
+        Ok(Err(m)) => v1_error(StatusCode::BAD_REQUEST, m),
         Err(e) => v1_error(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("the preview task failed: {e}"),
