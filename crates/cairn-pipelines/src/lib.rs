@@ -23,6 +23,12 @@ use processors::{Kind, Pipeline, Run};
 
 /// One log as the processors see it. Reserved attributes (`message`, `status`, `host`,
 /// `service`, `source`, the date) are fields; everything else is in `attributes`.
+///
+/// Processors name the fields as Datadog does: `message`, `status`, `host` (or `hostname`),
+/// `service`, `source` (or `ddsource`). Any other name is a dotted path into `attributes`
+/// (`http.status_code`), falling back to a flat key holding the dots. An empty field reads
+/// as absent; `status` is written folded by [`cairn_query::normalise_status`], as the store
+/// keeps it.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Event {
     pub timestamp_ms: i64,
@@ -94,7 +100,8 @@ impl Config {
     }
 }
 
-/// Compiled pipelines, ready to run on many logs from many threads.
+/// Compiled pipelines, ready to run on many logs from many threads: filters and category
+/// queries are parsed, formulas, templates, lookup tables and grok rules compiled, once.
 #[derive(Debug, Default)]
 pub struct Pipelines {
     pipelines: Vec<Pipeline>,

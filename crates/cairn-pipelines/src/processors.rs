@@ -671,9 +671,12 @@ impl AttributeRemapper {
         }
         if !self.preserve_source && !same_place {
             match &self.sources[index] {
-                Source::Attr(t) => {
+                // A reserved field is read, never emptied: a log keeps its message, service
+                // and status, which only their dedicated remappers change.
+                Source::Attr(t @ Target::Attr { .. }) => {
                     t.remove(event);
                 }
+                Source::Attr(_) => {}
                 Source::Tag(key) => {
                     let prefix = format!("{key}:");
                     if let Some(i) = event.tags.iter().position(|t| t.starts_with(&prefix)) {

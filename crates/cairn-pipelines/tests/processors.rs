@@ -430,6 +430,14 @@ fn attribute_remapper_moves_between_tags_and_attributes() {
             json!({"tags": ["environment:prod"]}),
         )],
     );
+    // a reserved field is copied, never emptied
+    table(
+        json!({"type": "attribute-remapper", "sources": ["service"], "target": "app"}),
+        &[(
+            json!({"service": "web"}),
+            json!({"service": "web", "app": "web"}),
+        )],
+    );
     // `source` is no dedicated-remapper attribute: the remapper writes the log's source
     table(
         json!({"type": "attribute-remapper", "sources": ["logger"], "target": "source"}),
