@@ -1,6 +1,7 @@
 //! The URL parser's output, in the shape Datadog writes to `http.url_details`: `scheme`,
-//! `host`, `port`, `path`, `queryString` (an object; a repeated key holds a list), and
-//! `fragment`. A relative URL (`/path?q=1`, common in access logs) gives path and query only.
+//! `host`, `port` (the scheme's default when not written), `path`, `queryString` (an object;
+//! a repeated key holds a list) and `auth` when there is one, as grok's `url` filter writes
+//! them. A relative URL (`/path?q=1`, common in access logs) gives path and query only.
 
 use serde_json::{Map, Value};
 
@@ -28,7 +29,11 @@ pub(crate) fn details(text: &str, normalize_ending_slashes: bool) -> Option<Valu
             out.insert("port".into(), Value::from(port));
         }
         if !parsed.username().is_empty() {
-            out.insert("user".into(), Value::String(parsed.username().to_owned()));
+            let auth = match parsed.password() {
+                Some(p) => format!("{}:{p}", parsed.username()),
+                None => parsed.username().to_owned(),
+            };
+            out.insert("auth".into(), Value::String(auth));
         }
     }
     let mut path = parsed.path().to_owned();
@@ -54,9 +59,6 @@ pub(crate) fn details(text: &str, normalize_ending_slashes: bool) -> Option<Valu
             }
         }
         out.insert("queryString".into(), Value::Object(query));
-    }
-    if let Some(fragment) = parsed.fragment() {
-        out.insert("fragment".into(), Value::String(fragment.to_owned()));
     }
     Some(Value::Object(out))
 }

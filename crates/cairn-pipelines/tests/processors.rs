@@ -633,8 +633,7 @@ fn url_parser_splits_urls() {
                     "url": "https://shop.example.com:8443/cart/items?id=7&tag=a&tag=b#top",
                     "url_details": {
                         "scheme": "https", "host": "shop.example.com", "port": 8443,
-                        "path": "/cart/items", "queryString": {"id": "7", "tag": ["a", "b"]},
-                        "fragment": "top"
+                        "path": "/cart/items", "queryString": {"id": "7", "tag": ["a", "b"]}
                     }
                 }}),
             ),
