@@ -8,12 +8,27 @@
 //! Must not: know about HTTP, SQLite or files other than the text it is handed; drop a log
 //! (a processor that fails leaves the log as it arrived, with the error noted).
 
+mod arith;
+mod config;
+mod date;
+mod event;
 pub mod grok;
+mod processors;
+mod url;
+mod useragent;
 
 use serde_json::{Map, Value};
 
+use processors::{Kind, Pipeline, Run};
+
 /// One log as the processors see it. Reserved attributes (`message`, `status`, `host`,
 /// `service`, `source`, the date) are fields; everything else is in `attributes`.
+///
+/// Processors name the fields as Datadog does: `message`, `status`, `host` (or `hostname`),
+/// `service`, `source` (or `ddsource`). Any other name is a dotted path into `attributes`
+/// (`http.status_code`), falling back to a flat key holding the dots. An empty field reads
+/// as absent; `status` is written folded by [`cairn_query::normalise_status`], as the store
+/// keeps it.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Event {
     pub timestamp_ms: i64,
@@ -47,20 +62,50 @@ pub struct ConfigError {
 
 impl Config {
     /// Reads YAML or JSON text.
+    ///
+    /// Every pipeline is checked (and compiled, then dropped), so a config that reads is one
+    /// that [`Pipelines::compile`] accepts; Datadog's defaults are filled in.
     pub fn from_text(text: &str) -> Result<Config, ConfigError> {
-        let _ = text;
-        Ok(Config::default())
+        Config::from_value_list(config::parse_text(text)?)
     }
 
-    /// The pipelines as Datadog's API returns them (a JSON array), each with its `id`.
+    /// The same from JSON already parsed: an API body holding a list, `{"pipelines": [...]}`
+    /// or one pipeline.
+    pub fn from_json(value: Value) -> Result<Config, ConfigError> {
+        Config::from_value_list(config::root_list(value)?)
+    }
+
+    fn from_value_list(mut pipelines: Vec<Value>) -> Result<Config, ConfigError> {
+        for (i, p) in pipelines.iter_mut().enumerate() {
+            config::pipeline(p, i)?;
+        }
+        Ok(Config { pipelines })
+    }
+
+    /// The pipelines as Datadog's API returns them (a JSON array), each with its `id` and
+    /// the defaults filled in. Fields Cairn does not know (`description`, `tags`) are kept.
     pub fn to_json(&self) -> Value {
-        Value::Array(self.pipelines.clone())
+        Value::Array(
+            self.pipelines
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    let mut p = p.clone();
+                    // A pipeline that does not check is shown as written.
+                    let _ = config::pipeline(&mut p, i);
+                    p
+                })
+                .collect(),
+        )
     }
 }
 
-/// Compiled pipelines, ready to run on many logs from many threads.
+/// Compiled pipelines, ready to run on many logs from many threads: filters and category
+/// queries are parsed, formulas, templates, lookup tables and grok rules compiled, once.
 #[derive(Debug, Default)]
-pub struct Pipelines {}
+pub struct Pipelines {
+    pipelines: Vec<Pipeline>,
+}
 
 /// Which pipelines and processors touched one log.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -81,17 +126,106 @@ pub struct Step {
 
 impl Pipelines {
     pub fn compile(config: &Config) -> Result<Pipelines, ConfigError> {
-        let _ = config;
-        Ok(Pipelines {})
+        let mut pipelines = Vec::with_capacity(config.pipelines.len());
+        for (i, p) in config.pipelines.iter().enumerate() {
+            let mut p = p.clone();
+            let compiled = config::pipeline(&mut p, i)?;
+            if compiled.enabled {
+                pipelines.push(compiled);
+            }
+        }
+        if pipelines.iter().any(|p| has_user_agent(&p.processors)) {
+            useragent::warm();
+        }
+        Ok(Pipelines { pipelines })
     }
 
+    /// Whether no enabled pipeline exists, so the caller can skip [`Pipelines::process`].
     pub fn is_empty(&self) -> bool {
-        true
+        self.pipelines.is_empty()
     }
 
     /// Runs every enabled pipeline whose filter matches, in order.
+    ///
+    /// The event is copied only once a filter matches (nothing is changed before), so logs
+    /// that no pipeline selects cost a filter evaluation each and nothing more.
     pub fn process(&self, event: &mut Event) -> Trace {
-        let _ = event;
-        Trace::default()
+        let mut trace = Trace::default();
+        let mut run = Run::default();
+        let mut arrived: Option<Event> = None;
+        for p in &self.pipelines {
+            if !filter_matches(p, event) {
+                continue;
+            }
+            if arrived.is_none() {
+                arrived = Some(event.clone());
+            }
+            if let Err(e) = run_matched(p, event, &mut run, &mut trace) {
+                if let Some(original) = arrived.take() {
+                    *event = original;
+                }
+                trace.error = Some(e);
+                break;
+            }
+        }
+        trace
     }
+}
+
+fn has_user_agent(processors: &[processors::Processor]) -> bool {
+    processors.iter().any(|p| match &p.kind {
+        Kind::UserAgent { .. } => true,
+        Kind::Pipeline(inner) => has_user_agent(&inner.processors),
+        _ => false,
+    })
+}
+
+fn filter_matches(p: &Pipeline, event: &Event) -> bool {
+    p.filter
+        .as_ref()
+        .is_none_or(|f| cairn_query::eval::matches(f, event))
+}
+
+/// A nested pipeline as a processor: `Ok(true)` when its filter matched and one of its
+/// processors changed the log.
+pub(crate) fn run_pipeline(
+    p: &Pipeline,
+    event: &mut Event,
+    run: &mut Run,
+    trace: &mut Trace,
+) -> Result<bool, String> {
+    if !filter_matches(p, event) {
+        return Ok(false);
+    }
+    run_matched(p, event, run, trace)
+}
+
+/// Runs the processors of a pipeline whose filter matched, recording its step. An error is
+/// `pipeline › processor: message` (nested pipelines add their own `›`).
+fn run_matched(
+    p: &Pipeline,
+    event: &mut Event,
+    run: &mut Run,
+    trace: &mut Trace,
+) -> Result<bool, String> {
+    let step = trace.steps.len();
+    trace.steps.push(Step {
+        pipeline: p.name.clone(),
+        processors: Vec::new(),
+    });
+    let mut changed_any = false;
+    for proc in &p.processors {
+        match proc.apply(event, run, trace) {
+            Ok(true) => {
+                changed_any = true;
+                trace.steps[step].processors.push(proc.label.clone());
+            }
+            Ok(false) => {}
+            Err(e) if matches!(proc.kind, Kind::Pipeline(_)) => {
+                return Err(format!("{} › {e}", p.name));
+            }
+            Err(e) => return Err(format!("{} › {}: {e}", p.name, proc.label)),
+        }
+    }
+    Ok(changed_any)
 }
