@@ -174,8 +174,8 @@ fn cases() -> Vec<Case> {
         case(
             "keyvalue with defaults merges into the root",
             "rule %{data::keyvalue}",
-            "user=john connect_date=11/08/2017 id=123 action=click",
-            json!({"user": "john", "connect_date": "11", "id": "123", "action": "click"}),
+            "user=john id=123 action=click",
+            json!({"user": "john", "id": "123", "action": "click"}),
         ),
         case(
             "keyvalue into a named attribute",

@@ -77,8 +77,8 @@ impl Grok {
             line,
             message: format!("{message} (in the helper rules)"),
         };
-        let helpers_lines = syntax::rule_lines(support_rules).map_err(helper_err)?;
-        let match_lines = syntax::rule_lines(match_rules).map_err(err)?;
+        let helpers_lines = syntax::rule_lines(support_rules, true).map_err(helper_err)?;
+        let match_lines = syntax::rule_lines(match_rules, false).map_err(err)?;
 
         let mut helpers: HashMap<&str, Source> = HashMap::new();
         for h in &helpers_lines {

@@ -54,7 +54,12 @@ pub(crate) struct RuleLine<'a> {
 }
 
 /// Splits rule text into lines; blank lines are skipped. Errors carry (rule, line, message).
-pub(crate) fn rule_lines(text: &str) -> Result<Vec<RuleLine<'_>>, (String, usize, String)> {
+/// Helper names may also start with `_`, as in Datadog's own integration pipelines
+/// (`_client_ip`, `_auth`), although its docs ask match rule names to start with a letter or digit.
+pub(crate) fn rule_lines(
+    text: &str,
+    helpers: bool,
+) -> Result<Vec<RuleLine<'_>>, (String, usize, String)> {
     let mut out = Vec::new();
     for (i, raw) in text.lines().enumerate() {
         let line = i + 1;
@@ -66,7 +71,7 @@ pub(crate) fn rule_lines(text: &str) -> Result<Vec<RuleLine<'_>>, (String, usize
             Some(at) => (&trimmed[..at], trimmed[at..].trim()),
             None => (trimmed, ""),
         };
-        if !valid_rule_name(name) {
+        if !valid_rule_name(name.strip_prefix('_').filter(|_| helpers).unwrap_or(name)) {
             return Err((
                 name.to_string(),
                 line,
