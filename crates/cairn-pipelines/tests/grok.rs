@@ -249,6 +249,31 @@ fn cases() -> Vec<Case> {
         ),
         case("array filter with braces and `-`", r#"r Users %{data:users:array("{}","-")} added"#, "Users {John-Oliver} added", json!({"users": ["John", "Oliver"]})),
         case("array filter with an item filter", r#"r %{data:ids:array(",", integer)}"#, "1, 2,3", json!({"ids": [1, 2, 3]})),
+        case(
+            "url filter",
+            "r %{notSpace:u:url}",
+            "https://api.example.com/v1/orders?user_id=12345&limit=20",
+            json!({"u": {"scheme": "https", "host": "api.example.com", "port": 443, "path": "/v1/orders",
+                         "queryString": {"user_id": "12345", "limit": "20"}}}),
+        ),
+        case(
+            "url filter with an explicit port",
+            "r %{notSpace:u:url}",
+            "http://localhost:8080/health",
+            json!({"u": {"scheme": "http", "host": "localhost", "port": 8080, "path": "/health"}}),
+        ),
+        case(
+            "rubyhash filter (the documented shape)",
+            "r %{data:user:rubyhash}",
+            r#"{name => "John", "job" => {"company" => "Big Company", "title" => "CTO"}}"#,
+            json!({"user": {"name": "John", "job": {"company": "Big Company", "title": "CTO"}}}),
+        ),
+        case(
+            "rubyhash filter with symbols, numbers, nil and arrays",
+            "r %{data::rubyhash}",
+            r#"{:id => 7, :ratio => 0.5, :tags => ["a", 'b'], gone: nil}"#,
+            json!({"id": 7, "ratio": 0.5, "tags": ["a", "b"]}),
+        ),
         // ---- rule shape ----
         case(
             "alternation: the integer branch",

@@ -19,6 +19,8 @@ pub(crate) enum Filter {
     Scale(f64),
     Csv(Csv),
     Array(Array),
+    Url,
+    RubyHash,
 }
 
 impl Filter {
@@ -73,7 +75,9 @@ impl Filter {
                 arity(3)?;
                 Filter::Array(Array::from_args(call)?)
             }
-            "rubyhash" | "useragent" | "url" | "xml" => {
+            "url" => Filter::Url,
+            "rubyhash" => Filter::RubyHash,
+            "useragent" | "xml" => {
                 return Err(format!(
                     "filter `{}` is a Datadog filter that Cairn does not implement yet",
                     call.name
@@ -130,6 +134,8 @@ impl Filter {
             }
             Filter::Csv(csv) => Some(Value::Object(csv.parse(&text(&value)))),
             Filter::Array(array) => array.parse(&text(&value)),
+            Filter::Url => url_details(&text(&value)).map(Value::Object),
+            Filter::RubyHash => ruby_hash(&text(&value)),
         }
     }
 }
@@ -230,6 +236,200 @@ fn query_string(s: &str) -> Map<String, Value> {
         out.insert(key, Value::String(percent_decode(v, true)));
     }
     out
+}
+
+/// A URL's parts as Datadog's URL parser names them: `scheme`, `host`, `port` (the scheme's
+/// default when not written), `path`, `queryString` (an object) and `auth` when there is one.
+/// `None` when the text has no `scheme://host`.
+pub fn url_details(url: &str) -> Option<Map<String, Value>> {
+    let (scheme, rest) = url.split_once("://")?;
+    if scheme.is_empty()
+        || !scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+    {
+        return None;
+    }
+    let rest = rest.split('#').next().unwrap_or("");
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let (auth, host_port) = match authority.rsplit_once('@') {
+        Some((a, h)) => (Some(a), h),
+        None => (None, authority),
+    };
+    let (host, port) = match host_port.rsplit_once(':') {
+        Some((h, p))
+            if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && !h.ends_with(':') =>
+        {
+            (h, p.parse::<u16>().ok().map(i64::from))
+        }
+        _ => (host_port, None),
+    };
+    if host.is_empty() {
+        return None;
+    }
+    let port = port.or(match scheme.to_ascii_lowercase().as_str() {
+        "http" | "ws" => Some(80),
+        "https" | "wss" => Some(443),
+        "ftp" => Some(21),
+        _ => None,
+    });
+    let (path, query) = match tail.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (tail, None),
+    };
+    let mut out = Map::new();
+    out.insert("scheme".to_string(), Value::String(scheme.to_string()));
+    out.insert("host".to_string(), Value::String(host.to_string()));
+    if let Some(port) = port {
+        out.insert("port".to_string(), Value::from(port));
+    }
+    out.insert(
+        "path".to_string(),
+        Value::String(if path.is_empty() {
+            "/".to_string()
+        } else {
+            path.to_string()
+        }),
+    );
+    if let Some(q) = query.filter(|q| !q.is_empty()) {
+        out.insert("queryString".to_string(), Value::Object(query_string(q)));
+    }
+    if let Some(a) = auth.filter(|a| !a.is_empty()) {
+        out.insert("auth".to_string(), Value::String(a.to_string()));
+    }
+    Some(out)
+}
+
+/// A Ruby hash literal (`{name => "John", :id => 3, "tags" => ["a"], x: nil}`) as JSON.
+fn ruby_hash(s: &str) -> Option<Value> {
+    let mut p = Ruby {
+        s: s.as_bytes(),
+        pos: 0,
+    };
+    let v = p.value()?;
+    p.spaces();
+    (p.pos == p.s.len()).then_some(v)
+}
+
+struct Ruby<'a> {
+    s: &'a [u8],
+    pos: usize,
+}
+
+impl Ruby<'_> {
+    fn spaces(&mut self) {
+        while self.s.get(self.pos).is_some_and(u8::is_ascii_whitespace) {
+            self.pos += 1;
+        }
+    }
+
+    fn eat(&mut self, token: &[u8]) -> bool {
+        self.spaces();
+        if self.s[self.pos..].starts_with(token) {
+            self.pos += token.len();
+            true
+        } else {
+            false
+        }
+    }
+
+    fn value(&mut self) -> Option<Value> {
+        self.spaces();
+        match *self.s.get(self.pos)? {
+            b'{' => {
+                self.pos += 1;
+                let mut map = Map::new();
+                if self.eat(b"}") {
+                    return Some(Value::Object(map));
+                }
+                loop {
+                    let key = self.key()?;
+                    let value = self.value()?;
+                    map.insert(key, value);
+                    if self.eat(b",") {
+                        continue;
+                    }
+                    return self.eat(b"}").then_some(Value::Object(map));
+                }
+            }
+            b'[' => {
+                self.pos += 1;
+                let mut items = Vec::new();
+                if self.eat(b"]") {
+                    return Some(Value::Array(items));
+                }
+                loop {
+                    items.push(self.value()?);
+                    if self.eat(b",") {
+                        continue;
+                    }
+                    return self.eat(b"]").then_some(Value::Array(items));
+                }
+            }
+            q @ (b'"' | b'\'') => self.string(q).map(Value::String),
+            b':' => {
+                self.pos += 1;
+                Some(Value::String(self.bare()?))
+            }
+            _ => {
+                let word = self.bare()?;
+                Some(match word.as_str() {
+                    "nil" => Value::Null,
+                    "true" => Value::Bool(true),
+                    "false" => Value::Bool(false),
+                    w => parse_number(w).unwrap_or(Value::String(word)),
+                })
+            }
+        }
+    }
+
+    /// `"k" =>`, `:k =>`, `k =>` or `k:`.
+    fn key(&mut self) -> Option<String> {
+        self.spaces();
+        let key = match *self.s.get(self.pos)? {
+            q @ (b'"' | b'\'') => self.string(q)?,
+            b':' => {
+                self.pos += 1;
+                self.bare()?
+            }
+            _ => self.bare()?,
+        };
+        if self.eat(b"=>") || self.eat(b":") {
+            Some(key)
+        } else {
+            None
+        }
+    }
+
+    fn bare(&mut self) -> Option<String> {
+        let start = self.pos;
+        while self
+            .s
+            .get(self.pos)
+            .is_some_and(|b| b.is_ascii_alphanumeric() || b"_.+-?!".contains(b))
+        {
+            self.pos += 1;
+        }
+        (self.pos > start).then(|| String::from_utf8_lossy(&self.s[start..self.pos]).into_owned())
+    }
+
+    fn string(&mut self, quote: u8) -> Option<String> {
+        self.pos += 1;
+        let mut out = Vec::new();
+        loop {
+            let b = *self.s.get(self.pos)?;
+            self.pos += 1;
+            match b {
+                b'\\' => {
+                    out.push(*self.s.get(self.pos)?);
+                    self.pos += 1;
+                }
+                b if b == quote => return String::from_utf8(out).ok(),
+                b => out.push(b),
+            }
+        }
+    }
 }
 
 /// `keyvalue([separatorStr[, characterAllowList[, quotingStr[, delimiter]]]])`.

@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use regex::Regex;
 use serde_json::{Map, Value};
 
+pub use filters::url_details;
 use filters::Filter;
 use matchers::Convert;
 use syntax::{Piece, RuleLine, Token};
