@@ -274,6 +274,25 @@ fn cases() -> Vec<Case> {
             r#"{:id => 7, :ratio => 0.5, :tags => ["a", 'b'], gone: nil}"#,
             json!({"id": 7, "ratio": 0.5, "tags": ["a", "b"]}),
         ),
+        case(
+            "xml filter (the documented book)",
+            "rule %{data::xml}",
+            "<book category=\"CHILDREN\">\n  <title lang=\"en\">Harry Potter</title>\n  <author>J K. Rowling</author>\n  <year>2005</year>\n</book>",
+            json!({"book": {"year": "2005", "author": "J K. Rowling", "category": "CHILDREN",
+                            "title": {"lang": "en", "value": "Harry Potter"}}}),
+        ),
+        case(
+            "xml filter: repeated tags become an array",
+            "rule %{data:x:xml}",
+            "<bookstore><book>Harry Potter</book><book>Everyday Italian</book></bookstore>",
+            json!({"x": {"bookstore": {"book": ["Harry Potter", "Everyday Italian"]}}}),
+        ),
+        case(
+            "keyvalue into `.` merges into the root",
+            "rule %{data:.:keyvalue}",
+            "a=1 b=two",
+            json!({"a": "1", "b": "two"}),
+        ),
         // ---- rule shape ----
         case(
             "alternation: the integer branch",

@@ -21,6 +21,7 @@ pub(crate) enum Filter {
     Array(Array),
     Url,
     RubyHash,
+    Xml,
 }
 
 impl Filter {
@@ -77,7 +78,8 @@ impl Filter {
             }
             "url" => Filter::Url,
             "rubyhash" => Filter::RubyHash,
-            "useragent" | "xml" => {
+            "xml" => Filter::Xml,
+            "useragent" => {
                 return Err(format!(
                     "filter `{}` is a Datadog filter that Cairn does not implement yet",
                     call.name
@@ -136,6 +138,7 @@ impl Filter {
             Filter::Array(array) => array.parse(&text(&value)),
             Filter::Url => url_details(&text(&value)).map(Value::Object),
             Filter::RubyHash => ruby_hash(&text(&value)),
+            Filter::Xml => super::xml::parse(&text(&value)),
         }
     }
 }

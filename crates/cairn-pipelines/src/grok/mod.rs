@@ -9,6 +9,7 @@ mod date;
 mod filters;
 mod matchers;
 mod syntax;
+mod xml;
 
 use std::collections::HashMap;
 
