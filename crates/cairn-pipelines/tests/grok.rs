@@ -109,6 +109,24 @@ fn cases() -> Vec<Case> {
             "2016-11-29 16:21:36.431999",
             json!({"date": 1_480_436_496_431i64}),
         ),
+        case(
+            "date: month and day names are read long or short",
+            r#"r %{date("EEE, d MMM yyyy HH:mm:ss"):date}"#,
+            "Thursday, 16 June 2016 08:29:03",
+            json!({"date": 1_466_065_743_000i64}),
+        ),
+        case(
+            "date: two-digit year, abutting fields",
+            r#"r %{date("yyMMddHHmmss"):date}"#,
+            "160616082903",
+            json!({"date": 1_466_065_743_000i64}),
+        ),
+        case(
+            "date: winter time in a TZ database zone",
+            r#"r %{date("yyyy-MM-dd HH:mm:ss","America/New_York"):date}"#,
+            "2024-01-15 05:00:00",
+            json!({"date": 1_705_312_800_000i64}),
+        ),
         // ---- regex, notSpace, data ----
         case(
             "regex matcher (the documented user id example)",
@@ -640,4 +658,28 @@ fn non_ascii_text_around_words_still_matches() {
     let grok = Grok::compile("r %{notSpace:a} %{data:rest}", "").expect("compiles");
     let (_, attrs) = grok.parse("héllo wörld").expect("matches");
     assert_eq!(Value::Object(attrs), json!({"a": "héllo", "rest": "wörld"}));
+}
+
+#[test]
+fn odd_input_never_panics() {
+    let rules = r#"dates %{date("EEE MMM dd HH:mm:ss z yyyy"):a} %{date("dd/MMM/yyyy:HH:mm:ss Z"):b}
+kv %{data::keyvalue("=", "/:", "<>", ",")}
+json %{data:j:json} %{data:x:xml}
+ruby %{data:r:rubyhash} %{notSpace:u:url} %{notSpace:q:querystring}
+all %{ip:ip} %{mac:m} %{uuid:id} %{number:n:scale(3)} %{data:d:decodeuricomponent} %{data:c:csv("a,b")} %{data:arr:array("[]", ",")}"#;
+    let grok = Grok::compile(rules, "").expect("compiles");
+    let samples = [
+        "", " ", "é", "Ωmega Jün 16 08:29:03 ÉST 2016 06/Mär/2013:01:36:30 +0900",
+        "Thu Jun 16 08:29:03 PSTX 2016 06/Mar/2013:01:36:30 +99:99",
+        "a=<b c=\"d\" =e f= ,,, g=h%zz",
+        "{\"a\": [1, {\"b\": null}]} <a><b x='1'>t&amp;&#x41;&#99999999;</b><b/></a>",
+        "{a => {b => [1, :c, 'd\\'e']}} http://[::1]:99999/p?%%=%&&= ?a&b=",
+        "::ffff:10.0.0.1 aa:bb:cc:dd:ee:ff 123e4567-e89b-12d3-a456-426614174000 1e308 %E2%82%AC%C3 \"x,\"\"y\" [a,,b",
+        "\u{0}\u{7f}\u{10ffff}",
+    ];
+    for s in samples {
+        let _ = grok.parse(s);
+        let long = s.repeat(50);
+        let _ = grok.parse(&long);
+    }
 }

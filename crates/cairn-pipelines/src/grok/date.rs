@@ -201,10 +201,10 @@ impl DateFormat {
                 }
                 Part::Text(field) => match field {
                     Field::MonthShort | Field::MonthLong => {
-                        month = s.name(&MONTHS, *field == Field::MonthShort)? as i64 + 1;
+                        month = s.name(&MONTHS)? as i64 + 1;
                     }
                     Field::WeekdayShort | Field::WeekdayLong => {
-                        s.name(&DAYS, *field == Field::WeekdayShort)?;
+                        s.name(&DAYS)?;
                     }
                     Field::AmPm => {
                         let t = s.take(2)?;
@@ -301,14 +301,15 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     (y, m, d)
 }
 
+/// Names are read short or long whatever the letter count, as Java's parser does.
 fn text_regex(field: Field) -> &'static str {
     match field {
-        Field::MonthShort => "(?i:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)",
-        Field::MonthLong => {
-            "(?i:january|february|march|april|may|june|july|august|september|october|november|december)"
+        Field::MonthShort | Field::MonthLong => {
+            "(?i:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:tember)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)"
         }
-        Field::WeekdayShort => "(?i:mon|tue|wed|thu|fri|sat|sun)",
-        Field::WeekdayLong => "(?i:monday|tuesday|wednesday|thursday|friday|saturday|sunday)",
+        Field::WeekdayShort | Field::WeekdayLong => {
+            "(?i:mon(?:day)?|tue(?:sday)?|wed(?:nesday)?|thu(?:rsday)?|fri(?:day)?|sat(?:urday)?|sun(?:day)?)"
+        }
         Field::AmPm => "(?i:am|pm)",
         Field::Era => "(?i:ad|bc)",
         Field::Offset => "(?:Z|[+-][0-9]{2}(?::?[0-9]{2})?)",
@@ -462,14 +463,19 @@ impl<'a> Scanner<'a> {
         Some(out)
     }
 
-    /// Index of the name at the cursor; short names are the first three letters.
-    fn name(&mut self, names: &[&str], short: bool) -> Option<usize> {
+    /// Index of the name at the cursor, written in full or as its first three letters.
+    fn name(&mut self, names: &[&str]) -> Option<usize> {
         let rest = self.rest();
-        for (i, name) in names.iter().enumerate() {
-            let want = if short { &name[..3] } else { name };
-            if rest.len() >= want.len() && rest[..want.len()].eq_ignore_ascii_case(want) {
-                self.pos += want.len();
-                return Some(i);
+        for short in [false, true] {
+            for (i, full) in names.iter().enumerate() {
+                let name = if short { &full[..3] } else { full };
+                if rest.len() >= name.len()
+                    && rest.is_char_boundary(name.len())
+                    && rest[..name.len()].eq_ignore_ascii_case(name)
+                {
+                    self.pos += name.len();
+                    return Some(i);
+                }
             }
         }
         None
