@@ -127,6 +127,12 @@ fn cases() -> Vec<Case> {
             "2024-01-15 05:00:00",
             json!({"date": 1_705_312_800_000i64}),
         ),
+        case(
+            "date: a zone id in the text, at that date's offset",
+            r#"r %{date("yyyy-MM-dd HH:mm:ss z"):date}"#,
+            "2016-06-16 10:29:03 Europe/Paris",
+            json!({"date": 1_466_065_743_000i64}),
+        ),
         // ---- regex, notSpace, data ----
         case(
             "regex matcher (the documented user id example)",

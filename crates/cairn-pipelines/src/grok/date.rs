@@ -161,6 +161,7 @@ impl DateFormat {
         let mut second = 0i64;
         let mut millis = 0i64;
         let mut offset_secs: Option<i64> = None;
+        let mut text_zone: Option<jiff::tz::TimeZone> = None;
         for part in &self.parts {
             match part {
                 Part::Literal(lit) => {
@@ -214,7 +215,10 @@ impl DateFormat {
                         s.take(2)?;
                     }
                     Field::Offset => offset_secs = Some(s.offset()?),
-                    Field::ZoneName => offset_secs = Some(s.zone_name()?),
+                    Field::ZoneName => match s.zone_name()? {
+                        Zone::Fixed(secs) => offset_secs = Some(secs),
+                        Zone::Named(tz) => text_zone = Some(tz),
+                    },
                     _ => return None,
                 },
             }
@@ -245,12 +249,10 @@ impl DateFormat {
             None => days_from_civil(year, month, day),
         };
         let local_ms = ((days * 24 + hour) * 60 + minute) * 60_000 + second * 1000 + millis;
-        let offset_ms = match offset_secs {
-            Some(o) => o * 1000,
-            None => match &self.zone {
-                Zone::Fixed(o) => o * 1000,
-                Zone::Named(tz) => named_offset_ms(tz, local_ms)?,
-            },
+        let offset_ms = match (offset_secs, &text_zone, &self.zone) {
+            (Some(o), _, _) => o * 1000,
+            (None, Some(tz), _) | (None, None, Zone::Named(tz)) => named_offset_ms(tz, local_ms)?,
+            (None, None, Zone::Fixed(o)) => o * 1000,
         };
         Some(local_ms - offset_ms)
     }
@@ -268,13 +270,10 @@ fn current_year() -> i64 {
 /// goes back, as Java does).
 fn named_offset_ms(tz: &jiff::tz::TimeZone, local_ms: i64) -> Option<i64> {
     let ts = jiff::Timestamp::from_millisecond(local_ms).ok()?;
-    let civil = tz_free_civil(ts);
+    // The wall-clock reading of `local_ms` as if it were UTC, which is what it holds.
+    let civil = jiff::tz::TimeZone::UTC.to_datetime(ts);
     let zoned = tz.to_ambiguous_timestamp(civil).compatible().ok()?;
     Some(local_ms - zoned.as_millisecond())
-}
-
-fn tz_free_civil(ts: jiff::Timestamp) -> jiff::civil::DateTime {
-    jiff::tz::TimeZone::UTC.to_datetime(ts)
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
@@ -504,27 +503,19 @@ impl<'a> Scanner<'a> {
         Some(sign * (hours * 3600 + minutes * 60))
     }
 
-    fn zone_name(&mut self) -> Option<i64> {
+    fn zone_name(&mut self) -> Option<Zone> {
         let rest = self.rest();
         if rest.starts_with(['+', '-']) {
-            return self.offset();
+            return self.offset().map(Zone::Fixed);
         }
         let end = rest
             .find(|c: char| !(c.is_ascii_alphanumeric() || "_/+-:".contains(c)))
             .unwrap_or(rest.len());
         let name = &rest[..end];
         self.pos += end;
-        if let Some(secs) = abbreviation_offset(name) {
-            return Some(secs);
-        }
-        match parse_zone_arg(name).ok()? {
-            Zone::Fixed(secs) => Some(secs),
-            // A zone id inside the text: its offset at that instant is not known yet, and
-            // dates like that are rare, so the standard (January) offset is used.
-            Zone::Named(tz) => {
-                let ts = jiff::Timestamp::from_second(0).ok()?;
-                Some(i64::from(tz.to_offset(ts).seconds()))
-            }
+        match abbreviation_offset(name) {
+            Some(secs) => Some(Zone::Fixed(secs)),
+            None => parse_zone_arg(name).ok(),
         }
     }
 }
