@@ -3,7 +3,8 @@
 //!
 //! Each match rule becomes one anchored [`regex::Regex`] whose named groups are the tokens that
 //! extract something; the text between tokens is the user's own regex. Parsing tries the rules
-//! in order with a cheap `is_match` and reads the groups of the first rule that matches only.
+//! in order and converts the groups of the first one that matches. (Asking `is_match` first
+//! measured slower: the capture search runs the same fast engine before it reads groups.)
 
 mod date;
 mod filters;
@@ -183,9 +184,10 @@ impl Grok {
     /// The first match rule that matches the whole of `input`: its name and the extracted
     /// attributes (a dotted attribute name `a.b` makes nested objects).
     pub fn parse(&self, input: &str) -> Option<(&str, serde_json::Map<String, serde_json::Value>)> {
-        let rule = self.rules.iter().find(|r| r.regex.is_match(input))?;
-        let mut locs = rule.regex.capture_locations();
-        rule.regex.captures_read(&mut locs, input)?;
+        let (rule, locs) = self.rules.iter().find_map(|r| {
+            let mut locs = r.regex.capture_locations();
+            r.regex.captures_read(&mut locs, input).map(|_| (r, locs))
+        })?;
         let mut out = Map::new();
         for cap in &rule.captures {
             let Some((start, end)) = locs.get(cap.group) else {
