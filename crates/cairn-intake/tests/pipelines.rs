@@ -25,7 +25,7 @@ const NGINX: &str = r#"pipelines:
         grok:
           support_rules: ""
           match_rules: |
-            access %{ip:network.client.ip} %{word:http.method} %{notSpace:http.url} %{integer:http.status_code} %{word:level}
+            access_line access %{ip:network.client.ip} %{word:http.method} %{notSpace:http.url} %{integer:http.status_code} %{word:level}
       - type: status-remapper
         name: status from level
         is_enabled: true
@@ -387,22 +387,57 @@ async fn an_invalid_write_is_refused_naming_the_location_and_changes_nothing() {
     assert_eq!(one(&h, "source:nginx").await["status"], "warn");
 }
 
+/// Parses and remaps the status, then writes `meta.kind`, which a log holding `"meta": "flat"`
+/// refuses: the earlier processors' changes must be undone too.
+const FAILS_LATE: &str = r#"pipelines:
+  - name: late failure
+    filter: {query: "source:nginx"}
+    processors:
+      - type: grok-parser
+        name: parse
+        source: message
+        grok: {match_rules: 'line access %{ip:network.client.ip} %{data:rest} %{word:level}'}
+      - type: status-remapper
+        name: status
+        sources: [level]
+      - type: category-processor
+        name: kind
+        target: meta.kind
+        categories: [{filter: {query: "*"}, name: any}]
+"#;
+
 #[tokio::test]
 async fn a_processor_error_stores_the_log_as_it_arrived_with_the_error() {
-    let (h, _) = start_with_file(Some(NGINX)).await;
-    // `http` holds a string, so the parser cannot write `http.method` under it.
-    let mut log = ingest_line("access 10.0.0.7 GET / 200 warn", "nginx");
-    log["http"] = json!("flat");
-    h.ingest(&json!([log])).await;
-    let a = one(&h, "source:nginx").await;
+    let (h, _) = start_with_file(Some(FAILS_LATE)).await;
+    let mut broken = ingest_line("access 10.0.0.7 GET / 200 warn", "nginx");
+    broken["meta"] = json!("flat");
+    h.ingest(&json!([
+        broken,
+        ingest_line("access 10.0.0.8 GET / 200 warn", "nginx")
+    ]))
+    .await;
+    let a = with_message(&h, "10.0.0.7 ").await;
     assert_eq!(a["status"], "info");
-    assert_eq!(a["attributes"]["http"], "flat");
+    assert_eq!(a["attributes"]["meta"], "flat");
     assert!(a["attributes"].get("network").is_none(), "{a}");
+    assert!(a["attributes"].get("level").is_none(), "{a}");
     let err = a["attributes"]["_cairn"]["pipeline_error"]
         .as_str()
         .expect("the error is noted");
-    assert!(err.contains("nginx"), "{err}");
+    assert!(
+        err.contains("late failure") && err.contains("meta"),
+        "{err}"
+    );
     assert!(a["attributes"]["_cairn"].get("pipelines").is_none(), "{a}");
+
+    // The next log of the same batch is processed as usual.
+    let b = with_message(&h, "10.0.0.8 ").await;
+    assert_eq!(b["status"], "warn");
+    assert_eq!(b["attributes"]["meta"]["kind"], "any");
+    assert!(
+        b["attributes"]["_cairn"].get("pipeline_error").is_none(),
+        "{b}"
+    );
 }
 
 #[tokio::test]

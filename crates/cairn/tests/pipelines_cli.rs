@@ -17,7 +17,7 @@ const FILE: &str = r#"pipelines:
         grok:
           support_rules: ""
           match_rules: |
-            access %{ip:network.client.ip} %{word:http.method} %{integer:http.status_code} %{word:level}
+            access_line access %{ip:network.client.ip} %{word:http.method} %{integer:http.status_code} %{word:level}
       - type: status-remapper
         name: status from level
         sources: [level]
