@@ -202,7 +202,7 @@ async fn parsed_share(intake: &RunningIntake) -> (u64, u64) {
     let client = authed_client(intake);
     let url = format!("{}/api/v2/logs/analytics/aggregate", intake.url());
     let count = |query: &str| {
-        let body = json!({"filter": {"query": query, "from": 0, "to": "now+10y"},
+        let body = json!({"filter": {"query": query, "from": 0, "to": "now+1w"},
                           "compute": [{"aggregation": "count"}]});
         let req = client.post(&url).json(&body);
         async move {
