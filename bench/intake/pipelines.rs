@@ -57,31 +57,47 @@ const AGENTS: [&str; 3] = [
 ];
 const STATUS: [u16; 12] = [200, 200, 200, 200, 200, 200, 201, 304, 404, 404, 500, 503];
 
+/// Civil date of a day count since 1970-01-01 (Howard Hinnant's algorithm).
+fn civil(days: i64) -> (i64, usize, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(month <= 2), month as usize, day)
+}
+
 /// 80 % combined access lines, 10 % common ones, 10 % error-log lines: the parser's first
 /// rule fails on most lines before the second matches, as with Datadog's nginx pipeline.
-fn nginx_line(rng: &mut Rng, i: usize) -> String {
+/// Dates are the last hour's, in arrival order, as a server that ships as it logs writes them.
+fn nginx_line(rng: &mut Rng, ts_ms: i64) -> String {
     let ip = format!(
         "10.{}.{}.{}",
         rng.below(256),
         rng.below(256),
         rng.below(256)
     );
-    let (day, h, m, s) = (1 + i % 28, (i / 3600) % 24, (i / 60) % 60, i % 60);
-    let month = MONTHS[(i / 100_000) % 12];
+    let secs = ts_ms.div_euclid(1000);
+    let (year, month, day) = civil(secs.div_euclid(86_400));
+    let t = secs.rem_euclid(86_400);
+    let (h, m, s) = (t / 3600, (t / 60) % 60, t % 60);
+    let mon = MONTHS[month - 1];
     let method = rng.pick(&["GET", "GET", "GET", "POST", "PUT"]);
     let path = format!("{}/{}", rng.pick(&PATHS), rng.below(10_000));
     let status = STATUS[rng.below(STATUS.len() as u64) as usize];
     let bytes = rng.below(50_000);
     match rng.below(10) {
         0 => format!(
-            "2026/{:02}/{day:02} {h:02}:{m:02}:{s:02} [error] upstream timed out while reading response header from upstream, client: {ip}",
-            1 + (i / 100_000) % 12
+            "{year}/{month:02}/{day:02} {h:02}:{m:02}:{s:02} [error] upstream timed out while reading response header from upstream, client: {ip}"
         ),
         1 => format!(
-            "{ip} - - [{day:02}/{month}/2026:{h:02}:{m:02}:{s:02} +0000] \"{method} {path} HTTP/1.1\" {status} {bytes}"
+            "{ip} - - [{day:02}/{mon}/{year}:{h:02}:{m:02}:{s:02} +0000] \"{method} {path} HTTP/1.1\" {status} {bytes}"
         ),
         _ => format!(
-            "{ip} - - [{day:02}/{month}/2026:{h:02}:{m:02}:{s:02} +0000] \"{method} {path} HTTP/1.1\" {status} {bytes} \"-\" \"{}\"",
+            "{ip} - - [{day:02}/{mon}/{year}:{h:02}:{m:02}:{s:02} +0000] \"{method} {path} HTTP/1.1\" {status} {bytes} \"-\" \"{}\"",
             rng.pick(&AGENTS)
         ),
     }
@@ -131,14 +147,20 @@ fn pipeline() -> serde_json::Value {
 
 fn make_bodies(total: usize) -> Vec<Vec<u8>> {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let now_ms = cairn_intake::timefmt::now_ms();
+    let step_ms = 3_600_000.0 / total as f64;
     let mut bodies = Vec::new();
     let mut i = 0;
     while i < total {
         let n = LOGS_PER_BODY.min(total - i);
         let logs: Vec<_> = (0..n)
             .map(|k| {
+                let ts_ms = now_ms - 3_600_000 + ((i + k) as f64 * step_ms) as i64;
+                // The shipper's timestamp is the line's date too, so both runs store the
+                // same time range (the date remapper only confirms it).
                 json!({
-                    "message": nginx_line(&mut rng, i + k),
+                    "message": nginx_line(&mut rng, ts_ms),
+                    "timestamp": ts_ms,
                     "ddsource": "nginx",
                     "service": "web",
                     "hostname": format!("web-{:02}", rng.below(8)),
