@@ -480,9 +480,8 @@ fn from_event(event: Event, trace: &Trace, log: &mut NewLog) {
     log.message = message;
     log.truncated |= cut;
     log.tags = tags_text(&tags);
-    let text = Value::Object(attributes).to_string();
-    log.leaves = ingest::leaves_of(&text);
-    log.attributes = Some(text);
+    log.leaves = ingest::leaves_of_map(&attributes);
+    log.attributes = Some(Value::Object(attributes).to_string());
 }
 
 /// Tags in the store's `,a:b,c,` form (empty when there are none).
