@@ -376,6 +376,19 @@ async fn an_invalid_write_is_refused_naming_the_location_and_changes_nothing() {
         .unwrap();
     assert_eq!(resp.status().as_u16(), 400);
 
+    let resp = h
+        .http
+        .put(h.url(base))
+        .header("content-type", "application/json")
+        .body(format!(
+            "[{}]",
+            " ".repeat(cairn_intake::pipelines::MAX_CONFIG_BYTES)
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 413);
+
     let (_, after) = get(&h, base).await;
     assert_eq!(after, before);
     assert_eq!(std::fs::read_to_string(&file).unwrap(), before_file);
@@ -479,4 +492,57 @@ async fn preview_runs_given_or_running_pipelines_without_storing() {
     let (status, _) = h.api_status(path, json!({"logs": "x"})).await;
     assert_eq!(status, 400);
     assert!(h.search("*").await.is_empty(), "preview stores nothing");
+}
+
+#[tokio::test]
+async fn concurrent_creates_are_all_kept() {
+    let (h, file) = start_with_file(None).await;
+    let base = "/api/v1/logs/config/pipelines";
+    let creates = (0..8).map(|i| {
+        let h = &h;
+        async move {
+            let p = json!({"name": format!("p{i}"), "filter": {"query": "*"}, "processors": []});
+            send(h, reqwest::Method::POST, base, &p).await
+        }
+    });
+    let mut ids = Vec::new();
+    for (status, created) in futures_join(creates.collect()).await {
+        assert_eq!(status, 200, "{created}");
+        ids.push(created["id"].as_str().unwrap().to_owned());
+    }
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 8);
+    let (_, list) = get(&h, base).await;
+    assert_eq!(list.as_array().unwrap().len(), 8);
+    let on_disk = cairn_pipelines::Config::from_text(&std::fs::read_to_string(&file).unwrap())
+        .unwrap()
+        .to_json();
+    assert_eq!(on_disk, list);
+}
+
+/// All futures at once on this task (the tests need no futures crate).
+async fn futures_join<F: std::future::Future>(futs: Vec<F>) -> Vec<F::Output> {
+    let mut futs: Vec<_> = futs.into_iter().map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = futs.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, slot) in futs.iter_mut().zip(out.iter_mut()) {
+            if slot.is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => *slot = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter()
+        .map(|v| v.expect("every future finished"))
+        .collect()
 }

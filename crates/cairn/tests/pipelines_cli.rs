@@ -130,3 +130,33 @@ fn an_invalid_file_exits_2_naming_the_location() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("not a JSON log"));
 }
+
+#[test]
+fn cairn_intake_refuses_to_start_with_an_invalid_pipelines_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pipelines.yaml");
+    std::fs::write(
+        &file,
+        FILE.replace("%{word:level}", "%{nosuchmatcher:level}"),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let out = cairn(
+        &[
+            "intake",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--pipelines",
+            file.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(file.to_str().unwrap()) && err.contains("nginx") && err.contains("grok"),
+        "{err}"
+    );
+}
