@@ -327,3 +327,14 @@ fn odd_logs_never_panic() {
         let _ = p.process(&mut e);
     }
 }
+
+#[test]
+fn an_unnamed_nested_pipeline_shows_by_its_type() {
+    let p = compile(
+        "- name: outer\n  processors:\n    - type: pipeline\n      processors: [{type: service-remapper, sources: [app]}]\n",
+    );
+    let mut e = event("m", json!({"app": "x"}));
+    let trace = p.process(&mut e);
+    assert_eq!(trace.steps[0].processors, vec!["pipeline".to_string()]);
+    assert_eq!(trace.steps[1].pipeline, "pipeline");
+}
