@@ -379,10 +379,10 @@ fn parse_template(template: &str, f: &Fields<'_>) -> Result<Vec<Part>, ConfigErr
 /// State shared by all the processors that run on one log.
 #[derive(Default)]
 pub(crate) struct Run {
-    /// Datadog applies only the first status remapper and the first date remapper that
-    /// apply to a log, across all the pipelines it goes through.
+    /// Datadog applies only the first status remapper that applies to a log, across all the
+    /// pipelines it goes through. (Its date remapper documents the opposite, the last one
+    /// wins, which running each one in order gives.)
     pub(crate) status_done: bool,
-    pub(crate) date_done: bool,
 }
 
 impl Processor {
@@ -418,16 +418,12 @@ impl Processor {
                 Ok(true)
             }
             Kind::Date { sources } => {
-                if run.date_done {
-                    return Ok(false);
-                }
                 let Some(ms) = sources
                     .iter()
                     .find_map(|s| date::parse(s.get(event)?.as_ref()))
                 else {
                     return Ok(false);
                 };
-                run.date_done = true;
                 let changed = event.timestamp_ms != ms;
                 event.timestamp_ms = ms;
                 Ok(changed)

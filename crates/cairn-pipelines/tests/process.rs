@@ -194,7 +194,7 @@ fn an_error_inside_a_nested_pipeline_names_both_pipelines() {
 }
 
 #[test]
-fn only_the_first_status_and_date_remappers_that_apply_count() {
+fn the_first_status_remapper_and_the_last_date_remapper_that_apply_count() {
     let p = compile(
         r#"
 - name: one
@@ -219,7 +219,7 @@ fn only_the_first_status_and_date_remappers_that_apply_count() {
     );
     p.process(&mut e);
     assert_eq!(e.status, "warn");
-    assert_eq!(e.timestamp_ms, 5_000_000);
+    assert_eq!(e.timestamp_ms, 9_000_000);
 }
 
 #[test]
