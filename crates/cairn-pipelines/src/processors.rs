@@ -122,6 +122,17 @@ pub(crate) enum Part {
 /// Longest string a string builder writes, as Datadog documents.
 const MAX_TEMPLATE_CHARS: usize = 256;
 
+/// Datadog processor types Cairn knows by name but does not run, so an export holding one
+/// is refused with a message that says so rather than "unknown".
+const NOT_YET: &[&str] = &[
+    "geo-ip-parser",
+    "array-processor",
+    "decoder-processor",
+    "reference-table-lookup",
+    "schema-processor",
+    "ocsf-processor",
+];
+
 /// Attributes the generic remapper may not write, with the processor Datadog points to.
 const DEDICATED: &[(&str, &str)] = &[
     ("host", "the host cannot be remapped"),
@@ -279,6 +290,12 @@ pub(crate) fn compile(kind: &str, f: &mut Fields<'_>) -> Result<Kind, ConfigErro
                 table,
                 default: f.opt_str("default_lookup")?,
             }
+        }
+        other if NOT_YET.contains(&other) => {
+            return Err(f.loc.err(
+                "type",
+                format!("Datadog's {other:?} processor is not supported by Cairn"),
+            ))
         }
         other => {
             return Err(f
