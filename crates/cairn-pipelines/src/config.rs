@@ -442,7 +442,8 @@ fn processor(
                 "a nested pipeline cannot hold another pipeline (Datadog allows one level)",
             ));
         }
-        let inner = body(f, name, depth + 1)?;
+        // An unnamed nested pipeline shows in traces by its type, as unnamed processors do.
+        let inner = body(f, label.clone(), depth + 1)?;
         processors::Kind::Pipeline(Box::new(inner))
     } else {
         processors::compile(&kind, &mut f)?

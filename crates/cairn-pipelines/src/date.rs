@@ -332,3 +332,58 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // 2024-01-01T00:00:00Z
+    const NEW_YEAR: i64 = 1_704_067_200_000;
+
+    #[test]
+    fn syslog_dates_take_the_year_that_puts_them_in_the_past() {
+        // read just after midnight on 1 January: 31 December is last year's
+        assert_eq!(
+            parse_str("Dec 31 23:59:59", NEW_YEAR),
+            Some(NEW_YEAR - 1000)
+        );
+        // a date within the next day is this year's (clocks disagree a little)
+        assert_eq!(
+            parse_str("Jan  1 12:00:00", NEW_YEAR),
+            Some(NEW_YEAR + 43_200_000)
+        );
+        assert_eq!(parse_str("Jan 1 00:00:01", NEW_YEAR), Some(NEW_YEAR + 1000));
+        // 29 February exists in 2024 only
+        assert_eq!(
+            parse_str("Feb 29 00:00:00", NEW_YEAR + 100 * 86_400_000),
+            Some(1_709_164_800_000)
+        );
+        assert_eq!(parse_str("Feb 30 00:00:00", NEW_YEAR), None);
+    }
+
+    #[test]
+    fn civil_days_round_trip() {
+        for days in [-719_468, -1, 0, 1, 19_723, 2_932_896] {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days, "{y}-{m}-{d}");
+        }
+    }
+
+    #[test]
+    fn text_that_is_no_date_is_refused() {
+        for s in [
+            "",
+            "T",
+            "2024-03",
+            "2024-03-05T",
+            "2024-03-05T25:00:00Z",
+            "2024-03-05T10:00:00+99:00",
+            "10/Foo/2000:13:55:36 -0700",
+            "Mar 5",
+            "1.2.3",
+            "99999999999999999999999",
+        ] {
+            assert_eq!(parse_str(s, NEW_YEAR), None, "{s:?}");
+        }
+    }
+}

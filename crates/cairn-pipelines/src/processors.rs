@@ -122,6 +122,17 @@ pub(crate) enum Part {
 /// Longest string a string builder writes, as Datadog documents.
 const MAX_TEMPLATE_CHARS: usize = 256;
 
+/// Datadog processor types Cairn knows by name but does not run, so an export holding one
+/// is refused with a message that says so rather than "unknown".
+const NOT_YET: &[&str] = &[
+    "geo-ip-parser",
+    "array-processor",
+    "decoder-processor",
+    "reference-table-lookup",
+    "schema-processor",
+    "ocsf-processor",
+];
+
 /// Attributes the generic remapper may not write, with the processor Datadog points to.
 const DEDICATED: &[(&str, &str)] = &[
     ("host", "the host cannot be remapped"),
@@ -280,6 +291,12 @@ pub(crate) fn compile(kind: &str, f: &mut Fields<'_>) -> Result<Kind, ConfigErro
                 default: f.opt_str("default_lookup")?,
             }
         }
+        other if NOT_YET.contains(&other) => {
+            return Err(f.loc.err(
+                "type",
+                format!("Datadog's {other:?} processor is not supported by Cairn"),
+            ))
+        }
         other => {
             return Err(f
                 .loc
@@ -379,10 +396,10 @@ fn parse_template(template: &str, f: &Fields<'_>) -> Result<Vec<Part>, ConfigErr
 /// State shared by all the processors that run on one log.
 #[derive(Default)]
 pub(crate) struct Run {
-    /// Datadog applies only the first status remapper and the first date remapper that
-    /// apply to a log, across all the pipelines it goes through.
+    /// Datadog applies only the first status remapper that applies to a log, across all the
+    /// pipelines it goes through. (Its date remapper documents the opposite, the last one
+    /// wins, which running each one in order gives.)
     pub(crate) status_done: bool,
-    pub(crate) date_done: bool,
 }
 
 impl Processor {
@@ -418,16 +435,12 @@ impl Processor {
                 Ok(true)
             }
             Kind::Date { sources } => {
-                if run.date_done {
-                    return Ok(false);
-                }
                 let Some(ms) = sources
                     .iter()
                     .find_map(|s| date::parse(s.get(event)?.as_ref()))
                 else {
                     return Ok(false);
                 };
-                run.date_done = true;
                 let changed = event.timestamp_ms != ms;
                 event.timestamp_ms = ms;
                 Ok(changed)

@@ -139,6 +139,7 @@ fn bad_definitions_name_pipeline_processor_and_field() {
             "unknown processor type",
         ),
         ("- name: a\n  processors: [{name: x}]", "processor \"x\" (#1, ?) › type", "required"),
+        ("- name: a\n  processors: [{type: geo-ip-parser}]", "processor #1 (geo-ip-parser) › type", "not supported by Cairn"),
         ("- name: a\n  processors: [7]", "pipeline \"a\" (#1) › processor #1 (?)", "mapping"),
         (
             "- name: a\n  processors: [{type: grok-parser}]",

@@ -194,7 +194,7 @@ fn an_error_inside_a_nested_pipeline_names_both_pipelines() {
 }
 
 #[test]
-fn only_the_first_status_and_date_remappers_that_apply_count() {
+fn the_first_status_remapper_and_the_last_date_remapper_that_apply_count() {
     let p = compile(
         r#"
 - name: one
@@ -219,7 +219,7 @@ fn only_the_first_status_and_date_remappers_that_apply_count() {
     );
     p.process(&mut e);
     assert_eq!(e.status, "warn");
-    assert_eq!(e.timestamp_ms, 5_000_000);
+    assert_eq!(e.timestamp_ms, 9_000_000);
 }
 
 #[test]
@@ -326,4 +326,15 @@ fn odd_logs_never_panic() {
     for mut e in logs {
         let _ = p.process(&mut e);
     }
+}
+
+#[test]
+fn an_unnamed_nested_pipeline_shows_by_its_type() {
+    let p = compile(
+        "- name: outer\n  processors:\n    - type: pipeline\n      processors: [{type: service-remapper, sources: [app]}]\n",
+    );
+    let mut e = event("m", json!({"app": "x"}));
+    let trace = p.process(&mut e);
+    assert_eq!(trace.steps[0].processors, vec!["pipeline".to_string()]);
+    assert_eq!(trace.steps[1].pipeline, "pipeline");
 }

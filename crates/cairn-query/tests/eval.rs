@@ -5,7 +5,8 @@ use serde_json::json;
 
 fn log() -> PlainLog {
     PlainLog {
-        message: "GET /api/users 200 took 12ms — Connection reset by peer".into(),
+        message: "GET /api/users 200 took 12ms — Connection reset by peer at the Café, deja vu"
+            .into(),
         status: "error".into(),
         host: "web-1".into(),
         service: "checkout".into(),
@@ -49,6 +50,10 @@ fn queries_select_the_logs_a_search_would_find() {
         ("*api/u?ers*", true),
         ("missing", false),
         ("—", true),
+        ("café", true),
+        ("CAFE", true),
+        ("\"déjà vu\"", true),
+        ("cafés", false),
         // reserved fields are exact
         ("service:checkout", true),
         ("service:Checkout", false),
