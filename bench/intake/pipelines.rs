@@ -4,8 +4,8 @@
 //! same run, the same bodies into an intake with no pipelines. Goal: ≥ 50 % of the reference.
 //!
 //! `cargo bench -p cairn-intake --bench pipelines` (CAIRN_BENCH_LOGS, default 500,000;
-//! CAIRN_BENCH_SENDERS, default 4; CAIRN_BENCH_ROUNDS, default 2: each round runs both, in
-//! alternating order, on fresh stores). Data goes under CAIRN_BENCH_DIR or /tmp.
+//! CAIRN_BENCH_SENDERS, default 4; CAIRN_BENCH_ROUNDS, default 3: each round runs the
+//! three cases, in rotating order, each on a fresh store; medians are compared). Data goes under CAIRN_BENCH_DIR or /tmp.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -308,7 +308,7 @@ async fn one_run(
 fn main() {
     let total = env_usize("CAIRN_BENCH_LOGS", 500_000);
     let senders = env_usize("CAIRN_BENCH_SENDERS", 4);
-    let rounds = env_usize("CAIRN_BENCH_ROUNDS", 2);
+    let rounds = env_usize("CAIRN_BENCH_ROUNDS", 3);
     let base = std::env::var("CAIRN_BENCH_DIR")
         .unwrap_or_else(|_| std::env::temp_dir().display().to_string());
     let base = tempfile::Builder::new()
@@ -348,9 +348,15 @@ fn main() {
             }
         }
     });
+    // The machine is shared: the median of the rounds, the middle two averaged when even.
     let median = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
+        let n = v.len();
+        if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        }
     };
     let (w, wo, p) = (median(&mut with), median(&mut without), median(&mut pre));
     println!(
