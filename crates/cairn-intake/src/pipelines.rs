@@ -102,6 +102,12 @@ impl Stamp {
 struct FileState {
     /// What was last read (`None`: the file was missing).
     stamp: Option<Stamp>,
+}
+
+/// What the status reports; its own lock, held for a copy only, so a request never waits for
+/// a write's I/O or compilation.
+#[derive(Debug, Clone)]
+struct Report {
     error: Option<String>,
     loaded_at_ms: i64,
 }
@@ -113,6 +119,7 @@ pub struct PipelineState {
     /// Taken (on blocking threads only) by every read-modify-write of the file and by the
     /// poller, so two writers cannot lose each other's change.
     file: Mutex<FileState>,
+    report: Mutex<Report>,
 }
 
 /// Reads and compiles a pipelines text, naming the location of the first problem.
@@ -176,8 +183,8 @@ impl PipelineState {
         Ok(PipelineState {
             path: path.to_owned(),
             current: RwLock::new(Arc::new(loaded)),
-            file: Mutex::new(FileState {
-                stamp,
+            file: Mutex::new(FileState { stamp }),
+            report: Mutex::new(Report {
                 error: None,
                 loaded_at_ms: now_ms(),
             }),
@@ -197,13 +204,28 @@ impl PipelineState {
     }
 
     pub fn status(&self) -> PipelinesStatus {
-        let file = self.file.lock().unwrap_or_else(PoisonError::into_inner);
+        let report = self.report().clone();
         PipelinesStatus {
             file: self.path.clone(),
             pipelines: self.current().definitions().len(),
-            error: file.error.clone(),
-            loaded_at_ms: file.loaded_at_ms,
+            error: report.error,
+            loaded_at_ms: report.loaded_at_ms,
         }
+    }
+
+    fn report(&self) -> std::sync::MutexGuard<'_, Report> {
+        self.report.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn set_error(&self, error: String) {
+        self.report().error = Some(error);
+    }
+
+    fn mark_loaded(&self) {
+        *self.report() = Report {
+            error: None,
+            loaded_at_ms: now_ms(),
+        };
     }
 
     fn swap(&self, loaded: Loaded) -> Arc<Loaded> {
@@ -221,9 +243,9 @@ impl PipelineState {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => {
                 let text = e.to_string();
-                if file.error.as_deref() != Some(text.as_str()) {
+                if self.report().error.as_deref() != Some(text.as_str()) {
                     tracing::warn!(file = %self.path.display(), error = %e, "cannot read the pipelines file; the running pipelines are kept");
-                    file.error = Some(text);
+                    self.set_error(text);
                 }
                 return;
             }
@@ -235,8 +257,7 @@ impl PipelineState {
             Ok(None) => {
                 self.swap(Loaded::empty());
                 file.stamp = None;
-                file.error = None;
-                file.loaded_at_ms = now_ms();
+                self.mark_loaded();
                 tracing::info!(file = %self.path.display(), "pipelines file removed: logs are stored as they arrive");
             }
             Ok(Some((text, stamp))) => {
@@ -245,19 +266,20 @@ impl PipelineState {
                     Ok(loaded) => {
                         let n = loaded.definitions().len();
                         self.swap(loaded);
-                        file.error = None;
-                        file.loaded_at_ms = now_ms();
+                        self.mark_loaded();
                         tracing::info!(file = %self.path.display(), pipelines = n, "pipelines reloaded");
                     }
                     Err(e) => {
                         tracing::warn!(file = %self.path.display(), location = %e.location, error = %e.message, "invalid pipelines file; the running pipelines are kept");
-                        file.error = Some(e.to_string());
+                        self.set_error(e.to_string());
                     }
                 }
             }
             Err(e) => {
+                // Warned once per change of the file, not every poll.
+                file.stamp = now_stamp;
                 tracing::warn!(error = %e, "cannot read the pipelines file; the running pipelines are kept");
-                file.error = Some(e.to_string());
+                self.set_error(e.to_string());
             }
         }
     }
@@ -281,9 +303,8 @@ impl PipelineState {
         out.push(b'\n');
         let stamp = write_atomically(&self.path, &out)?;
         file.stamp = Some(stamp);
-        file.error = None;
-        file.loaded_at_ms = now_ms();
         let loaded = self.swap(loaded);
+        self.mark_loaded();
         tracing::info!(file = %self.path.display(), pipelines = loaded.definitions().len(), "pipelines replaced through the API");
         Ok((loaded, extra))
     }
