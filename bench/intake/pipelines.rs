@@ -308,6 +308,33 @@ async fn one_run(
     (rate, share)
 }
 
+/// One thread, no HTTP and no store: the cost per log of parsing a body as ingest does, and
+/// of parsing it then running the pipeline (what the ingest's blocking thread adds).
+fn cpu_per_log(bodies: &[Vec<u8>]) -> (f64, f64) {
+    let plain: Vec<Vec<u8>> = bodies
+        .iter()
+        .take(100)
+        .map(|b| zstd::decode_all(&b[..]).expect("zstd"))
+        .collect();
+    let loaded = cairn_intake::pipelines::compile_text(&pipeline().to_string())
+        .expect("the bench pipeline compiles");
+    let mut n = 0;
+    let started = Instant::now();
+    for p in &plain {
+        n += cairn_intake::ingest::parse_logs(p, 0)
+            .expect("parses")
+            .len();
+    }
+    let parse = started.elapsed().as_secs_f64() / n as f64;
+    let started = Instant::now();
+    for p in &plain {
+        let mut logs = cairn_intake::ingest::parse_logs(p, 0).expect("parses");
+        cairn_intake::pipelines::apply(&loaded.compiled, &mut logs);
+    }
+    let both = started.elapsed().as_secs_f64() / n as f64;
+    (parse * 1e6, both * 1e6)
+}
+
 fn main() {
     let total = env_usize("CAIRN_BENCH_LOGS", 500_000);
     let senders = env_usize("CAIRN_BENCH_SENDERS", 4);
@@ -324,6 +351,11 @@ fn main() {
         .expect("runtime");
     println!("cairn-intake pipelines bench: {total} nginx-like logs, {senders} concurrent senders, {LOGS_PER_BODY} logs per zstd body, {rounds} rounds");
     let (bodies, parsed_bodies) = make_bodies(total);
+    let (parse_us, both_us) = cpu_per_log(&bodies);
+    println!(
+        "one thread, no HTTP, no store: parse {parse_us:.2} µs/log, parse + pipeline {both_us:.2} µs/log (the pipeline and its conversions: {:.2} µs/log)",
+        both_us - parse_us
+    );
     let (mut with, mut without, mut pre) = (Vec::new(), Vec::new(), Vec::new());
     rt.block_on(async {
         for round in 0..rounds {
