@@ -45,6 +45,19 @@ pub enum IntakeError {
          API keys, or listen on 127.0.0.1"
     )]
     OpenBeyondLoopback { addr: std::net::SocketAddr },
+    /// The pipelines file cannot be used; `location` names the pipeline, processor and field
+    /// (or the line) as `cairn_pipelines::ConfigError` does.
+    #[error("pipelines file {path}: {location}: {message}")]
+    Pipelines {
+        path: PathBuf,
+        location: String,
+        message: String,
+    },
+    #[error("pipelines file {path}: {source}")]
+    PipelinesFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{url}: {reason}")]
     Client { url: String, reason: String },
 }

@@ -24,6 +24,8 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
 pub struct AppState {
     pub store: Arc<Store>,
     access: Access,
+    /// The pipelines applied at ingest (issue 12); `pipelines::routes()` edits them.
+    pub pipelines: Arc<crate::pipelines::PipelineState>,
 }
 
 /// Who may use the intake, and under which names.
@@ -58,8 +60,17 @@ impl Access {
     }
 }
 
-pub fn router(store: Arc<Store>, access: Access, limits: &IntakeLimits) -> Router {
-    let state = Arc::new(AppState { store, access });
+pub fn router(
+    store: Arc<Store>,
+    access: Access,
+    limits: &IntakeLimits,
+    pipelines: Arc<crate::pipelines::PipelineState>,
+) -> Router {
+    let state = Arc::new(AppState {
+        store,
+        access,
+        pipelines,
+    });
     let budget = Arc::new(BodyBudget::new(limits));
     Router::new()
         .route("/api/v2/logs", post(ingest_handler))
@@ -91,6 +102,7 @@ pub fn router(store: Arc<Store>, access: Access, limits: &IntakeLimits) -> Route
         .route("/api/v1/metrics", get(active_metrics_handler))
         .route("/api/v1/search", get(metric_search_handler))
         .route("/api/v2/metrics/{name}/all-tags", get(all_tags_handler))
+        .merge(crate::pipelines::routes())
         .route(
             "/",
             get(|| {
@@ -195,6 +207,15 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("PUT", "/api/v2/logs/views/{name}"),
     ("DELETE", "/api/v2/logs/views/{name}"),
     ("GET", "/api/v1/validate"),
+    // pipelines (issue 12)
+    ("GET", "/api/v1/logs/config/pipelines"),
+    ("PUT", "/api/v1/logs/config/pipelines"),
+    ("POST", "/api/v1/logs/config/pipelines"),
+    ("POST", "/api/v1/logs/config/pipelines/preview"),
+    ("GET", "/api/v1/logs/config/pipelines/_status"),
+    ("GET", "/api/v1/logs/config/pipelines/{id}"),
+    ("PUT", "/api/v1/logs/config/pipelines/{id}"),
+    ("DELETE", "/api/v1/logs/config/pipelines/{id}"),
     ("POST", "/api/v2/series"),
     ("POST", "/api/v1/series"),
     ("POST", "/api/v1/check_run"),
@@ -504,9 +525,14 @@ async fn ingest_handler(
         Err(r) => return reject(r),
     };
     let now = now_ms();
+    // One version of the pipelines for the whole batch, taken before the blocking thread so
+    // no lock is held while processing.
+    let pipelines = st.pipelines.current();
     let parsed = tokio::task::spawn_blocking(move || {
         let plain = ingest::decode_capped(encoding, &body, wire::MAX_PAYLOAD_BYTES)?;
-        ingest::parse_logs(&plain, now)
+        let mut logs = ingest::parse_logs(&plain, now)?;
+        crate::pipelines::apply(&pipelines.compiled, &mut logs);
+        Ok(logs)
     })
     .await;
     let logs = match parsed {

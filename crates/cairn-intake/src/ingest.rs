@@ -184,6 +184,14 @@ pub fn leaves_of(attributes: &str) -> Vec<Leaf> {
     out
 }
 
+/// [`leaves_of`] for attributes already parsed (a log a pipeline changed), without writing
+/// and re-reading their JSON.
+pub(crate) fn leaves_of_map(attributes: &serde_json::Map<String, serde_json::Value>) -> Vec<Leaf> {
+    let mut out = Vec::new();
+    walk(attributes, &mut Vec::new(), &mut out);
+    out
+}
+
 fn walk_raw<'a>(object: &'a str, parts: &mut Vec<&'a str>, out: &mut Vec<Leaf>) -> Option<()> {
     let map: std::collections::BTreeMap<&'a str, &'a RawValue> =
         serde_json::from_str(object).ok()?;
@@ -454,7 +462,7 @@ fn parse_timestamp(raw: &str) -> Option<i64> {
 
 pub use cairn_query::normalise_status;
 
-fn truncate_message(mut message: String) -> (String, bool) {
+pub(crate) fn truncate_message(mut message: String) -> (String, bool) {
     if message.len() <= wire::MAX_MESSAGE_BYTES {
         return (message, false);
     }

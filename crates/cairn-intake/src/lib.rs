@@ -22,6 +22,7 @@ pub mod ingest;
 mod limit;
 pub mod metrics;
 pub mod patterns;
+pub mod pipelines;
 pub mod query;
 pub mod store;
 pub mod timefmt;
@@ -142,6 +143,8 @@ pub struct RunningIntake {
     local_addr: SocketAddr,
     token: Option<String>,
     store: Arc<store::Store>,
+    pipelines: Arc<pipelines::PipelineState>,
+    pipelines_watch: tokio::task::JoinHandle<()>,
     stop: tokio::sync::oneshot::Sender<()>,
     server: tokio::task::JoinHandle<()>,
 }
@@ -211,8 +214,14 @@ impl RunningIntake {
         self.store.maintain().await
     }
 
+    /// The pipelines file, how many pipelines run and why a change to the file was refused.
+    pub fn pipelines_status(&self) -> pipelines::PipelinesStatus {
+        self.pipelines.status()
+    }
+
     /// Stops accepting, lets requests in flight finish, then closes the store.
     pub async fn shutdown(self) {
+        self.pipelines_watch.abort();
         let _ = self.stop.send(());
         let _ = self.server.await;
         let store = self.store;
@@ -233,6 +242,15 @@ pub async fn start(cfg: IntakeConfig) -> Result<RunningIntake, IntakeError> {
     let store = tokio::task::spawn_blocking(move || store::Store::open(store_cfg))
         .await
         .map_err(|e| IntakeError::BadRequest(format!("opening the store panicked: {e}")))??;
+    // Before binding: an invalid pipelines file stops the start, naming the file and where.
+    let pipelines_file = cfg.pipelines_file.clone();
+    let pipelines =
+        tokio::task::spawn_blocking(move || pipelines::PipelineState::load(&pipelines_file))
+            .await
+            .map_err(|e| {
+                IntakeError::BadRequest(format!("loading the pipelines panicked: {e}"))
+            })??;
+    let pipelines = Arc::new(pipelines);
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(|source| IntakeError::Bind {
@@ -250,7 +268,8 @@ pub async fn start(cfg: IntakeConfig) -> Result<RunningIntake, IntakeError> {
         cookie: auth::cookie_name(local_addr.port()),
     };
     let token = access.token.clone();
-    let app = http::router(store.clone(), access, &cfg.limits);
+    let app = http::router(store.clone(), access, &cfg.limits, pipelines.clone());
+    let pipelines_watch = pipelines::watch(pipelines.clone());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let limits = cfg.limits.clone();
     let server = tokio::spawn(async move {
@@ -264,6 +283,8 @@ pub async fn start(cfg: IntakeConfig) -> Result<RunningIntake, IntakeError> {
         local_addr,
         token,
         store,
+        pipelines,
+        pipelines_watch,
         stop,
         server,
     })

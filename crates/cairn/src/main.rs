@@ -15,6 +15,7 @@ mod cmd_cursors;
 mod cmd_intake;
 mod cmd_logs;
 mod cmd_metrics;
+mod cmd_pipelines;
 mod cmd_reload;
 mod cmd_run;
 mod cmd_status;
@@ -68,6 +69,8 @@ enum Command {
     StreamLogs(cmd_stream_logs::StreamLogsArgs),
     /// List, show or reset check cursors (through the running agent when there is one).
     Cursors(cmd_cursors::CursorsArgs),
+    /// Run a pipelines file on sample logs (test), or validate it (check).
+    Pipelines(cmd_pipelines::PipelinesArgs),
 }
 
 fn main() -> ExitCode {
@@ -96,6 +99,7 @@ fn main() -> ExitCode {
         Command::Reload(a) => cmd_reload::run(&cli.config_dir, a),
         Command::StreamLogs(a) => cmd_stream_logs::run(&cli.config_dir, a),
         Command::Cursors(a) => cmd_cursors::run(&cli.config_dir, a),
+        Command::Pipelines(a) => cmd_pipelines::run(a),
     };
     match result {
         Ok(code) => code,
