@@ -47,4 +47,6 @@ pub enum IntakeError {
     OpenBeyondLoopback { addr: std::net::SocketAddr },
     #[error("{url}: {reason}")]
     Client { url: String, reason: String },
+    #[error("{0}")]
+    Monitors(#[from] crate::monitors::ConfigError),
 }

@@ -23,6 +23,7 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
 
 pub struct AppState {
     pub store: Arc<Store>,
+    pub monitors: Arc<crate::monitors::Monitors>,
     access: Access,
 }
 
@@ -58,8 +59,17 @@ impl Access {
     }
 }
 
-pub fn router(store: Arc<Store>, access: Access, limits: &IntakeLimits) -> Router {
-    let state = Arc::new(AppState { store, access });
+pub fn router(
+    store: Arc<Store>,
+    monitors: Arc<crate::monitors::Monitors>,
+    access: Access,
+    limits: &IntakeLimits,
+) -> Router {
+    let state = Arc::new(AppState {
+        store,
+        monitors,
+        access,
+    });
     let budget = Arc::new(BodyBudget::new(limits));
     Router::new()
         .route("/api/v2/logs", post(ingest_handler))
@@ -91,6 +101,7 @@ pub fn router(store: Arc<Store>, access: Access, limits: &IntakeLimits) -> Route
         .route("/api/v1/metrics", get(active_metrics_handler))
         .route("/api/v1/search", get(metric_search_handler))
         .route("/api/v2/metrics/{name}/all-tags", get(all_tags_handler))
+        .merge(crate::monitors::routes())
         .route(
             "/",
             get(|| {

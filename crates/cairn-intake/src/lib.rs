@@ -21,6 +21,7 @@ mod http;
 pub mod ingest;
 mod limit;
 pub mod metrics;
+pub mod monitors;
 pub mod patterns;
 pub mod query;
 pub mod store;
@@ -142,6 +143,7 @@ pub struct RunningIntake {
     local_addr: SocketAddr,
     token: Option<String>,
     store: Arc<store::Store>,
+    monitors: Arc<monitors::Monitors>,
     stop: tokio::sync::oneshot::Sender<()>,
     server: tokio::task::JoinHandle<()>,
 }
@@ -183,6 +185,11 @@ impl RunningIntake {
         }
     }
 
+    /// The log monitors (issue 12); `evaluate_at` runs a round at a chosen time.
+    pub fn monitors(&self) -> &Arc<monitors::Monitors> {
+        &self.monitors
+    }
+
     pub fn counters(&self) -> &store::StoreCounters {
         &self.store.counters
     }
@@ -215,6 +222,7 @@ impl RunningIntake {
     pub async fn shutdown(self) {
         let _ = self.stop.send(());
         let _ = self.server.await;
+        self.monitors.stop();
         let store = self.store;
         let _ = tokio::task::spawn_blocking(move || store.close()).await;
         tracing::info!("local intake stopped");
@@ -233,6 +241,13 @@ pub async fn start(cfg: IntakeConfig) -> Result<RunningIntake, IntakeError> {
     let store = tokio::task::spawn_blocking(move || store::Store::open(store_cfg))
         .await
         .map_err(|e| IntakeError::BadRequest(format!("opening the store panicked: {e}")))??;
+    let monitors = monitors::Monitors::start(monitors::MonitorsConfig {
+        file: cfg.monitors_file.clone(),
+        db: store.path().to_owned(),
+        interval: cfg.monitor_interval,
+        first_backoff: Duration::from_secs(1),
+    })
+    .await?;
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(|source| IntakeError::Bind {
@@ -250,7 +265,7 @@ pub async fn start(cfg: IntakeConfig) -> Result<RunningIntake, IntakeError> {
         cookie: auth::cookie_name(local_addr.port()),
     };
     let token = access.token.clone();
-    let app = http::router(store.clone(), access, &cfg.limits);
+    let app = http::router(store.clone(), monitors.clone(), access, &cfg.limits);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let limits = cfg.limits.clone();
     let server = tokio::spawn(async move {
@@ -264,6 +279,7 @@ pub async fn start(cfg: IntakeConfig) -> Result<RunningIntake, IntakeError> {
         local_addr,
         token,
         store,
+        monitors,
         stop,
         server,
     })
