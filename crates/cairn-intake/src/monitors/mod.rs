@@ -8,6 +8,7 @@
 //! minute, and the ingest writer's group commit knows only logs and metrics. Nothing here is
 //! on the ingest path.
 
+pub mod client;
 pub mod config;
 pub mod eval;
 mod http;
