@@ -118,7 +118,8 @@ async fn fill(intake: &RunningIntake, total: usize, now_ms: i64) -> Duration {
             let logs: Vec<_> = (0..n)
                 .map(|k| seed_log(&mut rng, now_ms - DAY_MS + ((i + k) as f64 * step) as i64))
                 .collect();
-            let body = zstd::encode_all(&serde_json::to_vec(&logs).expect("json")[..], 1).expect("zstd");
+            let body =
+                zstd::encode_all(&serde_json::to_vec(&logs).expect("json")[..], 1).expect("zstd");
             if tx.blocking_send(body).is_err() {
                 return;
             }
@@ -131,7 +132,9 @@ async fn fill(intake: &RunningIntake, total: usize, now_ms: i64) -> Duration {
         let (client, url, rx) = (client.clone(), url.clone(), rx.clone());
         tasks.push(tokio::spawn(async move {
             loop {
-                let Some(body) = rx.lock().await.recv().await else { return };
+                let Some(body) = rx.lock().await.recv().await else {
+                    return;
+                };
                 let resp = client
                     .post(&url)
                     .header("content-type", "application/json")
@@ -176,7 +179,10 @@ fn monitors(n: usize) -> (String, Vec<(&'static str, String)>) {
         .map(|(i, (_, q))| json!({"id": i + 1, "name": format!("m{i}"), "type": "log alert", "query": q, "message": "{{value}}",
                                    "options": {"notify_no_data": i % 4 == 0, "no_data_timeframe": 10}}))
         .collect();
-    (serde_json::to_string_pretty(&json!({"monitors": specs})).expect("json"), out)
+    (
+        serde_json::to_string_pretty(&json!({"monitors": specs})).expect("json"),
+        out,
+    )
 }
 
 fn cpu_seconds() -> f64 {
@@ -196,12 +202,16 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100);
-    let keep = std::env::var("CAIRN_BENCH_STORE").ok().map(std::path::PathBuf::from);
+    let keep = std::env::var("CAIRN_BENCH_STORE")
+        .ok()
+        .map(std::path::PathBuf::from);
     let tmp = tempfile::tempdir().expect("temp dir");
     let root = keep.clone().unwrap_or_else(|| tmp.path().to_owned());
     std::fs::create_dir_all(&root).expect("store dir");
     let now_file = root.join("now_ms");
-    let reused: Option<i64> = std::fs::read_to_string(&now_file).ok().and_then(|s| s.trim().parse().ok());
+    let reused: Option<i64> = std::fs::read_to_string(&now_file)
+        .ok()
+        .and_then(|s| s.trim().parse().ok());
     let now_ms = reused.unwrap_or_else(cairn_intake::timefmt::now_ms);
     let (file_text, kinds) = monitors(n_monitors);
     let monitors_file = root.join("monitors.yaml");

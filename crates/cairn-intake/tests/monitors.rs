@@ -59,7 +59,13 @@ impl Receiver {
     async fn wait_for(&self, n: usize) -> Vec<Value> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let got: Vec<Value> = self.got.lock().unwrap().iter().map(|x| x.1.clone()).collect();
+            let got: Vec<Value> = self
+                .got
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|x| x.1.clone())
+                .collect();
             if got.len() >= n || Instant::now() > deadline {
                 return got;
             }
@@ -171,14 +177,20 @@ async fn a_timeline_goes_ok_warn_alert_and_back_through_the_recovery_thresholds_
         assert_eq!(r.errors, 0);
         let (_, m) = get(&h, "/api/v1/monitor/1").await;
         states.push((
-            m["state"]["groups"]["host:a"]["status"].as_str().unwrap_or("-").to_owned(),
-            m["state"]["groups"]["host:b"]["status"].as_str().unwrap_or("-").to_owned(),
+            m["state"]["groups"]["host:a"]["status"]
+                .as_str()
+                .unwrap_or("-")
+                .to_owned(),
+            m["state"]["groups"]["host:b"]["status"]
+                .as_str()
+                .unwrap_or("-")
+                .to_owned(),
             m["overall_state"].as_str().unwrap().to_owned(),
         ));
     }
     let want = [
         ("OK", "OK", "OK"),
-        ("Warn", "OK", "Warn"),     // 7 > 5; b had data within no_data_timeframe: count 0
+        ("Warn", "OK", "Warn"), // 7 > 5; b had data within no_data_timeframe: count 0
         ("Alert", "No Data", "Alert"), // 12 > 10; b silent for 10 minutes
         ("Alert", "No Data", "Alert"), // 9: above critical_recovery 8, still Alert
         ("Warn", "No Data", "No Data"), // 6: recovered from Alert, above warning
@@ -215,7 +227,10 @@ async fn a_timeline_goes_ok_warn_alert_and_back_through_the_recovery_thresholds_
     assert_eq!(alert["value"], 12.0);
     assert_eq!(alert["threshold"], 10.0);
     assert_eq!(alert["tags"], json!(["team:web"]));
-    assert!(alert["query"].as_str().unwrap().starts_with("logs(\"service:web"));
+    assert!(alert["query"]
+        .as_str()
+        .unwrap()
+        .starts_with("logs(\"service:web"));
     assert_eq!(alert["message"], "ALERT a 12 > 10 @webhook-rec");
     assert_eq!(alert["date_ms"], t + 15 * MIN);
     let nodata = bodies.iter().find(|b| b["to"] == "No Data").unwrap();
@@ -227,9 +242,20 @@ async fn a_timeline_goes_ok_warn_alert_and_back_through_the_recovery_thresholds_
     assert_eq!(warn["message"], "WARN a 7 @webhook-rec");
 
     // Evaluate-now reports values and would-be states without changing anything.
-    let (status, preview) = send(&h, "POST", &format!("/api/v1/monitor/1/evaluate?now={}", t + 15 * MIN), json!({})).await;
+    let (status, preview) = send(
+        &h,
+        "POST",
+        &format!("/api/v1/monitor/1/evaluate?now={}", t + 15 * MIN),
+        json!({}),
+    )
+    .await;
     assert_eq!(status, 200, "{preview}");
-    let a = preview["groups"].as_array().unwrap().iter().find(|g| g["group"] == "host:a").unwrap();
+    let a = preview["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["group"] == "host:a")
+        .unwrap();
     assert_eq!(a["value"], 12.0);
     assert_eq!(a["state"], "Alert");
     assert_eq!(a["current_state"], "OK");
@@ -294,10 +320,19 @@ webhooks:
     let bodies = rec.wait_for(3).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let bodies_now = rec.wait_for(3).await;
-    assert_eq!(bodies.len(), 3, "muted notifications must not be sent: {bodies:?}");
+    assert_eq!(
+        bodies.len(),
+        3,
+        "muted notifications must not be sent: {bodies:?}"
+    );
     assert_eq!(bodies_now.len(), 3);
     assert_eq!(bodies[2]["to"], "Alert");
-    assert!(mons.notify_counters().suppressed_muted.load(std::sync::atomic::Ordering::Relaxed) >= 2);
+    assert!(
+        mons.notify_counters()
+            .suppressed_muted
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 2
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -318,7 +353,10 @@ async fn a_failing_webhook_is_retried_with_growing_waits() {
     let first_wait = attempts[1] - attempts[0];
     let second_wait = attempts[2] - attempts[1];
     assert!(first_wait >= Duration::from_millis(900), "{first_wait:?}");
-    assert!(second_wait >= Duration::from_millis(1900), "{second_wait:?}");
+    assert!(
+        second_wait >= Duration::from_millis(1900),
+        "{second_wait:?}"
+    );
     assert!(second_wait > first_wait);
     let c = h.intake.monitors().notify_counters();
     assert_eq!(c.sent.load(std::sync::atomic::Ordering::Relaxed), 1);
@@ -330,10 +368,15 @@ async fn the_api_creates_edits_validates_and_deletes_and_rewrites_the_file() {
     let h = harness("").await;
     let file = h.dir.path().join("monitors.yaml");
     let q = r#"logs("service:web").rollup("avg","@duration").by("service").last("15m") > 100"#;
-    let (status, created) = send(&h, "POST", "/api/v1/monitor", json!({
-        "name": "slow web", "type": "log alert", "query": q, "message": "slow",
-        "options": {"thresholds": {"critical": 100, "warning": 50}}
-    }))
+    let (status, created) = send(
+        &h,
+        "POST",
+        "/api/v1/monitor",
+        json!({
+            "name": "slow web", "type": "log alert", "query": q, "message": "slow",
+            "options": {"thresholds": {"critical": 100, "warning": 50}}
+        }),
+    )
     .await;
     assert_eq!(status, 200, "{created}");
     let id = created["id"].as_i64().unwrap();
@@ -342,12 +385,21 @@ async fn the_api_creates_edits_validates_and_deletes_and_rewrites_the_file() {
 
     // The file holds it, privately, and loads back.
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     let text = std::fs::read_to_string(&file).unwrap();
     let back = cairn_intake::monitors::config::parse(&file, &text).unwrap();
     assert_eq!(back.monitors[0].id, id);
 
-    let (status, edited) = send(&h, "PUT", &format!("/api/v1/monitor/{id}"), json!({"message": "slower", "options": {"thresholds": {"critical": 100, "warning": 80}}})).await;
+    let (status, edited) = send(
+        &h,
+        "PUT",
+        &format!("/api/v1/monitor/{id}"),
+        json!({"message": "slower", "options": {"thresholds": {"critical": 100, "warning": 80}}}),
+    )
+    .await;
     assert_eq!(status, 200, "{edited}");
     assert_eq!(edited["message"], "slower");
     assert_eq!(edited["options"]["thresholds"]["warning"], 80.0);
@@ -358,10 +410,22 @@ async fn the_api_creates_edits_validates_and_deletes_and_rewrites_the_file() {
 
     for (body, needle) in [
         (json!({"query": q}), "name: is required"),
-        (json!({"name": "x", "query": "logs(\"a\").rollup(\"count\").last(\"5m\") >"}), "query: column"),
-        (json!({"name": "x", "query": q, "options": {"thresholds": {"warning": 200}}}), "options.thresholds.warning"),
-        (json!({"name": "x", "query": q, "options": {"notify_no_data": "yes"}}), "options.notify_no_data"),
-        (json!({"name": "x", "query": q, "type": "metric alert"}), "type:"),
+        (
+            json!({"name": "x", "query": "logs(\"a\").rollup(\"count\").last(\"5m\") >"}),
+            "query: column",
+        ),
+        (
+            json!({"name": "x", "query": q, "options": {"thresholds": {"warning": 200}}}),
+            "options.thresholds.warning",
+        ),
+        (
+            json!({"name": "x", "query": q, "options": {"notify_no_data": "yes"}}),
+            "options.notify_no_data",
+        ),
+        (
+            json!({"name": "x", "query": q, "type": "metric alert"}),
+            "type:",
+        ),
     ] {
         for path in ["/api/v1/monitor/validate", "/api/v1/monitor"] {
             let (status, err) = send(&h, "POST", path, body.clone()).await;
@@ -370,9 +434,21 @@ async fn the_api_creates_edits_validates_and_deletes_and_rewrites_the_file() {
             assert!(msg.contains(needle), "{body}: {msg}");
         }
     }
-    let (status, _) = send(&h, "POST", "/api/v1/monitor/validate", json!({"name": "ok", "query": q})).await;
+    let (status, _) = send(
+        &h,
+        "POST",
+        "/api/v1/monitor/validate",
+        json!({"name": "ok", "query": q}),
+    )
+    .await;
     assert_eq!(status, 200);
-    let (status, _) = send(&h, "PUT", &format!("/api/v1/monitor/{id}"), json!({"query": "nope"})).await;
+    let (status, _) = send(
+        &h,
+        "PUT",
+        &format!("/api/v1/monitor/{id}"),
+        json!({"query": "nope"}),
+    )
+    .await;
     assert_eq!(status, 400);
     assert_eq!(get(&h, "/api/v1/monitor/999").await.0, 404);
     assert_eq!(get(&h, "/api/v1/monitor/abc").await.0, 404);
@@ -382,7 +458,10 @@ async fn the_api_creates_edits_validates_and_deletes_and_rewrites_the_file() {
     assert_eq!(del["deleted_monitor_id"], id);
     assert_eq!(get(&h, &format!("/api/v1/monitor/{id}")).await.0, 404);
     let text = std::fs::read_to_string(&file).unwrap();
-    assert!(cairn_intake::monitors::config::parse(&file, &text).unwrap().monitors.is_empty());
+    assert!(cairn_intake::monitors::config::parse(&file, &text)
+        .unwrap()
+        .monitors
+        .is_empty());
 
     // Without the token, every monitor route is refused before anything runs.
     let bare = reqwest::Client::new();
@@ -394,7 +473,11 @@ async fn the_api_creates_edits_validates_and_deletes_and_rewrites_the_file() {
             "PUT" => bare.put(&url),
             _ => bare.delete(&url),
         };
-        assert_eq!(req.send().await.unwrap().status().as_u16(), 401, "{method} {route}");
+        assert_eq!(
+            req.send().await.unwrap().status().as_u16(),
+            401,
+            "{method} {route}"
+        );
     }
 }
 
@@ -404,7 +487,11 @@ async fn the_file_is_reloaded_on_change_and_a_bad_one_keeps_the_monitors_in_effe
     let h = harness(one).await;
     let file = h.dir.path().join("monitors.yaml");
     let names = |v: &Value| -> Vec<String> {
-        v.as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap().to_owned()).collect()
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["name"].as_str().unwrap().to_owned())
+            .collect()
     };
     assert_eq!(names(&get(&h, "/api/v1/monitor").await.1), ["a"]);
     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -417,10 +504,21 @@ async fn the_file_is_reloaded_on_change_and_a_bad_one_keeps_the_monitors_in_effe
         assert!(Instant::now() < deadline, "the change was never loaded");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    std::fs::write(&file, "monitors:\n  - {name: c, query: 'logs(\"*\").rollup(\"count\")'}\n").unwrap();
+    std::fs::write(
+        &file,
+        "monitors:\n  - {name: c, query: 'logs(\"*\").rollup(\"count\")'}\n",
+    )
+    .unwrap();
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(names(&get(&h, "/api/v1/monitor").await.1), ["a", "b"]);
-    assert!(h.intake.monitors().counters.reload_errors.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+    assert!(
+        h.intake
+            .monitors()
+            .counters
+            .reload_errors
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -431,7 +529,11 @@ async fn a_bad_file_is_refused_at_start_naming_file_monitor_and_field() {
     let mut cfg = cairn_intake::IntakeConfig::new(dir.path().join("intake"));
     cfg.listen = "127.0.0.1:0".parse().unwrap();
     cfg.monitors_file = file.clone();
-    let err = cairn_intake::start(cfg).await.err().expect("a bad file must refuse the start").to_string();
+    let err = cairn_intake::start(cfg)
+        .await
+        .err()
+        .expect("a bad file must refuse the start")
+        .to_string();
     assert!(err.contains(&file.display().to_string()), "{err}");
     assert!(err.contains("\"broken\""), "{err}");
     assert!(err.contains("options.thresholds.warning"), "{err}");
@@ -451,14 +553,22 @@ async fn states_survive_a_restart() {
     };
     let t = base();
     let intake = cairn_intake::start(cfg()).await.unwrap();
-    let h = Harness { http: common::client_for(&intake), intake, dir: tempfile::tempdir().unwrap() };
+    let h = Harness {
+        http: common::client_for(&intake),
+        intake,
+        dir: tempfile::tempdir().unwrap(),
+    };
     errors(&h, "a", 3, t).await;
     let r = h.intake.monitors().evaluate_at(t + 5 * MIN).await.unwrap();
     assert_eq!(r.transitions.len(), 1);
     h.intake.shutdown().await;
 
     let intake = cairn_intake::start(cfg()).await.unwrap();
-    let h = Harness { http: common::client_for(&intake), intake, dir: tempfile::tempdir().unwrap() };
+    let h = Harness {
+        http: common::client_for(&intake),
+        intake,
+        dir: tempfile::tempdir().unwrap(),
+    };
     let (_, m) = get(&h, "/api/v1/monitor/5").await;
     assert_eq!(m["state"]["groups"]["host:a"]["status"], "Alert");
     assert_eq!(m["overall_state"], "Alert");

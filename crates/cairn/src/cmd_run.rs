@@ -331,8 +331,11 @@ pub fn run(config_dir: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
                     *info.stats.lock() = Some(stats);
                 }
                 let monitors = intake.runtime.block_on(async {
-                    tokio::time::timeout(Duration::from_secs(2), intake.running.monitors().summary())
-                        .await
+                    tokio::time::timeout(
+                        Duration::from_secs(2),
+                        intake.running.monitors().summary(),
+                    )
+                    .await
                 });
                 if let Ok(Ok(summary)) = monitors {
                     *info.monitors.lock() = Some(summary);

@@ -95,9 +95,7 @@ fn main() -> ExitCode {
         Command::Checks(a) => {
             cmd_metrics::run_checks(&cli.config_dir, a).map(|()| ExitCode::SUCCESS)
         }
-        Command::Monitors(a) => {
-            cmd_monitors::run(&cli.config_dir, a).map(|()| ExitCode::SUCCESS)
-        }
+        Command::Monitors(a) => cmd_monitors::run(&cli.config_dir, a).map(|()| ExitCode::SUCCESS),
         Command::Status(a) => cmd_status::run(&cli.config_dir, a),
         Command::Reload(a) => cmd_reload::run(&cli.config_dir, a),
         Command::StreamLogs(a) => cmd_stream_logs::run(&cli.config_dir, a),

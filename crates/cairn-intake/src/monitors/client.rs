@@ -100,7 +100,8 @@ fn json_out(out: &mut dyn Write, v: &Value) -> Result<(), IntakeError> {
 
 /// `cairn monitors list`: one line per monitor: id, overall state, groups not OK, name.
 pub fn run_list(cfg: ClientConfig, json: bool, out: &mut dyn Write) -> Result<usize, IntakeError> {
-    let list = crate::client::runtime()?.block_on(async { Api::new(cfg)?.call(false, "/api/v1/monitor").await })?;
+    let list = crate::client::runtime()?
+        .block_on(async { Api::new(cfg)?.call(false, "/api/v1/monitor").await })?;
     let all = list.as_array().cloned().unwrap_or_default();
     if json {
         for m in &all {
@@ -108,9 +109,17 @@ pub fn run_list(cfg: ClientConfig, json: bool, out: &mut dyn Write) -> Result<us
         }
         return Ok(all.len());
     }
-    writeln!(out, "{:<10} {:<8} {:<9} {:<6} NAME", "ID", "STATE", "NOT OK", "MUTED").map_err(write_err)?;
+    writeln!(
+        out,
+        "{:<10} {:<8} {:<9} {:<6} NAME",
+        "ID", "STATE", "NOT OK", "MUTED"
+    )
+    .map_err(write_err)?;
     for m in &all {
-        let groups = m["state"]["groups"].as_object().cloned().unwrap_or_default();
+        let groups = m["state"]["groups"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
         let bad = groups.values().filter(|g| g["status"] != "OK").count();
         writeln!(
             out,
@@ -127,12 +136,19 @@ pub fn run_list(cfg: ClientConfig, json: bool, out: &mut dyn Write) -> Result<us
 }
 
 /// `cairn monitors show`: the monitor, its groups and its last transitions.
-pub fn run_show(cfg: ClientConfig, key: &str, json: bool, out: &mut dyn Write) -> Result<(), IntakeError> {
+pub fn run_show(
+    cfg: ClientConfig,
+    key: &str,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<(), IntakeError> {
     let (m, hist) = crate::client::runtime()?.block_on(async {
         let api = Api::new(cfg)?;
         let m = api.find(key).await?;
         let id = m["id"].as_i64().unwrap_or_default();
-        let hist = api.call(false, &format!("/api/v1/monitor/{id}/history?limit=20")).await?;
+        let hist = api
+            .call(false, &format!("/api/v1/monitor/{id}/history?limit=20"))
+            .await?;
         Ok::<_, IntakeError>((m, hist))
     })?;
     if json {
@@ -144,7 +160,11 @@ pub fn run_show(cfg: ClientConfig, key: &str, json: bool, out: &mut dyn Write) -
     let t = &m["options"]["thresholds"];
     let lines = [
         format!("Monitor {} ({})", m["id"], s(&m["name"])),
-        format!("  State: {}{}", s(&m["overall_state"]), if m["muted"] == true { " (muted)" } else { "" }),
+        format!(
+            "  State: {}{}",
+            s(&m["overall_state"]),
+            if m["muted"] == true { " (muted)" } else { "" }
+        ),
         format!("  Query: {}", s(&m["query"])),
         format!(
             "  Thresholds: critical {}, warning {}, critical recovery {}, warning recovery {}",
@@ -155,16 +175,29 @@ pub fn run_show(cfg: ClientConfig, key: &str, json: bool, out: &mut dyn Write) -
         ),
         format!(
             "  No data: {}{}  Renotify: {}",
-            if m["options"]["notify_no_data"] == true { "notify after " } else { "not notified" },
-            m["options"]["no_data_timeframe"].as_i64().map(|n| format!("{n} min")).unwrap_or_default(),
-            m["options"]["renotify_interval"].as_i64().map(|n| format!("every {n} min")).unwrap_or_else(|| "no".into())
+            if m["options"]["notify_no_data"] == true {
+                "notify after "
+            } else {
+                "not notified"
+            },
+            m["options"]["no_data_timeframe"]
+                .as_i64()
+                .map(|n| format!("{n} min"))
+                .unwrap_or_default(),
+            m["options"]["renotify_interval"]
+                .as_i64()
+                .map(|n| format!("every {n} min"))
+                .unwrap_or_else(|| "no".into())
         ),
         format!("  Message: {}", s(&m["message"])),
     ];
     for l in lines {
         writeln!(out, "{l}").map_err(write_err)?;
     }
-    let groups = m["state"]["groups"].as_object().cloned().unwrap_or_default();
+    let groups = m["state"]["groups"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
     writeln!(out, "  Groups ({}):", groups.len()).map_err(write_err)?;
     for (name, g) in &groups {
         writeln!(
@@ -173,7 +206,10 @@ pub fn run_show(cfg: ClientConfig, key: &str, json: bool, out: &mut dyn Write) -
             s(&g["status"]),
             num(&g["value"]),
             printable(name),
-            g["since_ts"].as_i64().map(|t| crate::timefmt::format_rfc3339_ms(t * 1000)).unwrap_or_default()
+            g["since_ts"]
+                .as_i64()
+                .map(|t| crate::timefmt::format_rfc3339_ms(t * 1000))
+                .unwrap_or_default()
         )
         .map_err(write_err)?;
     }
@@ -196,12 +232,18 @@ pub fn run_show(cfg: ClientConfig, key: &str, json: bool, out: &mut dyn Write) -
 
 /// `cairn monitors test`: evaluates now, prints the value per group and the state each would
 /// be in (nothing is stored).
-pub fn run_test(cfg: ClientConfig, key: &str, json: bool, out: &mut dyn Write) -> Result<usize, IntakeError> {
+pub fn run_test(
+    cfg: ClientConfig,
+    key: &str,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<usize, IntakeError> {
     let r = crate::client::runtime()?.block_on(async {
         let api = Api::new(cfg)?;
         let m = api.find(key).await?;
         let id = m["id"].as_i64().unwrap_or_default();
-        api.call(true, &format!("/api/v1/monitor/{id}/evaluate")).await
+        api.call(true, &format!("/api/v1/monitor/{id}/evaluate"))
+            .await
     })?;
     if json {
         json_out(out, &r)?;
@@ -217,7 +259,12 @@ pub fn run_test(cfg: ClientConfig, key: &str, json: bool, out: &mut dyn Write) -
         num(&r["threshold"])
     )
     .map_err(write_err)?;
-    writeln!(out, "{:<40} {:>12}  {:<8} NOW", "GROUP", "VALUE", "WOULD BE").map_err(write_err)?;
+    writeln!(
+        out,
+        "{:<40} {:>12}  {:<8} NOW",
+        "GROUP", "VALUE", "WOULD BE"
+    )
+    .map_err(write_err)?;
     for g in &groups {
         writeln!(
             out,

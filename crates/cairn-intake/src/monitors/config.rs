@@ -316,10 +316,10 @@ pub fn spec_from_json(v: Value) -> Result<MonitorSpec, (String, String)> {
 }
 
 fn first_bad_field(v: &Value) -> Option<String> {
-    let probe = |ptr: &'static str, ok: fn(&Value) -> bool| {
-        v.pointer(ptr).filter(|x| !ok(x)).map(|_| ptr)
-    };
-    let checks: [(&str, fn(&Value) -> bool); 12] = [
+    let probe =
+        |ptr: &'static str, ok: fn(&Value) -> bool| v.pointer(ptr).filter(|x| !ok(x)).map(|_| ptr);
+    type Check = (&'static str, fn(&Value) -> bool);
+    let checks: [Check; 12] = [
         ("/id", |x| x.is_i64() || x.is_null()),
         ("/type", Value::is_string),
         ("/message", Value::is_string),
@@ -331,7 +331,9 @@ fn first_bad_field(v: &Value) -> Option<String> {
         ("/options/renotify_interval", |x| x.is_i64() || x.is_null()),
         ("/options/thresholds", Value::is_object),
         ("/options/silenced", Value::is_object),
-        ("/options/thresholds/critical", |x| x.is_number() || x.is_null()),
+        ("/options/thresholds/critical", |x| {
+            x.is_number() || x.is_null()
+        }),
     ];
     checks
         .iter()
@@ -374,7 +376,11 @@ pub fn parse(path: &Path, text: &str) -> Result<MonitorsFile, ConfigError> {
                 o.remove("webhooks").unwrap_or(Value::Null),
             )
         }
-        _ => return Err(syntax("expected monitors: [...] and webhooks: [...]".into())),
+        _ => {
+            return Err(syntax(
+                "expected monitors: [...] and webhooks: [...]".into(),
+            ))
+        }
     };
     let monitors = match monitors {
         Value::Null => Vec::new(),

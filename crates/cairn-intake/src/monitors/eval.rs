@@ -155,7 +155,13 @@ pub fn evaluate(
         || groups.keys().any(|g| !present.contains_key(g))
         || groups.is_empty();
     if opts.notify_no_data && missing_any {
-        let seen = compute(conn, m, &Rollup::Count, m.no_data_ms().max(q.window_ms), now_ms)?;
+        let seen = compute(
+            conn,
+            m,
+            &Rollup::Count,
+            m.no_data_ms().max(q.window_ms),
+            now_ms,
+        )?;
         let mut set = HashSet::new();
         for g in seen {
             if g.value.is_some_and(|v| v > 0.0) {

@@ -63,25 +63,33 @@ fn fail(e: IntakeError) -> Response {
     }
 }
 
-fn parse_id(id: &str) -> Result<i64, Response> {
+fn parse_id(id: &str) -> Result<i64, Box<Response>> {
     id.parse::<i64>().map_err(|_| {
-        v1_error(
+        Box::new(v1_error(
             StatusCode::NOT_FOUND,
             format!("monitor id {id:?} is not an integer"),
-        )
+        ))
     })
 }
 
-fn body_json(body: &Bytes) -> Result<Value, Response> {
+fn body_json(body: &Bytes) -> Result<Value, Box<Response>> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(json!({}));
     }
-    serde_json::from_slice(body)
-        .map_err(|e| v1_error(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}")))
+    serde_json::from_slice(body).map_err(|e| {
+        Box::new(v1_error(
+            StatusCode::BAD_REQUEST,
+            format!("invalid JSON: {e}"),
+        ))
+    })
 }
 
 /// A monitor as Datadog's API shows it, with its group states.
-pub fn monitor_json(m: &Monitor, groups: Option<&HashMap<String, GroupState>>, now_ms: i64) -> Value {
+pub fn monitor_json(
+    m: &Monitor,
+    groups: Option<&HashMap<String, GroupState>>,
+    now_ms: i64,
+) -> Value {
     let mut v = serde_json::to_value(&m.spec).unwrap_or(Value::Null);
     let mut views: Vec<GroupView> = groups
         .into_iter()
@@ -100,7 +108,12 @@ pub fn monitor_json(m: &Monitor, groups: Option<&HashMap<String, GroupState>>, n
     views.sort_by(|a, b| a.name.cmp(&b.name));
     let by_name: serde_json::Map<String, Value> = views
         .into_iter()
-        .map(|g| (g.name.clone(), serde_json::to_value(g).unwrap_or(Value::Null)))
+        .map(|g| {
+            (
+                g.name.clone(),
+                serde_json::to_value(g).unwrap_or(Value::Null),
+            )
+        })
         .collect();
     if let Value::Object(o) = &mut v {
         o.insert("id".into(), json!(m.id));
@@ -140,21 +153,23 @@ async fn one(mons: &Arc<Monitors>, id: i64) -> Response {
 async fn get_one(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
     match parse_id(&id) {
         Ok(id) => one(&st.monitors, id).await,
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
 /// A body checked into a monitor; the 400 names the field.
 fn checked(v: Value) -> Result<(config::MonitorSpec, super::query::MonitorQuery), IntakeError> {
-    let spec = config::spec_from_json(v).map_err(|(f, r)| IntakeError::BadRequest(format!("{f}: {r}")))?;
-    let q = config::check_spec(&spec).map_err(|(f, r)| IntakeError::BadRequest(format!("{f}: {r}")))?;
+    let spec =
+        config::spec_from_json(v).map_err(|(f, r)| IntakeError::BadRequest(format!("{f}: {r}")))?;
+    let q =
+        config::check_spec(&spec).map_err(|(f, r)| IntakeError::BadRequest(format!("{f}: {r}")))?;
     Ok((spec, q))
 }
 
 async fn validate(body: Bytes) -> Response {
     let v = match body_json(&body) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match checked(v) {
         Ok(_) => axum::Json(json!({})).into_response(),
@@ -165,7 +180,7 @@ async fn validate(body: Bytes) -> Response {
 async fn create(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
     let v = match body_json(&body) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let (mut spec, query) = match checked(v) {
         Ok(x) => x,
@@ -190,12 +205,17 @@ async fn create(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
 async fn update(State(st): State<Arc<AppState>>, Path(id): Path<String>, body: Bytes) -> Response {
     let id = match parse_id(&id) {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let patch = match body_json(&body) {
         Ok(Value::Object(o)) => o,
-        Ok(_) => return v1_error(StatusCode::BAD_REQUEST, "the body must be a JSON object".into()),
-        Err(r) => return r,
+        Ok(_) => {
+            return v1_error(
+                StatusCode::BAD_REQUEST,
+                "the body must be a JSON object".into(),
+            )
+        }
+        Err(r) => return *r,
     };
     let mons = st.monitors.clone();
     let done = mons
@@ -204,7 +224,8 @@ async fn update(State(st): State<Arc<AppState>>, Path(id): Path<String>, body: B
                 return Err(IntakeError::NotFound(format!("no monitor {id}")));
             };
             // Datadog's edit changes the fields given; options are merged one level deep.
-            let mut cur = serde_json::to_value(&slot.spec).map_err(|e| IntakeError::BadRequest(e.to_string()))?;
+            let mut cur = serde_json::to_value(&slot.spec)
+                .map_err(|e| IntakeError::BadRequest(e.to_string()))?;
             for (k, v) in patch {
                 match (k.as_str(), cur.get_mut("options"), v) {
                     ("options", Some(Value::Object(o)), Value::Object(new)) => {
@@ -233,7 +254,7 @@ async fn update(State(st): State<Arc<AppState>>, Path(id): Path<String>, body: B
 async fn delete(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
     let id = match parse_id(&id) {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let mons = st.monitors.clone();
     let done = mons
@@ -268,16 +289,21 @@ async fn unmute(State(st): State<Arc<AppState>>, Path(id): Path<String>, body: B
 async fn set_mute(st: Arc<AppState>, id: String, body: Bytes, on: bool) -> Response {
     let id = match parse_id(&id) {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let b = match body_json(&body) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let scope = match b.get("scope") {
         None | Some(Value::Null) => "*".to_owned(),
         Some(Value::String(s)) if !s.trim().is_empty() => s.trim().to_owned(),
-        Some(_) => return v1_error(StatusCode::BAD_REQUEST, "scope: must be a group such as host:web-1, or *".into()),
+        Some(_) => {
+            return v1_error(
+                StatusCode::BAD_REQUEST,
+                "scope: must be a group such as host:web-1, or *".into(),
+            )
+        }
     };
     let end = match b.get("end") {
         None | Some(Value::Null) => None,
@@ -286,7 +312,10 @@ async fn set_mute(st: Arc<AppState>, id: String, body: Bytes, on: bool) -> Respo
             None => return v1_error(StatusCode::BAD_REQUEST, "end: must be epoch seconds".into()),
         },
     };
-    let all = b.get("all_scopes").and_then(Value::as_bool).unwrap_or(false);
+    let all = b
+        .get("all_scopes")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     let mons = st.monitors.clone();
     let done = mons
         .modify(move |file| {
@@ -317,7 +346,7 @@ async fn history(
 ) -> Response {
     let id = match parse_id(&id) {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let limit = match p.get("limit").map(|l| l.parse::<u32>()) {
         None => 100,
@@ -338,12 +367,17 @@ async fn evaluate(
 ) -> Response {
     let id = match parse_id(&id) {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let now = match p.get("now").map(|n| n.parse::<i64>()) {
         None => crate::timefmt::now_ms(),
         Some(Ok(n)) => n,
-        Some(Err(_)) => return v1_error(StatusCode::BAD_REQUEST, "now: must be epoch milliseconds".into()),
+        Some(Err(_)) => {
+            return v1_error(
+                StatusCode::BAD_REQUEST,
+                "now: must be epoch milliseconds".into(),
+            )
+        }
     };
     match st.monitors.preview(id, now).await {
         Ok(v) => axum::Json(v).into_response(),

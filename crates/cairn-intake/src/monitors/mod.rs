@@ -169,10 +169,11 @@ impl Monitors {
                 path: c.db.clone(),
                 source,
             })?;
-            let reader = crate::store::open_reader(&c.db).map_err(|source| IntakeError::Sqlite {
-                path: c.db.clone(),
-                source,
-            })?;
+            let reader =
+                crate::store::open_reader(&c.db).map_err(|source| IntakeError::Sqlite {
+                    path: c.db.clone(),
+                    source,
+                })?;
             Ok::<_, IntakeError>((file, stamp, Engine { reader, writer }))
         })
         .await
@@ -332,7 +333,9 @@ impl Monitors {
                     last_eval_ms: now_ms,
                     last_triggered_ms: None,
                 });
-                s.value = o.value.or(if o.to == State::NoData { None } else { s.value });
+                s.value = o
+                    .value
+                    .or(if o.to == State::NoData { None } else { s.value });
                 s.last_eval_ms = now_ms;
                 let muted = m.muted(&o.group, now_ms);
                 let mut renotify = false;
@@ -553,7 +556,12 @@ impl Monitors {
             let mut bad: Vec<(&String, &GroupState)> = groups
                 .map(|g| g.iter().filter(|(_, st)| st.state != State::Ok).collect())
                 .unwrap_or_default();
-            bad.sort_by(|a, b| b.1.state.severity().cmp(&a.1.state.severity()).then(a.0.cmp(b.0)));
+            bad.sort_by(|a, b| {
+                b.1.state
+                    .severity()
+                    .cmp(&a.1.state.severity())
+                    .then(a.0.cmp(b.0))
+            });
             for (g, st) in bad {
                 s.not_ok.push(NotOk {
                     id: m.id,

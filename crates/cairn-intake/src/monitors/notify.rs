@@ -293,7 +293,11 @@ async fn deliver(http: &reqwest::Client, d: Delivery, first_backoff: Duration, c
 }
 
 /// The webhooks of `names` found in `hooks`; unknown names are logged once per call.
-pub fn resolve_hooks(names: &[String], hooks: &HashMap<String, WebhookSpec>, monitor_id: i64) -> Vec<WebhookSpec> {
+pub fn resolve_hooks(
+    names: &[String],
+    hooks: &HashMap<String, WebhookSpec>,
+    monitor_id: i64,
+) -> Vec<WebhookSpec> {
     names
         .iter()
         .filter_map(|n| {
@@ -346,7 +350,10 @@ mod tests {
             ),
             "nd"
         );
-        assert_eq!(render("{{ query }} {{", &ctx(State::Ok, State::Ok)), "logs(\"x\") {{");
+        assert_eq!(
+            render("{{ query }} {{", &ctx(State::Ok, State::Ok)),
+            "logs(\"x\") {{"
+        );
     }
 
     #[test]

@@ -238,7 +238,10 @@ impl MonitorQuery {
         };
         let (at, name) = c.ident()?;
         if name != "logs" {
-            return c.err(at, format!("a log monitor query starts with logs(\"…\"), not {name}"));
+            return c.err(
+                at,
+                format!("a log monitor query starts with logs(\"…\"), not {name}"),
+            );
         }
         let args = c.args()?;
         if args.len() != 1 {
@@ -354,7 +357,10 @@ impl MonitorQuery {
                 )
             }
             (None, _) => {
-                return c.err(op_at, "expected a comparison (>, >=, <, <=) and a threshold")
+                return c.err(
+                    op_at,
+                    "expected a comparison (>, >=, <, <=) and a threshold",
+                )
             }
         };
         c.pos += if matches!(op, Op::Ge | Op::Le) { 2 } else { 1 };
@@ -363,10 +369,18 @@ impl MonitorQuery {
         let rest: String = c.chars[c.pos..].iter().collect();
         let threshold: f64 = match rest.trim().parse::<f64>() {
             Ok(n) if n.is_finite() => n,
-            _ => return c.err(num_at, format!("the threshold {:?} is not a number", rest.trim())),
+            _ => {
+                return c.err(
+                    num_at,
+                    format!("the threshold {:?} is not a number", rest.trim()),
+                )
+            }
         };
         let Some(rollup) = rollup else {
-            return c.err(0, "the query needs .rollup(\"count\") (or cardinality, avg, sum, min, max)");
+            return c.err(
+                0,
+                "the query needs .rollup(\"count\") (or cardinality, avg, sum, min, max)",
+            );
         };
         let Some(window_ms) = window else {
             return c.err(0, "the query needs .last(\"5m\") (the evaluation window)");
@@ -414,8 +428,10 @@ mod tests {
         assert_eq!(q.by.len(), 2);
         assert_eq!(q.op, Op::Le);
 
-        let q = MonitorQuery::parse(r#"logs("msg:\"a b\"").rollup("cardinality","@user").last("2d")>=1"#)
-            .unwrap();
+        let q = MonitorQuery::parse(
+            r#"logs("msg:\"a b\"").rollup("cardinality","@user").last("2d")>=1"#,
+        )
+        .unwrap();
         assert_eq!(q.search, r#"msg:"a b""#);
         assert_eq!(q.rollup, Rollup::Cardinality("@user".into()));
     }
@@ -423,19 +439,59 @@ mod tests {
     #[test]
     fn bad_queries_name_the_column_and_the_problem() {
         for (text, column, needle) in [
-            (r#"metrics("x").rollup("count").last("5m") > 1"#, 1, "starts with logs"),
-            (r#"logs("x").rollup("median").last("5m") > 1"#, 18, "not a rollup"),
-            (r#"logs("x").rollup("avg").last("5m") > 1"#, 11, "second argument"),
-            (r#"logs("x").rollup("avg","duration").last("5m") > 1"#, 24, "not a measure"),
-            (r#"logs("x").rollup("count").last("5x") > 1"#, 32, "unknown unit"),
-            (r#"logs("x").rollup("count").last("5m") = 1"#, 38, "comparison"),
-            (r#"logs("x").rollup("count").last("5m") > ten"#, 40, "not a number"),
+            (
+                r#"metrics("x").rollup("count").last("5m") > 1"#,
+                1,
+                "starts with logs",
+            ),
+            (
+                r#"logs("x").rollup("median").last("5m") > 1"#,
+                18,
+                "not a rollup",
+            ),
+            (
+                r#"logs("x").rollup("avg").last("5m") > 1"#,
+                11,
+                "second argument",
+            ),
+            (
+                r#"logs("x").rollup("avg","duration").last("5m") > 1"#,
+                24,
+                "not a measure",
+            ),
+            (
+                r#"logs("x").rollup("count").last("5x") > 1"#,
+                32,
+                "unknown unit",
+            ),
+            (
+                r#"logs("x").rollup("count").last("5m") = 1"#,
+                38,
+                "comparison",
+            ),
+            (
+                r#"logs("x").rollup("count").last("5m") > ten"#,
+                40,
+                "not a number",
+            ),
             (r#"logs("x").rollup("count") > 1"#, 1, "last("),
             (r#"logs("x").last("5m") > 1"#, 1, "rollup("),
-            (r#"logs("x").rollup("count").by("a","b","c").last("5m") > 1"#, 27, "at most 2"),
-            (r#"logs("x").rollup("count").frobnicate("a").last("5m") > 1"#, 27, "unknown function"),
+            (
+                r#"logs("x").rollup("count").by("a","b","c").last("5m") > 1"#,
+                27,
+                "at most 2",
+            ),
+            (
+                r#"logs("x").rollup("count").frobnicate("a").last("5m") > 1"#,
+                27,
+                "unknown function",
+            ),
             (r#"logs("x).rollup("count").last("5m") > 1"#, 0, ""),
-            (r#"logs("status:(error").rollup("count").last("5m") > 1"#, 19, "search query"),
+            (
+                r#"logs("status:(error").rollup("count").last("5m") > 1"#,
+                19,
+                "search query",
+            ),
         ] {
             let e = MonitorQuery::parse(text).unwrap_err();
             if column > 0 {

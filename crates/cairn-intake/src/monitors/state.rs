@@ -281,12 +281,12 @@ mod tests {
             (Ok, 5.0, Ok),
             (Ok, 6.0, Warn),
             (Ok, 11.0, Alert),
-            (Alert, 9.0, Alert),  // above critical_recovery: still Alert
-            (Alert, 8.0, Warn),   // recovered from Alert, still above warning
+            (Alert, 9.0, Alert), // above critical_recovery: still Alert
+            (Alert, 8.0, Warn),  // recovered from Alert, still above warning
             (Alert, 2.0, Ok),
-            (Warn, 4.0, Warn),    // above warning_recovery: still Warn
+            (Warn, 4.0, Warn), // above warning_recovery: still Warn
             (Warn, 3.0, Ok),
-            (Ok, 4.0, Ok),        // 4 does not enter Warn from OK
+            (Ok, 4.0, Ok), // 4 does not enter Warn from OK
             (NoData, 9.0, Warn),
         ] {
             assert_eq!(next_state(prev, v, 10.0, &t, Op::Gt), want, "{prev} {v}");
@@ -305,7 +305,11 @@ mod tests {
             (Alert, 2.0, Warn),
             (Alert, 4.0, Ok),
         ] {
-            assert_eq!(next_state(prev, v, 1.0, &below, Op::Lt), want, "< {prev} {v}");
+            assert_eq!(
+                next_state(prev, v, 1.0, &below, Op::Lt),
+                want,
+                "< {prev} {v}"
+            );
         }
     }
 }
