@@ -241,13 +241,6 @@ pub async fn start(cfg: IntakeConfig) -> Result<RunningIntake, IntakeError> {
     let store = tokio::task::spawn_blocking(move || store::Store::open(store_cfg))
         .await
         .map_err(|e| IntakeError::BadRequest(format!("opening the store panicked: {e}")))??;
-    let monitors = monitors::Monitors::start(monitors::MonitorsConfig {
-        file: cfg.monitors_file.clone(),
-        db: store.path().to_owned(),
-        interval: cfg.monitor_interval,
-        first_backoff: Duration::from_secs(1),
-    })
-    .await?;
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(|source| IntakeError::Bind {
@@ -258,6 +251,14 @@ pub async fn start(cfg: IntakeConfig) -> Result<RunningIntake, IntakeError> {
         addr: cfg.listen,
         source,
     })?;
+    // After the bind, so an intake that cannot listen leaves no evaluation loop behind.
+    let monitors = monitors::Monitors::start(monitors::MonitorsConfig {
+        file: cfg.monitors_file.clone(),
+        db: store.path().to_owned(),
+        interval: cfg.monitor_interval,
+        first_backoff: Duration::from_secs(1),
+    })
+    .await?;
     let access = http::Access {
         token,
         api_keys: cfg.api_keys.clone(),

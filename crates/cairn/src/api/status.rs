@@ -408,3 +408,44 @@ pub fn render_text(st: &Value) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod monitor_tests {
+    use super::*;
+
+    #[test]
+    fn status_text_counts_monitors_by_state_and_lists_each_group_not_ok() {
+        let st = json!({
+            "agent": {"version": "x"},
+            "checks": [],
+            "local_intake": {
+                "url": "http://127.0.0.1:10518",
+                "monitors": {
+                    "monitors": 3, "ok": 1, "warn": 0, "alert": 1, "no_data": 1, "muted": 0,
+                    "last_round_ms": 12, "notifications_sent": 4, "notifications_failed": 1,
+                    "notifications_dropped": 0,
+                    "not_ok": [
+                        {"id": 1, "name": "web errors", "group": "host:a", "state": "Alert", "value": 12.0},
+                        {"id": 2, "name": "quiet\u{1b}[31m", "group": "*", "state": "No Data", "value": null}
+                    ]
+                }
+            }
+        });
+        let text = render_text(&st);
+        assert!(text.contains("Monitors\n========"), "{text}");
+        assert!(
+            text.contains("Monitors: 3  OK: 1  Warn: 0  Alert: 1  No Data: 1  Muted: 0"),
+            "{text}"
+        );
+        assert!(text.contains("sent: 4, lost: 1, dropped: 0"), "{text}");
+        assert!(
+            text.contains("Alert    web errors (1) host:a value 12.0"),
+            "{text}"
+        );
+        assert!(text.contains("No Data  quiet"), "{text}");
+        assert!(
+            !text.contains('\u{1b}'),
+            "control characters from names are not printed"
+        );
+    }
+}
