@@ -575,3 +575,40 @@ async fn states_survive_a_restart() {
     let r = h.intake.monitors().evaluate_at(t + 5 * MIN).await.unwrap();
     assert!(r.transitions.is_empty(), "{:?}", r.transitions);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grouped_monitor_without_any_group_is_no_data_overall_until_groups_appear() {
+    let rec = receiver(0).await;
+    let text = format!(
+        "monitors:\n  - id: 2\n    name: n\n    query: 'logs(\"service:web\").rollup(\"count\").by(\"host\").last(\"5m\") > 100'\n    message: '{{{{#is_no_data}}}}silent{{{{/is_no_data}}}}{{{{#is_no_data_recovery}}}}back{{{{/is_no_data_recovery}}}} @webhook-rec'\n    options: {{notify_no_data: true, no_data_timeframe: 5}}\nwebhooks:\n  - {{name: rec, url: '{}'}}\n",
+        rec.url
+    );
+    let h = harness(&text).await;
+    let t = base();
+    let mons = h.intake.monitors().clone();
+    mons.evaluate_at(t).await.unwrap();
+    let (_, m) = get(&h, "/api/v1/monitor/2").await;
+    assert_eq!(m["overall_state"], "No Data");
+    assert_eq!(m["state"]["groups"]["*"]["status"], "No Data");
+
+    errors(&h, "a", 1, t).await; // status error, service web
+    mons.evaluate_at(t + 2 * MIN).await.unwrap();
+    let (_, m) = get(&h, "/api/v1/monitor/2").await;
+    assert_eq!(m["overall_state"], "OK");
+    let groups = m["state"]["groups"].as_object().unwrap();
+    assert_eq!(groups.keys().collect::<Vec<_>>(), ["host:a"], "{m}");
+
+    let (_, hist) = get(&h, "/api/v1/monitor/2/history").await;
+    assert_eq!(
+        transitions(&hist),
+        vec![
+            ("*".to_owned(), "OK".to_owned(), "No Data".to_owned()),
+            ("*".to_owned(), "No Data".to_owned(), "OK".to_owned()),
+        ]
+    );
+    let bodies = rec.wait_for(2).await;
+    assert_eq!(bodies.len(), 2, "{bodies:?}");
+    assert_eq!(bodies[0]["message"], "silent @webhook-rec");
+    assert_eq!(bodies[1]["message"], "back @webhook-rec");
+    assert_eq!(bodies[1]["group"], "*");
+}

@@ -316,14 +316,6 @@ impl Monitors {
         for (m, groups, outcomes) in decided {
             for o in outcomes {
                 let prev = groups.get(&o.group);
-                if o.remove {
-                    if o.from != State::Ok {
-                        state::record(&tx, m.id, &o.group, o.from, State::Ok, None, now_ms)
-                            .map_err(sqlite)?;
-                    }
-                    state::remove_group(&tx, m.id, &o.group).map_err(sqlite)?;
-                    continue;
-                }
                 let changed = o.from != o.to;
                 let mut s = prev.cloned().unwrap_or(GroupState {
                     state: State::Ok,
@@ -365,7 +357,13 @@ impl Monitors {
                         s.last_notified_ms = Some(now_ms);
                     }
                 }
-                state::upsert(&tx, m.id, &o.group, &s).map_err(sqlite)?;
+                // The placeholder group of a grouped monitor recovers like any group (so its
+                // No Data is resolved and told), then is no longer tracked.
+                if o.remove {
+                    state::remove_group(&tx, m.id, &o.group).map_err(sqlite)?;
+                } else {
+                    state::upsert(&tx, m.id, &o.group, &s).map_err(sqlite)?;
+                }
                 if changed || renotify {
                     log_transition(m, &o, renotify, muted);
                     if muted {
