@@ -368,4 +368,58 @@ mod tests {
         );
         assert!(!redact_url("nonsense").contains("nonsense"));
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_webhook_that_always_fails_is_given_up_after_every_try_and_counted() {
+        let hits = Arc::new(AtomicU64::new(0));
+        let h = hits.clone();
+        let app = axum::Router::new().route(
+            "/x",
+            axum::routing::post(move || {
+                h.fetch_add(1, Ordering::Relaxed);
+                async { axum::http::StatusCode::SERVICE_UNAVAILABLE }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let n = Notifier::start(Duration::from_millis(20));
+        let note = Notification {
+            monitor_id: 1,
+            monitor_name: "m".into(),
+            group: "*".into(),
+            transition: "Triggered".into(),
+            from: State::Ok,
+            to: State::Alert,
+            value: Some(1.0),
+            threshold: 0.0,
+            warning_threshold: None,
+            query: "q".into(),
+            message: "m".into(),
+            priority: None,
+            tags: vec![],
+            date_ms: 0,
+            date: String::new(),
+            since_ms: 0,
+            is_renotify: false,
+            muted: false,
+        };
+        let hook = WebhookSpec {
+            name: "down".into(),
+            url: format!("http://{addr}/x"),
+            headers: Default::default(),
+        };
+        n.send(note, vec![hook]);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while n.counters.failed.load(Ordering::Relaxed) == 0 {
+            assert!(std::time::Instant::now() < deadline, "never given up");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(hits.load(Ordering::Relaxed), u64::from(TRIES));
+        assert_eq!(
+            n.counters.retried.load(Ordering::Relaxed),
+            u64::from(TRIES - 1)
+        );
+        assert_eq!(n.counters.sent.load(Ordering::Relaxed), 0);
+    }
 }
