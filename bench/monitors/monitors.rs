@@ -193,6 +193,14 @@ fn cpu_seconds() -> f64 {
     t(ru.ru_utime) + t(ru.ru_stime)
 }
 
+fn thread_cpu_seconds() -> f64 {
+    // SAFETY: as above; RUSAGE_THREAD counts the calling thread only.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) };
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    t(ru.ru_utime) + t(ru.ru_stime)
+}
+
 fn main() {
     let total: usize = std::env::var("CAIRN_BENCH_LOGS")
         .ok()
@@ -275,6 +283,26 @@ fn main() {
             }
             println!("kind       {kind:<28} {best:>8.2} ms (best of 3, one monitor, over HTTP)");
         }
+
+        // Per kind, warm: every monitor evaluated on one reader in this thread (thread CPU).
+        let file = cairn_intake::monitors::config::load(&root.join("monitors.yaml")).expect("monitors file");
+        let reader = cairn_intake::store::open_reader(&db).expect("reader");
+        let empty = std::collections::HashMap::new();
+        for m in &file.monitors {
+            cairn_intake::monitors::eval::evaluate(&reader, m, &empty, now_ms).expect("warm-up");
+        }
+        let mut per_kind: std::collections::BTreeMap<&str, (f64, usize)> = Default::default();
+        for (m, (kind, _)) in file.monitors.iter().zip(&kinds) {
+            let c0 = thread_cpu_seconds();
+            cairn_intake::monitors::eval::evaluate(&reader, m, &empty, now_ms).expect("evaluate");
+            let e = per_kind.entry(kind).or_default();
+            e.0 += thread_cpu_seconds() - c0;
+            e.1 += 1;
+        }
+        for (kind, (cpu, n)) in &per_kind {
+            println!("warm       {kind:<28} {:>8.2} ms CPU per monitor ({n} monitors)", cpu * 1e3 / *n as f64);
+        }
+        drop(reader);
 
         let mons = intake.monitors().clone();
         let mut cpu = Vec::new();
