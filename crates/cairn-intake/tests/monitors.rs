@@ -612,3 +612,46 @@ async fn a_grouped_monitor_without_any_group_is_no_data_overall_until_groups_app
     assert_eq!(bodies[1]["message"], "back @webhook-rec");
     assert_eq!(bodies[1]["group"], "*");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_ok_and_silent_for_a_day_is_forgotten_but_one_in_alert_is_kept() {
+    let h = harness("monitors:\n  - {id: 6, name: e, query: 'logs(\"status:error\").rollup(\"count\").by(\"host\").last(\"5m\") > 2'}\n").await;
+    let t = base();
+    let mons = h.intake.monitors().clone();
+    errors(&h, "quiet", 1, t).await;
+    errors(&h, "loud", 3, t).await;
+    mons.evaluate_at(t + 5 * MIN).await.unwrap();
+    let groups = |m: &Value| -> Vec<String> {
+        let mut g: Vec<String> = m["state"]["groups"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        g.sort();
+        g
+    };
+    assert_eq!(
+        groups(&get(&h, "/api/v1/monitor/6").await.1),
+        ["host:loud", "host:quiet"]
+    );
+    // Still within the day: both kept (loud recovers to OK on a count of 0).
+    mons.evaluate_at(t + 23 * 60 * MIN).await.unwrap();
+    assert_eq!(
+        groups(&get(&h, "/api/v1/monitor/6").await.1),
+        ["host:loud", "host:quiet"]
+    );
+    mons.evaluate_at(t + 25 * 60 * MIN).await.unwrap();
+    assert!(groups(&get(&h, "/api/v1/monitor/6").await.1).is_empty());
+
+    // A group that stays in Alert is never forgotten, however long it is silent: here a `<`
+    // monitor, in Alert on a count of 0.
+    let h = harness("monitors:\n  - {id: 8, name: low, query: 'logs(\"status:error\").rollup(\"count\").by(\"host\").last(\"5m\") < 1'}\n").await;
+    errors(&h, "a", 1, t).await;
+    let mons = h.intake.monitors().clone();
+    mons.evaluate_at(t + 5 * MIN).await.unwrap(); // 1: OK
+    mons.evaluate_at(t + 10 * MIN).await.unwrap(); // 0: Alert
+    mons.evaluate_at(t + 48 * 60 * MIN).await.unwrap();
+    let (_, m) = get(&h, "/api/v1/monitor/8").await;
+    assert_eq!(m["state"]["groups"]["host:a"]["status"], "Alert", "{m}");
+}

@@ -17,6 +17,9 @@ use crate::IntakeError;
 
 /// The group of a monitor without `by()` (Datadog's simple alert).
 pub const ALL: &str = "*";
+/// A group that is OK and has had no log for this long is forgotten (a host that went away
+/// must not be listed for ever). Groups in Alert, Warn or No Data stay until they recover.
+pub const GROUP_EXPIRY_MS: i64 = 24 * 3_600_000;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct GroupValue {
@@ -115,8 +118,10 @@ pub struct Outcome {
     pub from: State,
     pub to: State,
     /// The group is no longer tracked (the placeholder of a grouped monitor once real groups
-    /// exist).
+    /// exist, or a group OK and silent for [`GROUP_EXPIRY_MS`]).
     pub remove: bool,
+    /// Logs were found for the group in the window.
+    pub has_data: bool,
 }
 
 /// Evaluates `m` at `now_ms` against the states its groups are in (`known`), without writing
@@ -193,6 +198,7 @@ pub fn evaluate(
                 from: prev,
                 to: State::Ok,
                 remove: true,
+                has_data: false,
             });
             continue;
         }
@@ -207,13 +213,22 @@ pub fn evaluate(
             // Not a count: without data the group keeps its last state, as Datadog does.
             (None, prev)
         };
+        let has_data = present.contains_key(&group);
+        let silent_since = known
+            .get(&group)
+            .map(|s| s.last_data_ms.unwrap_or(s.since_ms));
+        let expired = !has_data
+            && to == State::Ok
+            && group != ALL
+            && silent_since.is_some_and(|t| now_ms - t > GROUP_EXPIRY_MS);
         out.push(Outcome {
             group,
             values,
             value,
             from: prev,
             to,
-            remove: false,
+            remove: expired,
+            has_data,
         });
     }
     Ok(out)

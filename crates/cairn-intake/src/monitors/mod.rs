@@ -324,7 +324,11 @@ impl Monitors {
                     last_notified_ms: None,
                     last_eval_ms: now_ms,
                     last_triggered_ms: None,
+                    last_data_ms: None,
                 });
+                if o.has_data {
+                    s.last_data_ms = Some(now_ms);
+                }
                 s.value = o
                     .value
                     .or(if o.to == State::NoData { None } else { s.value });

@@ -101,6 +101,8 @@ pub struct GroupState {
     pub last_notified_ms: Option<i64>,
     pub last_eval_ms: i64,
     pub last_triggered_ms: Option<i64>,
+    /// The last evaluation that found logs for the group.
+    pub last_data_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -128,6 +130,7 @@ pub fn init_schema(conn: &Connection) -> rusqlite::Result<()> {
              last_notified_ms INTEGER,
              last_eval_ms INTEGER NOT NULL,
              last_triggered_ms INTEGER,
+             last_data_ms INTEGER,
              PRIMARY KEY (monitor_id, grp)
          ) WITHOUT ROWID;
          CREATE TABLE IF NOT EXISTS monitor_history (
@@ -146,7 +149,7 @@ pub fn init_schema(conn: &Connection) -> rusqlite::Result<()> {
 
 pub fn load_all(conn: &Connection) -> rusqlite::Result<HashMap<i64, HashMap<String, GroupState>>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT monitor_id, grp, state, value, since_ms, last_notified_ms, last_eval_ms, last_triggered_ms
+        "SELECT monitor_id, grp, state, value, since_ms, last_notified_ms, last_eval_ms, last_triggered_ms, last_data_ms
          FROM monitor_state",
     )?;
     let mut out: HashMap<i64, HashMap<String, GroupState>> = HashMap::new();
@@ -162,6 +165,7 @@ pub fn load_all(conn: &Connection) -> rusqlite::Result<HashMap<i64, HashMap<Stri
                 last_notified_ms: r.get(5)?,
                 last_eval_ms: r.get(6)?,
                 last_triggered_ms: r.get(7)?,
+                last_data_ms: r.get(8)?,
             },
         ))
     })?;
@@ -174,11 +178,12 @@ pub fn load_all(conn: &Connection) -> rusqlite::Result<HashMap<i64, HashMap<Stri
 
 pub fn upsert(conn: &Connection, id: i64, group: &str, s: &GroupState) -> rusqlite::Result<()> {
     conn.prepare_cached(
-        "INSERT INTO monitor_state (monitor_id, grp, state, value, since_ms, last_notified_ms, last_eval_ms, last_triggered_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+        "INSERT INTO monitor_state (monitor_id, grp, state, value, since_ms, last_notified_ms, last_eval_ms, last_triggered_ms, last_data_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
          ON CONFLICT (monitor_id, grp) DO UPDATE SET state = excluded.state, value = excluded.value,
              since_ms = excluded.since_ms, last_notified_ms = excluded.last_notified_ms,
-             last_eval_ms = excluded.last_eval_ms, last_triggered_ms = excluded.last_triggered_ms",
+             last_eval_ms = excluded.last_eval_ms, last_triggered_ms = excluded.last_triggered_ms,
+             last_data_ms = excluded.last_data_ms",
     )?
     .execute(params![
         id,
@@ -188,7 +193,8 @@ pub fn upsert(conn: &Connection, id: i64, group: &str, s: &GroupState) -> rusqli
         s.since_ms,
         s.last_notified_ms,
         s.last_eval_ms,
-        s.last_triggered_ms
+        s.last_triggered_ms,
+        s.last_data_ms
     ])?;
     Ok(())
 }
