@@ -226,6 +226,14 @@ fn check_facet(name: &str) -> Result<(), String> {
     if name.contains('"') || name.chars().any(char::is_whitespace) {
         return Err(format!("{name:?} is not a facet"));
     }
+    if let Some(path) = name.strip_prefix('@') {
+        if crate::query::split_path_text(path)
+            .iter()
+            .any(|p| p.is_empty())
+        {
+            return Err(format!("{name:?} is not an attribute path"));
+        }
+    }
     Ok(())
 }
 
@@ -291,6 +299,7 @@ impl MonitorQuery {
                                     format!("{m:?} is not a measure: use a numeric @attribute"),
                                 );
                             }
+                            check_facet(&m).or_else(|e| c.err(args[1].0, e))?;
                             let agg: &'static str = match agg {
                                 "avg" => "avg",
                                 "sum" => "sum",
