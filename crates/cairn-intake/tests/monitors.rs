@@ -655,3 +655,50 @@ async fn a_group_ok_and_silent_for_a_day_is_forgotten_but_one_in_alert_is_kept()
     let (_, m) = get(&h, "/api/v1/monitor/8").await;
     assert_eq!(m["state"]["groups"]["host:a"]["status"], "Alert", "{m}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn free_text_monitors_count_late_logs_and_partial_minutes_exactly() {
+    let h = harness("monitors:\n  - {id: 4, name: t, query: 'logs(\"deadlock orders\").rollup(\"count\").by(\"host\").last(\"5m\") > 100'}\n").await;
+    let t = base();
+    let log = |msg: &str, ts: i64, host: &str| json!({"message": msg, "timestamp": ts, "hostname": host, "service": "db"});
+    // In the window [t+5m+30s, t+10m+30s): 3 on a, 1 on b; around it, matches outside it
+    // and non-matches inside it.
+    h.ingest(&json!([
+        log("deadlock detected on orders", t + 5 * MIN + 31_000, "a"),
+        log("deadlock detected on orders", t + 7 * MIN, "a"),
+        log("deadlock on invoices", t + 7 * MIN, "a"),
+        log("orders fine", t + 8 * MIN, "a"),
+        log("deadlock detected on orders", t + 5 * MIN + 29_000, "a"),
+        log("deadlock detected on orders", t + 10 * MIN + 30_000, "a"),
+    ]))
+    .await;
+    for i in 0..50 {
+        h.ingest(&json!([log("noise", t + i * 1000, "c")])).await;
+    }
+    // Late: arrives after the others (higher ids) with timestamps inside the window.
+    h.ingest(&json!([
+        log("orders: deadlock again", t + 10 * MIN + 29_000, "a"),
+        log("deadlock, orders", t + 6 * MIN, "b"),
+    ]))
+    .await;
+    let now = t + 10 * MIN + 30_000;
+    let (status, v) = send(
+        &h,
+        "POST",
+        &format!("/api/v1/monitor/4/evaluate?now={now}"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let value = |g: &str| {
+        v["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["group"] == g)
+            .map(|x| x["value"].clone())
+    };
+    assert_eq!(value("host:a"), Some(json!(3.0)), "{v}");
+    assert_eq!(value("host:b"), Some(json!(1.0)), "{v}");
+    assert_eq!(value("host:c"), None, "{v}");
+}

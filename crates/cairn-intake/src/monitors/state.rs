@@ -144,7 +144,17 @@ pub fn init_schema(conn: &Connection) -> rusqlite::Result<()> {
          );
          CREATE INDEX IF NOT EXISTS monitor_history_by_monitor ON monitor_history (monitor_id, ts_ms);
          CREATE INDEX IF NOT EXISTS monitor_history_by_time ON monitor_history (ts_ms);",
-    )
+    )?;
+    // Stores made before groups could expire lack the column.
+    let has_last_data: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM pragma_table_info('monitor_state') WHERE name = 'last_data_ms'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_last_data {
+        conn.execute_batch("ALTER TABLE monitor_state ADD COLUMN last_data_ms INTEGER")?;
+    }
+    Ok(())
 }
 
 pub fn load_all(conn: &Connection) -> rusqlite::Result<HashMap<i64, HashMap<String, GroupState>>> {
