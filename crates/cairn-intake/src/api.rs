@@ -16,6 +16,9 @@ pub const DEFAULT_FROM: &str = "now-15m";
 pub const DEFAULT_LIMIT: u32 = 10;
 pub const MAX_LIMIT: u32 = 5000;
 const MAX_BUCKETS: i64 = 5000;
+/// A scan over at most this much time bounds its full-text lookups by the range's ids: the
+/// index pass that finds them costs more than it saves on longer ranges.
+const ID_RANGE_SCAN_MS: i64 = 15 * 60_000;
 
 /// How long a first-page search may probe the full-text index row by row before it switches
 /// to collecting all matches first (see [`TextMode`]).
@@ -1189,7 +1192,24 @@ fn scan_logs(
         .push(" AND timestamp_ms < ")
         .bind(hi)
         .push(" AND ");
-    query::to_sql(ctx.node, TextMode::Materialized, &mut sql);
+    let mode = if hi - lo <= ID_RANGE_SCAN_MS && query::has_text(ctx.node) {
+        // Every row the scan can see has its id in this range (found through the time
+        // index), so the full-text lookups may stay inside it.
+        let range: (Option<i64>, Option<i64>) = conn
+            .query_row(
+                "SELECT min(id), max(id) FROM logs WHERE timestamp_ms >= ?1 AND timestamp_ms < ?2",
+                [lo, hi],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(sql_error)?;
+        match range {
+            (Some(first), Some(last)) => TextMode::MaterializedWithin(first, last),
+            _ => return Ok(()),
+        }
+    } else {
+        TextMode::Materialized
+    };
+    query::to_sql(ctx.node, mode, &mut sql);
     let mut stmt = conn.prepare_cached(&sql.text).map_err(sql_error)?;
     let mut rows = stmt
         .query(rusqlite::params_from_iter(sql.params.iter()))

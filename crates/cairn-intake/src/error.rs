@@ -60,4 +60,6 @@ pub enum IntakeError {
     },
     #[error("{url}: {reason}")]
     Client { url: String, reason: String },
+    #[error("{0}")]
+    Monitors(#[from] crate::monitors::ConfigError),
 }

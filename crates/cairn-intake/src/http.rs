@@ -23,6 +23,7 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
 
 pub struct AppState {
     pub store: Arc<Store>,
+    pub monitors: Arc<crate::monitors::Monitors>,
     access: Access,
     /// The pipelines applied at ingest (issue 12); `pipelines::routes()` edits them.
     pub pipelines: Arc<crate::pipelines::PipelineState>,
@@ -62,12 +63,14 @@ impl Access {
 
 pub fn router(
     store: Arc<Store>,
+    monitors: Arc<crate::monitors::Monitors>,
     access: Access,
     limits: &IntakeLimits,
     pipelines: Arc<crate::pipelines::PipelineState>,
 ) -> Router {
     let state = Arc::new(AppState {
         store,
+        monitors,
         access,
         pipelines,
     });
@@ -103,6 +106,7 @@ pub fn router(
         .route("/api/v1/search", get(metric_search_handler))
         .route("/api/v2/metrics/{name}/all-tags", get(all_tags_handler))
         .merge(crate::pipelines::routes())
+        .merge(crate::monitors::routes())
         .route(
             "/",
             get(|| {

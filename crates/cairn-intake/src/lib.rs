@@ -21,6 +21,7 @@ mod http;
 pub mod ingest;
 mod limit;
 pub mod metrics;
+pub mod monitors;
 pub mod patterns;
 pub mod pipelines;
 pub mod query;
@@ -145,6 +146,7 @@ pub struct RunningIntake {
     store: Arc<store::Store>,
     pipelines: Arc<pipelines::PipelineState>,
     pipelines_watch: tokio::task::JoinHandle<()>,
+    monitors: Arc<monitors::Monitors>,
     stop: tokio::sync::oneshot::Sender<()>,
     server: tokio::task::JoinHandle<()>,
 }
@@ -186,6 +188,11 @@ impl RunningIntake {
         }
     }
 
+    /// The log monitors (issue 12); `evaluate_at` runs a round at a chosen time.
+    pub fn monitors(&self) -> &Arc<monitors::Monitors> {
+        &self.monitors
+    }
+
     pub fn counters(&self) -> &store::StoreCounters {
         &self.store.counters
     }
@@ -224,6 +231,7 @@ impl RunningIntake {
         self.pipelines_watch.abort();
         let _ = self.stop.send(());
         let _ = self.server.await;
+        self.monitors.stop();
         let store = self.store;
         let _ = tokio::task::spawn_blocking(move || store.close()).await;
         tracing::info!("local intake stopped");
@@ -261,6 +269,14 @@ pub async fn start(cfg: IntakeConfig) -> Result<RunningIntake, IntakeError> {
         addr: cfg.listen,
         source,
     })?;
+    // After the bind, so an intake that cannot listen leaves no evaluation loop behind.
+    let monitors = monitors::Monitors::start(monitors::MonitorsConfig {
+        file: cfg.monitors_file.clone(),
+        db: store.path().to_owned(),
+        interval: cfg.monitor_interval,
+        first_backoff: Duration::from_secs(1),
+    })
+    .await?;
     let access = http::Access {
         token,
         api_keys: cfg.api_keys.clone(),
@@ -268,7 +284,13 @@ pub async fn start(cfg: IntakeConfig) -> Result<RunningIntake, IntakeError> {
         cookie: auth::cookie_name(local_addr.port()),
     };
     let token = access.token.clone();
-    let app = http::router(store.clone(), access, &cfg.limits, pipelines.clone());
+    let app = http::router(
+        store.clone(),
+        monitors.clone(),
+        access,
+        &cfg.limits,
+        pipelines.clone(),
+    );
     let pipelines_watch = pipelines::watch(pipelines.clone());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let limits = cfg.limits.clone();
@@ -285,6 +307,7 @@ pub async fn start(cfg: IntakeConfig) -> Result<RunningIntake, IntakeError> {
         store,
         pipelines,
         pipelines_watch,
+        monitors,
         stop,
         server,
     })

@@ -255,6 +255,7 @@ pub fn run(config_dir: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
             url: i.running.url(),
             stats: Default::default(),
             ingest: Default::default(),
+            monitors: Default::default(),
         }),
         tap: tap.clone(),
         reload_tx: parking_lot::Mutex::new(reload_tx),
@@ -328,6 +329,16 @@ pub fn run(config_dir: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
                 });
                 if let Ok(Ok(stats)) = stats {
                     *info.stats.lock() = Some(stats);
+                }
+                let monitors = intake.runtime.block_on(async {
+                    tokio::time::timeout(
+                        Duration::from_secs(2),
+                        intake.running.monitors().summary(),
+                    )
+                    .await
+                });
+                if let Ok(Ok(summary)) = monitors {
+                    *info.monitors.lock() = Some(summary);
                 }
             }
         }

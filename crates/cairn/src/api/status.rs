@@ -54,6 +54,43 @@ pub fn checks(state: &AgentState) -> Vec<Value> {
 
 /// The intake's state in words, e.g. "API key rejected (403) since 12:04:05 UTC, retrying
 /// every 120 s".
+/// The local intake's monitors: counts by state, then each group that is not OK.
+fn render_monitors(out: &mut String, m: &Value) {
+    if m.is_null() {
+        return;
+    }
+    header(out, "Monitors");
+    let _ = writeln!(
+        out,
+        "  Monitors: {}  OK: {}  Warn: {}  Alert: {}  No Data: {}  Muted: {}",
+        s(&m["monitors"]),
+        s(&m["ok"]),
+        s(&m["warn"]),
+        s(&m["alert"]),
+        s(&m["no_data"]),
+        s(&m["muted"])
+    );
+    let _ = writeln!(
+        out,
+        "  Last round: {} ms  Webhook notifications sent: {}, lost: {}, dropped: {}",
+        s(&m["last_round_ms"]),
+        s(&m["notifications_sent"]),
+        s(&m["notifications_failed"]),
+        s(&m["notifications_dropped"])
+    );
+    for g in m["not_ok"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "    {:<8} {} ({}) {} value {}",
+            s(&g["state"]),
+            s(&g["name"]),
+            s(&g["id"]),
+            s(&g["group"]),
+            s(&g["value"])
+        );
+    }
+}
+
 fn intake_state(state: &AgentState, logs: &cairn_logs::CountersSnapshot) -> String {
     let trouble = state.intake_trouble.lock();
     if let Some(problem) = &logs.buffer_problem {
@@ -149,6 +186,7 @@ pub async fn build(state: &AgentState) -> Value {
             "logs_deleted_by_retention": deleted,
             "stored_logs": stats.map(|s| s.stored_logs),
             "store_bytes": stats.map(|s| s.store_bytes),
+            "monitors": i.monitors.lock().clone(),
         })
     });
     json!({
@@ -359,6 +397,7 @@ pub fn render_text(st: &Value) -> String {
         let _ = writeln!(out, "  URL: {}", s(&i["url"]));
         let _ = writeln!(out, "  Stored logs: {}", s(&i["stored_logs"]));
         let _ = writeln!(out, "  Store size: {} bytes", s(&i["store_bytes"]));
+        render_monitors(&mut out, &i["monitors"]);
     }
     if let Some(r) = st["last_reload"].as_object() {
         header(&mut out, "Last Reload");
@@ -368,4 +407,45 @@ pub fn render_text(st: &Value) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod monitor_tests {
+    use super::*;
+
+    #[test]
+    fn status_text_counts_monitors_by_state_and_lists_each_group_not_ok() {
+        let st = json!({
+            "agent": {"version": "x"},
+            "checks": [],
+            "local_intake": {
+                "url": "http://127.0.0.1:10518",
+                "monitors": {
+                    "monitors": 3, "ok": 1, "warn": 0, "alert": 1, "no_data": 1, "muted": 0,
+                    "last_round_ms": 12, "notifications_sent": 4, "notifications_failed": 1,
+                    "notifications_dropped": 0,
+                    "not_ok": [
+                        {"id": 1, "name": "web errors", "group": "host:a", "state": "Alert", "value": 12.0},
+                        {"id": 2, "name": "quiet\u{1b}[31m", "group": "*", "state": "No Data", "value": null}
+                    ]
+                }
+            }
+        });
+        let text = render_text(&st);
+        assert!(text.contains("Monitors\n========"), "{text}");
+        assert!(
+            text.contains("Monitors: 3  OK: 1  Warn: 0  Alert: 1  No Data: 1  Muted: 0"),
+            "{text}"
+        );
+        assert!(text.contains("sent: 4, lost: 1, dropped: 0"), "{text}");
+        assert!(
+            text.contains("Alert    web errors (1) host:a value 12.0"),
+            "{text}"
+        );
+        assert!(text.contains("No Data  quiet"), "{text}");
+        assert!(
+            !text.contains('\u{1b}'),
+            "control characters from names are not printed"
+        );
+    }
 }

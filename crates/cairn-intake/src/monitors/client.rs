@@ -1,0 +1,280 @@
+//! The client side of `cairn monitors list|show|test`: the running intake's monitor routes.
+
+use std::io::Write;
+
+use serde_json::Value;
+
+use crate::client::{printable, ClientConfig};
+use crate::{wire, IntakeError};
+
+struct Api {
+    http: reqwest::Client,
+    cfg: ClientConfig,
+}
+
+impl Api {
+    fn new(cfg: ClientConfig) -> Result<Api, IntakeError> {
+        let http = reqwest::Client::builder()
+            .timeout(cfg.timeout)
+            .user_agent(concat!("cairn/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| IntakeError::Client {
+                url: cfg.url.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok(Api { http, cfg })
+    }
+
+    async fn call(&self, post: bool, path: &str) -> Result<Value, IntakeError> {
+        let url = format!("{}{path}", self.cfg.url.trim_end_matches('/'));
+        let mut req = if post {
+            self.http.post(&url).json(&serde_json::json!({}))
+        } else {
+            self.http.get(&url)
+        };
+        if let Some(k) = &self.cfg.api_key {
+            req = req.header(wire::API_KEY_HEADER, k);
+        }
+        if let Some(t) = &self.cfg.token {
+            req = req.bearer_auth(t);
+        }
+        let fail = |reason: String| IntakeError::Client {
+            url: url.clone(),
+            reason,
+        };
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| fail(format!("cannot reach the intake: {e}")))?;
+        let status = resp.status();
+        let body = resp.bytes().await.map_err(|e| fail(e.to_string()))?;
+        if !status.is_success() {
+            let detail = serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|v| v["errors"][0].as_str().map(str::to_owned))
+                .unwrap_or_else(|| String::from_utf8_lossy(&body).chars().take(300).collect());
+            return Err(fail(format!("{status}: {detail}")));
+        }
+        serde_json::from_slice(&body).map_err(|e| fail(format!("unexpected answer: {e}")))
+    }
+
+    /// The monitor named `key`: its id if `key` is one, else its exact name.
+    async fn find(&self, key: &str) -> Result<Value, IntakeError> {
+        let list = self.call(false, "/api/v1/monitor").await?;
+        let all = list.as_array().cloned().unwrap_or_default();
+        if let Ok(id) = key.trim().parse::<i64>() {
+            if let Some(m) = all.iter().find(|m| m["id"].as_i64() == Some(id)) {
+                return Ok(m.clone());
+            }
+        }
+        let named: Vec<&Value> = all.iter().filter(|m| m["name"] == key).collect();
+        match named.as_slice() {
+            [m] => Ok((*m).clone()),
+            [] => Err(IntakeError::NotFound(format!(
+                "no monitor with the id or name {key:?} ({} monitors; `cairn monitors list` shows them)",
+                all.len()
+            ))),
+            _ => Err(IntakeError::BadRequest(format!(
+                "{} monitors are named {key:?}; give the id",
+                named.len()
+            ))),
+        }
+    }
+}
+
+fn write_err(e: std::io::Error) -> IntakeError {
+    IntakeError::Runtime(e)
+}
+
+fn num(v: &Value) -> String {
+    match v.as_f64() {
+        Some(f) => super::eval::number_text(f),
+        None => "-".into(),
+    }
+}
+
+fn json_out(out: &mut dyn Write, v: &Value) -> Result<(), IntakeError> {
+    let text = crate::client::json_text(v).map_err(|e| write_err(std::io::Error::other(e)))?;
+    writeln!(out, "{text}").map_err(write_err)
+}
+
+/// `cairn monitors list`: one line per monitor: id, overall state, groups not OK, name.
+pub fn run_list(cfg: ClientConfig, json: bool, out: &mut dyn Write) -> Result<usize, IntakeError> {
+    let list = crate::client::runtime()?
+        .block_on(async { Api::new(cfg)?.call(false, "/api/v1/monitor").await })?;
+    let all = list.as_array().cloned().unwrap_or_default();
+    if json {
+        for m in &all {
+            json_out(out, m)?;
+        }
+        return Ok(all.len());
+    }
+    writeln!(
+        out,
+        "{:<10} {:<8} {:<9} {:<6} NAME",
+        "ID", "STATE", "NOT OK", "MUTED"
+    )
+    .map_err(write_err)?;
+    for m in &all {
+        let groups = m["state"]["groups"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        let bad = groups.values().filter(|g| g["status"] != "OK").count();
+        writeln!(
+            out,
+            "{:<10} {:<8} {:<9} {:<6} {}",
+            m["id"],
+            printable(m["overall_state"].as_str().unwrap_or("-")),
+            format!("{bad}/{}", groups.len()),
+            if m["muted"] == true { "yes" } else { "" },
+            printable(m["name"].as_str().unwrap_or(""))
+        )
+        .map_err(write_err)?;
+    }
+    Ok(all.len())
+}
+
+/// `cairn monitors show`: the monitor, its groups and its last transitions.
+pub fn run_show(
+    cfg: ClientConfig,
+    key: &str,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<(), IntakeError> {
+    let (m, hist) = crate::client::runtime()?.block_on(async {
+        let api = Api::new(cfg)?;
+        let m = api.find(key).await?;
+        let id = m["id"].as_i64().unwrap_or_default();
+        let hist = api
+            .call(false, &format!("/api/v1/monitor/{id}/history?limit=20"))
+            .await?;
+        Ok::<_, IntakeError>((m, hist))
+    })?;
+    if json {
+        let mut m = m;
+        m["history"] = hist["history"].clone();
+        return json_out(out, &m);
+    }
+    let s = |v: &Value| printable(v.as_str().unwrap_or(""));
+    let t = &m["options"]["thresholds"];
+    let lines = [
+        format!("Monitor {} ({})", m["id"], s(&m["name"])),
+        format!(
+            "  State: {}{}",
+            s(&m["overall_state"]),
+            if m["muted"] == true { " (muted)" } else { "" }
+        ),
+        format!("  Query: {}", s(&m["query"])),
+        format!(
+            "  Thresholds: critical {}, warning {}, critical recovery {}, warning recovery {}",
+            num(&t["critical"]),
+            num(&t["warning"]),
+            num(&t["critical_recovery"]),
+            num(&t["warning_recovery"])
+        ),
+        format!(
+            "  No data: {}{}  Renotify: {}",
+            if m["options"]["notify_no_data"] == true {
+                "notify after "
+            } else {
+                "not notified"
+            },
+            m["options"]["no_data_timeframe"]
+                .as_i64()
+                .map(|n| format!("{n} min"))
+                .unwrap_or_default(),
+            m["options"]["renotify_interval"]
+                .as_i64()
+                .map(|n| format!("every {n} min"))
+                .unwrap_or_else(|| "no".into())
+        ),
+        format!("  Message: {}", s(&m["message"])),
+    ];
+    for l in lines {
+        writeln!(out, "{l}").map_err(write_err)?;
+    }
+    let groups = m["state"]["groups"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    writeln!(out, "  Groups ({}):", groups.len()).map_err(write_err)?;
+    for (name, g) in &groups {
+        writeln!(
+            out,
+            "    {:<8} {:>12}  {}  since {}",
+            s(&g["status"]),
+            num(&g["value"]),
+            printable(name),
+            g["since_ts"]
+                .as_i64()
+                .map(|t| crate::timefmt::format_rfc3339_ms(t * 1000))
+                .unwrap_or_default()
+        )
+        .map_err(write_err)?;
+    }
+    let rows = hist["history"].as_array().cloned().unwrap_or_default();
+    writeln!(out, "  Last transitions ({}):", rows.len()).map_err(write_err)?;
+    for r in &rows {
+        writeln!(
+            out,
+            "    {} {} {} -> {} ({})",
+            s(&r["date"]),
+            s(&r["group"]),
+            s(&r["from"]),
+            s(&r["to"]),
+            num(&r["value"])
+        )
+        .map_err(write_err)?;
+    }
+    Ok(())
+}
+
+/// `cairn monitors test`: evaluates now, prints the value per group and the state each would
+/// be in (nothing is stored).
+pub fn run_test(
+    cfg: ClientConfig,
+    key: &str,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<usize, IntakeError> {
+    let r = crate::client::runtime()?.block_on(async {
+        let api = Api::new(cfg)?;
+        let m = api.find(key).await?;
+        let id = m["id"].as_i64().unwrap_or_default();
+        api.call(true, &format!("/api/v1/monitor/{id}/evaluate"))
+            .await
+    })?;
+    if json {
+        json_out(out, &r)?;
+        return Ok(r["groups"].as_array().map_or(0, Vec::len));
+    }
+    let groups = r["groups"].as_array().cloned().unwrap_or_default();
+    writeln!(
+        out,
+        "Monitor {} ({}): {}  threshold {}",
+        r["monitor_id"],
+        printable(r["name"].as_str().unwrap_or("")),
+        printable(r["query"].as_str().unwrap_or("")),
+        num(&r["threshold"])
+    )
+    .map_err(write_err)?;
+    writeln!(
+        out,
+        "{:<40} {:>12}  {:<8} NOW",
+        "GROUP", "VALUE", "WOULD BE"
+    )
+    .map_err(write_err)?;
+    for g in &groups {
+        writeln!(
+            out,
+            "{:<40} {:>12}  {:<8} {}",
+            printable(g["group"].as_str().unwrap_or("")),
+            num(&g["value"]),
+            printable(g["state"].as_str().unwrap_or("")),
+            printable(g["current_state"].as_str().unwrap_or(""))
+        )
+        .map_err(write_err)?;
+    }
+    Ok(groups.len())
+}
