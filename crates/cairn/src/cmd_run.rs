@@ -256,6 +256,7 @@ pub fn run(config_dir: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
             stats: Default::default(),
             ingest: Default::default(),
             monitors: Default::default(),
+            pipelines: Default::default(),
         }),
         tap: tap.clone(),
         reload_tx: parking_lot::Mutex::new(reload_tx),
@@ -340,6 +341,7 @@ pub fn run(config_dir: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
                 if let Ok(Ok(summary)) = monitors {
                     *info.monitors.lock() = Some(summary);
                 }
+                *info.pipelines.lock() = Some(intake.running.pipelines_status());
             }
         }
         while let Ok(req) = reload_rx.try_recv() {

@@ -94,6 +94,8 @@ pub struct LocalIntakeInfo {
     pub ingest: Mutex<[u64; 3]>,
     /// The monitors' states, refreshed with `stats`.
     pub monitors: Mutex<Option<cairn_intake::monitors::Summary>>,
+    /// The pipelines file and whether what runs is what it holds, refreshed with `stats`.
+    pub pipelines: Mutex<Option<cairn_intake::pipelines::PipelinesStatus>>,
 }
 
 impl AgentState {

@@ -187,6 +187,7 @@ pub async fn build(state: &AgentState) -> Value {
             "stored_logs": stats.map(|s| s.stored_logs),
             "store_bytes": stats.map(|s| s.store_bytes),
             "monitors": i.monitors.lock().clone(),
+            "pipelines": i.pipelines.lock().clone(),
         })
     });
     json!({
@@ -397,6 +398,20 @@ pub fn render_text(st: &Value) -> String {
         let _ = writeln!(out, "  URL: {}", s(&i["url"]));
         let _ = writeln!(out, "  Stored logs: {}", s(&i["stored_logs"]));
         let _ = writeln!(out, "  Store size: {} bytes", s(&i["store_bytes"]));
+        if let Some(p) = i["pipelines"].as_object() {
+            let _ = writeln!(
+                out,
+                "  Pipelines: {} from {}",
+                s(&p["pipelines"]),
+                s(&p["file"])
+            );
+            if let Some(e) = p.get("error").and_then(Value::as_str) {
+                let _ = writeln!(
+                    out,
+                    "  Pipelines file not applied (the previous pipelines run): {e}"
+                );
+            }
+        }
         render_monitors(&mut out, &i["monitors"]);
     }
     if let Some(r) = st["last_reload"].as_object() {
