@@ -144,7 +144,10 @@ fn file_error(path: &Path, source: std::io::Error) -> IntakeError {
     }
 }
 
-/// The file's text and stamp, `None` when it does not exist.
+/// The file's text and stamp, `None` when it does not exist. Only a regular file (a link to
+/// one is followed: the file may live in a checkout) of at most [`MAX_CONFIG_BYTES`] is read,
+/// and the read itself stops past the cap: a link to `/dev/zero` or a file that grows while it
+/// is read must not take the intake's memory.
 fn read_file(path: &Path) -> Result<Option<(String, Stamp)>, IntakeError> {
     let file = match std::fs::File::open(path) {
         Ok(f) => f,
@@ -153,16 +156,44 @@ fn read_file(path: &Path) -> Result<Option<(String, Stamp)>, IntakeError> {
     };
     // The stamp is taken from the open file, so it describes the text read.
     let meta = file.metadata().map_err(|e| file_error(path, e))?;
-    if meta.len() > MAX_CONFIG_BYTES as u64 {
-        return Err(IntakeError::Pipelines {
-            path: path.to_owned(),
-            location: "file".into(),
-            message: format!("larger than {MAX_CONFIG_BYTES} bytes"),
-        });
+    let refuse = |message: String| IntakeError::Pipelines {
+        path: path.to_owned(),
+        location: "file".into(),
+        message,
+    };
+    if !meta.is_file() {
+        return Err(refuse("not a regular file".into()));
     }
-    let mut text = String::new();
-    std::io::Read::read_to_string(&mut &file, &mut text).map_err(|e| file_error(path, e))?;
+    if meta.len() > MAX_CONFIG_BYTES as u64 {
+        return Err(refuse(format!(
+            "{} bytes, more than the {MAX_CONFIG_BYTES} a pipelines file may hold",
+            meta.len()
+        )));
+    }
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(&file, MAX_CONFIG_BYTES as u64 + 1),
+        &mut bytes,
+    )
+    .map_err(|e| file_error(path, e))?;
+    if bytes.len() > MAX_CONFIG_BYTES {
+        return Err(refuse(format!(
+            "more than the {MAX_CONFIG_BYTES} bytes a pipelines file may hold"
+        )));
+    }
+    let text = String::from_utf8(bytes).map_err(|e| {
+        refuse(format!(
+            "not UTF-8 text (byte {} is invalid)",
+            e.utf8_error().valid_up_to()
+        ))
+    })?;
     Ok(Some((text, Stamp::of(&meta))))
+}
+
+/// A pipelines file's text, read as the intake reads it (regular file, size cap, UTF-8), for
+/// `cairn pipelines`; `None` when it does not exist.
+pub fn read_text(path: &Path) -> Result<Option<String>, IntakeError> {
+    Ok(read_file(path)?.map(|(text, _)| text))
 }
 
 impl PipelineState {

@@ -546,3 +546,40 @@ async fn futures_join<F: std::future::Future>(futs: Vec<F>) -> Vec<F::Output> {
         .map(|v| v.expect("every future finished"))
         .collect()
 }
+
+/// A pipelines file that is a link to an endless source must not take the intake's memory
+/// (nor hang its reload poller): refused by type, the running pipelines kept, and a good file
+/// put back afterwards is picked up.
+#[tokio::test]
+async fn a_file_linked_to_dev_zero_or_over_the_cap_is_refused_and_the_pipelines_kept() {
+    let (h, file) = start_with_file(Some(NGINX)).await;
+    let good = std::fs::read_to_string(&file).unwrap();
+    let wait_error = |needle: &'static str| {
+        let h = &h;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(15);
+            loop {
+                let (_, s) = get(h, "/api/v1/logs/config/pipelines/_status").await;
+                if s["error"].as_str().is_some_and(|e| e.contains(needle)) {
+                    return s;
+                }
+                assert!(Instant::now() < deadline, "no {needle:?} error: {s}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    std::fs::remove_file(&file).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &file).unwrap();
+    let s = wait_error("not a regular file").await;
+    assert_eq!(s["pipelines"], 1, "{s}");
+
+    std::fs::remove_file(&file).unwrap();
+    write(
+        &file,
+        &" ".repeat(cairn_intake::pipelines::MAX_CONFIG_BYTES + 1),
+    );
+    wait_error("may hold").await;
+
+    write(&file, &good.replace("name: OK", "name: back"));
+    wait_for_list(&h, |l| l.to_string().contains("\"back\"")).await;
+}

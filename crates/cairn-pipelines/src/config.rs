@@ -129,6 +129,8 @@ pub(crate) fn describe(v: &Value) -> String {
     }
 }
 
+const MAX_ID_CHARS: usize = 100;
+
 /// A stable id for a pipeline written without one: the same position and name give the same
 /// id on every reload, so links and provenance stay valid.
 fn generated_id(index: usize, name: &str) -> String {
@@ -356,9 +358,26 @@ pub(crate) fn pipeline(value: &mut Value, index: usize) -> Result<Pipeline, Conf
     };
     let mut f = Fields { map, loc: &loc };
     let name = f.req_str("name")?;
-    if f.opt_str("id")?.is_none() {
-        f.map
-            .insert("id".into(), Value::String(generated_id(index, &name)));
+    match f.opt_str("id")? {
+        None => {
+            f.map
+                .insert("id".into(), Value::String(generated_id(index, &name)));
+        }
+        // An id is a path segment of the API (`…/pipelines/{id}`): Datadog's ids are
+        // letters, digits, `-` and `_`, and so must ours be.
+        Some(id)
+            if id.is_empty()
+                || id.len() > MAX_ID_CHARS
+                || !id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') =>
+        {
+            return Err(loc.err(
+                "id",
+                format!("{id:?} is not an id: use 1 to {MAX_ID_CHARS} letters, digits, '-' or '_'"),
+            ));
+        }
+        Some(_) => {}
     }
     f.str_or("type", "pipeline")
         .and_then(|t| match t.as_str() {

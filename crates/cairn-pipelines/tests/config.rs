@@ -237,3 +237,14 @@ fn disabled_pipelines_are_not_run() {
     let config = Config::from_text("- name: off\n  is_enabled: false\n").expect("reads");
     assert!(Pipelines::compile(&config).expect("compiles").is_empty());
 }
+
+#[test]
+fn an_id_that_is_not_a_path_segment_is_refused() {
+    for id in ["../../etc/x", "a/b", "", "with space"] {
+        let text = serde_json::json!([{"id": id, "name": "p", "processors": []}]).to_string();
+        let err = cairn_pipelines::Config::from_text(&text).expect_err(id);
+        assert!(err.location.ends_with("› id"), "{id}: {}", err.location);
+    }
+    let ok = serde_json::json!([{"id": "OOXA7bfeR2O8-uUX_Qm6", "name": "p", "processors": []}]);
+    cairn_pipelines::Config::from_text(&ok.to_string()).expect("a Datadog-style id");
+}

@@ -689,3 +689,28 @@ all %{ip:ip} %{mac:m} %{uuid:id} %{number:n:scale(3)} %{data:d:decodeuricomponen
         let _ = grok.parse(&long);
     }
 }
+
+#[test]
+fn helpers_that_double_at_each_level_are_refused_at_once() {
+    // Each helper uses the next twice: 2^40 copies of `%{word}` if expanded in full.
+    let mut support = String::new();
+    for i in 0..40 {
+        support.push_str(&format!("_h{i} %{{_h{}}} %{{_h{}}}\n", i + 1, i + 1));
+    }
+    support.push_str("_h40 %{word}\n");
+    let started = std::time::Instant::now();
+    let err = Grok::compile("r %{_h0}", &support).expect_err("refused");
+    assert!(
+        err.message.contains("expands to more than"),
+        "{}",
+        err.message
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
+
+#[test]
+fn an_unsupported_regex_is_named_without_the_compiled_pattern() {
+    let err = Grok::compile(r"r (?<=x)%{word:w}", "").expect_err("look-behind");
+    assert!(!err.message.contains("__grok"), "{}", err.message);
+    assert!(err.message.contains("look-around"), "{}", err.message);
+}

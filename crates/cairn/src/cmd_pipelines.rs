@@ -61,8 +61,17 @@ pub fn run(args: PipelinesArgs) -> anyhow::Result<ExitCode> {
 
 /// The compiled file, or exit code 2 after printing where it is wrong.
 fn load(file: &Path) -> anyhow::Result<Result<Loaded, ExitCode>> {
-    let text =
-        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let text = match pipelines::read_text(file) {
+        Ok(Some(text)) => text,
+        Ok(None) => {
+            eprintln!("error: {}: no such file", file.display());
+            return Ok(Err(ExitCode::from(2)));
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(Err(ExitCode::from(2)));
+        }
+    };
     match pipelines::compile_text(&text) {
         Ok(l) => Ok(Ok(l)),
         Err(e) => {
@@ -78,12 +87,24 @@ fn test(file: &Path, inputs: &[String], json: bool) -> anyhow::Result<ExitCode> 
         Err(code) => return Ok(code),
     };
     let mut logs = Vec::new();
+    // Bad input is a usage error (2), as a bad FILE is; 1 stays "a processor failed".
     for input in inputs {
-        logs.extend(read_logs(input)?);
+        match read_logs(input) {
+            Ok(l) => logs.extend(l),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return Ok(ExitCode::from(2));
+            }
+        }
     }
     let now = cairn_intake::timefmt::now_ms();
-    let results = pipelines::preview(&loaded.compiled, &logs, now)
-        .map_err(|m| anyhow::anyhow!("the logs cannot be read as the intake reads them: {m}"))?;
+    let results = match pipelines::preview(&loaded.compiled, &logs, now) {
+        Ok(r) => r,
+        Err(m) => {
+            eprintln!("error: the logs cannot be read as the intake reads them: {m}");
+            return Ok(ExitCode::from(2));
+        }
+    };
     let mut failed = false;
     for r in &results {
         failed |= r["trace"]["error"].is_string();

@@ -127,7 +127,11 @@ fn an_invalid_file_exits_2_naming_the_location() {
     assert!(text(&out.stdout).contains(": ok, 1 pipeline"));
 
     let out = cairn(&["pipelines", "test", f, "--log", "{not json"], None);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a bad log is bad input, not a processor failure"
+    );
     assert!(text(&out.stderr).contains("not a JSON log"));
 }
 
@@ -159,4 +163,47 @@ fn cairn_intake_refuses_to_start_with_an_invalid_pipelines_file() {
         err.contains(file.to_str().unwrap()) && err.contains("nginx") && err.contains("grok"),
         "{err}"
     );
+}
+
+/// Exit 2 is "what you gave me is wrong" (the file, or a log), 1 only "a processor failed":
+/// a script can tell the two apart. An endless file is refused by its type, not read.
+#[test]
+fn a_file_or_log_that_cannot_be_used_exits_2_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("pipelines.yaml");
+    std::fs::write(&good, FILE).unwrap();
+    let zero = dir.path().join("zero.yaml");
+    std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+    let garbage = dir.path().join("garbage.yaml");
+    std::fs::write(&garbage, [0xff, 0xfe, 0x00, 0x80]).unwrap();
+    let missing = dir.path().join("missing.yaml");
+    for (args, says) in [
+        (
+            vec!["pipelines", "check", zero.to_str().unwrap()],
+            "not a regular file",
+        ),
+        (
+            vec!["pipelines", "check", garbage.to_str().unwrap()],
+            "not UTF-8",
+        ),
+        (
+            vec!["pipelines", "check", missing.to_str().unwrap()],
+            "no such file",
+        ),
+        (
+            vec![
+                "pipelines",
+                "test",
+                good.to_str().unwrap(),
+                "--log",
+                "{not json",
+            ],
+            "error",
+        ),
+    ] {
+        let out = cairn(&args, None);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
 }

@@ -65,6 +65,10 @@ enum Target {
 
 /// Regexes of many rules with IP matchers grow past the crate's default limit.
 const REGEX_SIZE_LIMIT: usize = 64 << 20;
+/// Helper rules that use each other twice over double at each level: 40 levels would be a
+/// terabyte of pattern. Far past any real rule, and checked while expanding, so such rules
+/// are refused at once instead of eating the intake's memory.
+pub const MAX_EXPANDED_CHARS: usize = 256 << 10;
 
 impl Grok {
     /// Compiles `match_rules` (one `name pattern` per line) with `support_rules` (helper rules,
@@ -117,7 +121,10 @@ impl Grok {
             build_regex(&re).map_err(|e| GrokError {
                 rule: h.name.to_string(),
                 line: h.line,
-                message: format!("not a valid regular expression: {e} (in the helper rules)"),
+                message: format!(
+                    "not a valid regular expression: {} (in the helper rules)",
+                    regex_problem(&e)
+                ),
             })?;
         }
 
@@ -143,7 +150,7 @@ impl Grok {
             let regex = build_regex(&format!("\\A(?:{body})\\z")).map_err(|e| GrokError {
                 rule: m.name.to_string(),
                 line: m.line,
-                message: format!("not a valid regular expression: {e}"),
+                message: format!("not a valid regular expression: {}", regex_problem(&e)),
             })?;
             let mut groups = HashMap::new();
             for (i, name) in regex.capture_names().enumerate() {
@@ -255,6 +262,23 @@ fn push_user_regex(text: &str, out: &mut String) {
     }
 }
 
+/// What is wrong with a rule's regex, without the compiled pattern the `regex` crate quotes
+/// (the author never wrote it: it holds every expanded helper and our group names).
+fn regex_problem(e: &regex::Error) -> String {
+    let text = e.to_string();
+    let problem = text
+        .lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix("error: "))
+        .unwrap_or(text.trim())
+        .to_owned();
+    if problem.contains("look-around") || problem.contains("backreferences") {
+        format!("{problem} (look-around and back-references are not supported)")
+    } else {
+        problem
+    }
+}
+
 fn build_regex(re: &str) -> Result<Regex, regex::Error> {
     regex::RegexBuilder::new(re)
         .size_limit(REGEX_SIZE_LIMIT)
@@ -304,6 +328,12 @@ impl<'h, 'a> Builder<'h, 'a> {
                     Expand::Here(message) => fail(message),
                     Expand::Inner(e) => e,
                 })?,
+            }
+            if out.len() > MAX_EXPANDED_CHARS {
+                return Err(fail(format!(
+                    "expands to more than {MAX_EXPANDED_CHARS} characters of regular expression \
+                     (helper rules that use each other several times nest too deeply)"
+                )));
             }
         }
         self.stack.pop();
