@@ -9,6 +9,7 @@
 //! (a processor that fails leaves the log as it arrived, with the error noted).
 
 mod arith;
+mod civil;
 mod config;
 mod date;
 mod event;

@@ -4,6 +4,8 @@
 
 use std::fmt::Write as _;
 
+use crate::civil::{civil_from_days, days_from_civil};
+
 const MONTHS: [&str; 12] = [
     "january",
     "february",
@@ -274,30 +276,6 @@ fn named_offset_ms(tz: &jiff::tz::TimeZone, local_ms: i64) -> Option<i64> {
     let civil = jiff::tz::TimeZone::UTC.to_datetime(ts);
     let zoned = tz.to_ambiguous_timestamp(civil).compatible().ok()?;
     Some(local_ms - zoned.as_millisecond())
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-pub(crate) fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 /// Names are read short or long whatever the letter count, as Java's parser does.
@@ -595,15 +573,6 @@ pub(crate) fn parse_zone_arg(tz: &str) -> Result<Zone, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn civil_days_round_trip() {
-        for d in [-1000, 0, 1, 16_967, 20_000, 100_000] {
-            let (y, m, dd) = civil_from_days(d);
-            assert_eq!(days_from_civil(y, m, dd), d);
-        }
-        assert_eq!(days_from_civil(2016, 6, 16), 16_968);
-    }
 
     #[test]
     fn abutting_fields_read_fixed_widths() {
