@@ -129,6 +129,13 @@ pub fn compile_text(text: &str) -> Result<Loaded, ConfigError> {
     Ok(Loaded { config, compiled })
 }
 
+/// Fields the schema does not have are ignored; said once per load so a typo is seen.
+fn warn_unknown_fields(path: &Path, loaded: &Loaded) {
+    for w in loaded.config.warnings() {
+        tracing::warn!(file = %path.display(), "{w}");
+    }
+}
+
 fn config_error(path: &Path, e: ConfigError) -> IntakeError {
     IntakeError::Pipelines {
         path: path.to_owned(),
@@ -207,6 +214,7 @@ impl PipelineState {
             }
             Some((text, stamp)) => {
                 let loaded = compile_text(&text).map_err(|e| config_error(path, e))?;
+                warn_unknown_fields(path, &loaded);
                 tracing::info!(file = %path.display(), pipelines = loaded.definitions().len(), "pipelines loaded");
                 (loaded, Some(stamp))
             }
@@ -295,6 +303,7 @@ impl PipelineState {
                 file.stamp = Some(stamp);
                 match compile_text(&text) {
                     Ok(loaded) => {
+                        warn_unknown_fields(&self.path, &loaded);
                         let n = loaded.definitions().len();
                         self.swap(loaded);
                         self.mark_loaded();

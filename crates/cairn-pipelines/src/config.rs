@@ -469,3 +469,98 @@ fn processor(
     };
     Ok(enabled.then_some(Processor { label, kind }))
 }
+
+/// Fields every processor has besides its own.
+const COMMON_FIELDS: &[&str] = &["type", "name", "is_enabled"];
+const PIPELINE_FIELDS: &[&str] = &[
+    "id",
+    "type",
+    "name",
+    "is_enabled",
+    "is_read_only",
+    "filter",
+    "processors",
+    "description",
+    "tags",
+];
+
+/// The fields of each processor type in Datadog's Logs Pipelines API, besides the common ones.
+fn processor_fields(kind: &str) -> Option<&'static [&'static str]> {
+    Some(match kind {
+        "grok-parser" => &["source", "samples", "grok"],
+        "date-remapper" | "status-remapper" | "service-remapper" | "message-remapper"
+        | "trace-id-remapper" | "span-id-remapper" => &["sources"],
+        "attribute-remapper" => &[
+            "sources",
+            "source_type",
+            "target",
+            "target_type",
+            "target_format",
+            "preserve_source",
+            "override_on_conflict",
+        ],
+        "category-processor" => &["target", "categories"],
+        "arithmetic-processor" => &["expression", "target", "is_replace_missing"],
+        "string-builder-processor" => &["template", "target", "is_replace_missing"],
+        "url-parser" => &["sources", "target", "normalize_ending_slashes"],
+        "user-agent-parser" => &["sources", "target", "is_encoded"],
+        "lookup-processor" => &["source", "target", "lookup_table", "default_lookup"],
+        "pipeline" => &["filter", "processors", "is_read_only", "id"],
+        _ => return None,
+    })
+}
+
+/// Fields Datadog's schema does not have, worded as errors are: a misspelt `sourcee` is
+/// otherwise silently a processor on `message`. Warnings, not errors, so that an export
+/// from a newer Datadog with a field Cairn does not know still loads.
+pub(crate) fn unknown_fields(pipelines: &[Value]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, p) in pipelines.iter().enumerate() {
+        let Some(map) = p.as_object() else { continue };
+        let name = map.get("name").and_then(Value::as_str).unwrap_or_default();
+        let loc = Loc::pipeline(name, i + 1);
+        unknown_in(map, PIPELINE_FIELDS, &loc, &mut out);
+        processors_unknown(map, &loc, &mut out);
+    }
+    out
+}
+
+fn processors_unknown(pipeline: &Map<String, Value>, loc: &Loc, out: &mut Vec<String>) {
+    let Some(procs) = pipeline.get("processors").and_then(Value::as_array) else {
+        return;
+    };
+    for (j, proc) in procs.iter().enumerate() {
+        let Some(map) = proc.as_object() else {
+            continue;
+        };
+        let kind = map.get("type").and_then(Value::as_str).unwrap_or_default();
+        let name = map.get("name").and_then(Value::as_str).unwrap_or_default();
+        let here = loc.processor(name, j + 1, kind);
+        let Some(own) = processor_fields(kind) else {
+            continue;
+        };
+        let known: Vec<&str> = COMMON_FIELDS.iter().chain(own).copied().collect();
+        unknown_in(map, &known, &here, out);
+        if kind == "grok-parser" {
+            if let Some(g) = map.get("grok").and_then(Value::as_object) {
+                let grok_loc = Loc(format!("{} › grok", here.0));
+                unknown_in(g, &["support_rules", "match_rules"], &grok_loc, out);
+            }
+        }
+        if kind == "pipeline" {
+            processors_unknown(map, &here, out);
+        }
+    }
+}
+
+fn unknown_in(map: &Map<String, Value>, known: &[&str], loc: &Loc, out: &mut Vec<String>) {
+    for key in map.keys() {
+        if !known.contains(&key.as_str()) {
+            out.push(format!(
+                "{}: unknown field {key:?} (ignored; known: {})",
+                loc.0,
+                known.join(", ")
+            ));
+        }
+    }
+}

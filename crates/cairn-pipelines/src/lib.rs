@@ -76,6 +76,12 @@ impl Config {
         Config::from_value_list(config::root_list(value)?)
     }
 
+    /// Fields the Logs Pipelines schema does not have (each worded `location: unknown field …`):
+    /// they are ignored, so a misspelt one changes what runs without any error.
+    pub fn warnings(&self) -> Vec<String> {
+        config::unknown_fields(&self.pipelines)
+    }
+
     fn from_value_list(mut pipelines: Vec<Value>) -> Result<Config, ConfigError> {
         for (i, p) in pipelines.iter_mut().enumerate() {
             config::pipeline(p, i)?;

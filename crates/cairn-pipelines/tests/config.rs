@@ -248,3 +248,43 @@ fn an_id_that_is_not_a_path_segment_is_refused() {
     let ok = serde_json::json!([{"id": "OOXA7bfeR2O8-uUX_Qm6", "name": "p", "processors": []}]);
     cairn_pipelines::Config::from_text(&ok.to_string()).expect("a Datadog-style id");
 }
+
+#[test]
+fn a_misspelt_field_is_warned_about_naming_where_it_is() {
+    let text = r#"
+pipelines:
+  - name: web
+    bogus: 1
+    processors:
+      - type: grok-parser
+        name: parse
+        sourcee: msg
+        grok: {match_rules: "r %{word:w}", support_rules: "", extra: 1}
+      - type: status-remapper
+        sources: [level]
+"#;
+    let config = Config::from_text(text).expect("unknown fields are not errors");
+    let w = config.warnings();
+    assert_eq!(w.len(), 3, "{w:#?}");
+    assert!(
+        w[0].starts_with("pipeline \"web\" (#1): unknown field \"bogus\""),
+        "{}",
+        w[0]
+    );
+    assert!(
+        w[1].starts_with("pipeline \"web\" (#1) › processor \"parse\" (#1, grok-parser): unknown field \"sourcee\""),
+        "{}",
+        w[1]
+    );
+    assert!(w[2].contains("› grok: unknown field \"extra\""), "{}", w[2]);
+    // What Datadog exports has no unknown field.
+    let export = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/datadog-export-nginx.json"
+    ))
+    .unwrap();
+    assert_eq!(
+        Config::from_text(&export).unwrap().warnings(),
+        Vec::<String>::new()
+    );
+}

@@ -73,7 +73,12 @@ fn load(file: &Path) -> anyhow::Result<Result<Loaded, ExitCode>> {
         }
     };
     match pipelines::compile_text(&text) {
-        Ok(l) => Ok(Ok(l)),
+        Ok(l) => {
+            for w in l.config.warnings() {
+                eprintln!("warning: {}: {w}", file.display());
+            }
+            Ok(Ok(l))
+        }
         Err(e) => {
             eprintln!("error: {}: {}: {}", file.display(), e.location, e.message);
             Ok(Err(ExitCode::from(2)))
