@@ -304,6 +304,9 @@ impl PipelineState {
                 match compile_text(&text) {
                     Ok(loaded) => {
                         warn_unknown_fields(&self.path, &loaded);
+                        if text.trim().is_empty() && !self.current().definitions().is_empty() {
+                            tracing::warn!(file = %self.path.display(), "pipelines file is empty: no pipelines run now");
+                        }
                         let n = loaded.definitions().len();
                         self.swap(loaded);
                         self.mark_loaded();
