@@ -586,13 +586,21 @@ async fn a_grouped_monitor_without_any_group_is_no_data_overall_until_groups_app
     let h = harness(&text).await;
     let t = base();
     let mons = h.intake.monitors().clone();
+    // The first evaluation starts the no_data_timeframe's clock: not No Data yet.
     mons.evaluate_at(t).await.unwrap();
+    let (_, m) = get(&h, "/api/v1/monitor/2").await;
+    assert_eq!(m["overall_state"], "OK");
+    mons.evaluate_at(t + 5 * MIN).await.unwrap();
     let (_, m) = get(&h, "/api/v1/monitor/2").await;
     assert_eq!(m["overall_state"], "No Data");
     assert_eq!(m["state"]["groups"]["*"]["status"], "No Data");
+    // Still no logs a minute later: it stays No Data (the clock does not restart).
+    mons.evaluate_at(t + 6 * MIN).await.unwrap();
+    let (_, m) = get(&h, "/api/v1/monitor/2").await;
+    assert_eq!(m["overall_state"], "No Data");
 
-    errors(&h, "a", 1, t).await; // status error, service web
-    mons.evaluate_at(t + 2 * MIN).await.unwrap();
+    errors(&h, "a", 1, t + 6 * MIN).await; // status error, service web
+    mons.evaluate_at(t + 8 * MIN).await.unwrap();
     let (_, m) = get(&h, "/api/v1/monitor/2").await;
     assert_eq!(m["overall_state"], "OK");
     let groups = m["state"]["groups"].as_object().unwrap();
@@ -701,4 +709,41 @@ async fn free_text_monitors_count_late_logs_and_partial_minutes_exactly() {
     assert_eq!(value("host:a"), Some(json!(3.0)), "{v}");
     assert_eq!(value("host:b"), Some(json!(1.0)), "{v}");
     assert_eq!(value("host:c"), None, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_data_waits_for_the_no_data_timeframe_from_the_first_evaluation() {
+    let rec = receiver(0).await;
+    let text = format!(
+        "monitors:\n  - id: 5\n    name: quiet\n    query: 'logs(\"service:web\").rollup(\"count\").last(\"5m\") > 100'\n    message: 'nodata @webhook-rec'\n    options: {{notify_no_data: true, no_data_timeframe: 2}}\nwebhooks:\n  - {{name: rec, url: '{}'}}\n",
+        rec.url
+    );
+    let h = harness(&text).await;
+    let t = base();
+    let mons = h.intake.monitors().clone();
+    // The QA case: the first rounds after a start, nothing ever logged.
+    for at in [t, t + 5_000, t + MIN, t + 2 * MIN - 1] {
+        let r = mons.evaluate_at(at).await.unwrap();
+        assert!(r.transitions.is_empty(), "at +{}ms: {r:?}", at - t);
+    }
+    let (_, m) = get(&h, "/api/v1/monitor/5").await;
+    assert_eq!(m["overall_state"], "OK");
+    let r = mons.evaluate_at(t + 2 * MIN).await.unwrap();
+    assert_eq!(r.transitions.len(), 1, "{r:?}");
+    assert_eq!(r.transitions[0].to, cairn_intake::monitors::State::NoData);
+    let bodies = rec.wait_for(1).await;
+    assert_eq!(bodies.len(), 1, "{bodies:?}");
+
+    // Logs come back: OK; then silent again, No Data only once the timeframe has passed
+    // since the last evaluation that saw them.
+    errors(&h, "a", 1, t + 3 * MIN).await;
+    let r = mons.evaluate_at(t + 4 * MIN).await.unwrap();
+    assert_eq!(r.transitions[0].to, cairn_intake::monitors::State::Ok);
+    // The log at t+3m leaves the 5-minute window after t+8m: last seen by the round at t+8m.
+    mons.evaluate_at(t + 8 * MIN).await.unwrap();
+    let r = mons.evaluate_at(t + 9 * MIN).await.unwrap();
+    assert!(r.transitions.is_empty(), "{r:?}");
+    let r = mons.evaluate_at(t + 10 * MIN).await.unwrap();
+    assert_eq!(r.transitions.len(), 1, "{r:?}");
+    assert_eq!(r.transitions[0].to, cairn_intake::monitors::State::NoData);
 }
