@@ -630,4 +630,33 @@ webhooks:
             assert!(e.contains(needle), "{text}: {e}");
         }
     }
+
+    #[test]
+    fn only_a_regular_file_within_the_cap_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("monitors.yaml");
+        std::fs::create_dir(&d).unwrap();
+        let e = load(&d).unwrap_err().to_string();
+        assert!(e.contains("is a directory, not a regular file"), "{e}");
+
+        let fifo = dir.path().join("fifo.yaml");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        // Refused from its metadata: opening it would wait for a writer.
+        let e = load(&fifo).unwrap_err().to_string();
+        assert!(e.contains("is a FIFO"), "{e}");
+
+        let missing = dir.path().join("none.yaml");
+        assert!(load(&missing).unwrap().monitors.is_empty());
+        // A dangling symlink is a missing file.
+        let link = dir.path().join("link.yaml");
+        std::os::unix::fs::symlink(&missing, &link).unwrap();
+        assert!(load(&link).unwrap().monitors.is_empty());
+
+        let small = dir.path().join("small.yaml");
+        std::fs::write(&small, "monitors: []\n# padding padding\n").unwrap();
+        let e = read_capped(&small, 10).unwrap_err().to_string();
+        assert!(e.contains("over the limit of 10 bytes"), "{e}");
+        assert!(read_capped(&small, 100).unwrap().is_some());
+    }
 }
