@@ -778,7 +778,10 @@ async fn a_monitors_file_leading_to_dev_zero_or_over_the_cap_is_refused_without_
     let err = start_err(&file, dir.path()).await.to_string();
     assert!(err.contains(&file.display().to_string()), "{err}");
     assert!(err.contains(&format!("{} bytes", big.len())), "{err}");
-    assert!(err.contains(&format!("limit of {} bytes", 4 << 20)), "{err}");
+    assert!(
+        err.contains(&format!("limit of {} bytes", 4 << 20)),
+        "{err}"
+    );
 
     // A file at the cap is read.
     let at_cap = format!("{ONE}#{}\n", "x".repeat((4 << 20) - ONE.len() - 2));
@@ -850,10 +853,13 @@ async fn a_reload_onto_dev_zero_or_a_huge_file_keeps_the_monitors_and_says_so_in
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // The intake still works (no reader left spinning on the device).
-    tokio::time::timeout(Duration::from_secs(10), h.intake.monitors().evaluate_at(base()))
-        .await
-        .unwrap()
-        .unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        h.intake.monitors().evaluate_at(base()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -897,7 +903,11 @@ async fn the_api_refuses_a_message_naming_an_unknown_webhook_and_the_file_only_w
     assert!(!e.contains("@webhook-ops"), "{e}");
     assert!(e.contains("ops, pager"), "{e}");
     let (_, list) = get(&h, "/api/v1/monitor").await;
-    assert_eq!(list.as_array().unwrap().len(), 1, "refused, not created: {list}");
+    assert_eq!(
+        list.as_array().unwrap().len(),
+        1,
+        "refused, not created: {list}"
+    );
 
     let (status, made) = send(
         &h,
@@ -916,7 +926,10 @@ async fn the_api_refuses_a_message_naming_an_unknown_webhook_and_the_file_only_w
     )
     .await;
     assert_eq!(status, 400, "{body}");
-    assert!(body["errors"][0].as_str().unwrap().contains("@webhook-nosuch"));
+    assert!(body["errors"][0]
+        .as_str()
+        .unwrap()
+        .contains("@webhook-nosuch"));
     // An edit that leaves the file's message alone is not refused for it.
     let (status, body) = send(&h, "PUT", "/api/v1/monitor/1", json!({"tags": ["t:1"]})).await;
     assert_eq!(status, 200, "{body}");

@@ -26,7 +26,11 @@ pub enum ConfigError {
     #[error("{path}: is {kind}, not a regular file; the monitors file must be one")]
     NotAFile { path: PathBuf, kind: String },
     #[error("{path}: is {size} bytes, over the limit of {limit} bytes for a monitors file")]
-    TooLarge { path: PathBuf, size: u64, limit: u64 },
+    TooLarge {
+        path: PathBuf,
+        size: u64,
+        limit: u64,
+    },
     #[error("{path}: {reason}")]
     Syntax { path: PathBuf, reason: String },
     #[error("{path}: {monitor}: {field}: {reason}")]
@@ -427,10 +431,12 @@ fn read_capped(path: &Path, cap: u64) -> Result<Option<String>, ConfigError> {
             limit: cap,
         });
     }
-    String::from_utf8(buf).map(Some).map_err(|e| ConfigError::Syntax {
-        path: path.to_owned(),
-        reason: format!("not UTF-8: {e}"),
-    })
+    String::from_utf8(buf)
+        .map(Some)
+        .map_err(|e| ConfigError::Syntax {
+            path: path.to_owned(),
+            reason: format!("not UTF-8: {e}"),
+        })
 }
 
 pub fn parse(path: &Path, text: &str) -> Result<MonitorsFile, ConfigError> {

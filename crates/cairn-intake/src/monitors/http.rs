@@ -142,7 +142,13 @@ async fn list(State(st): State<Arc<AppState>>) -> Response {
     if let Some(e) = mons.load_error() {
         let clean: String = e
             .chars()
-            .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' })
+            .map(|c| {
+                if c.is_ascii_graphic() || c == ' ' {
+                    c
+                } else {
+                    '?'
+                }
+            })
             .take(1000)
             .collect();
         if let Ok(v) = axum::http::HeaderValue::from_str(&clean) {
