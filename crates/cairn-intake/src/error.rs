@@ -60,6 +60,8 @@ pub enum IntakeError {
     },
     #[error("{url}: {reason}")]
     Client { url: String, reason: String },
-    #[error("{0}")]
+    /// Transparent: the monitors error already names the file, monitor and field; a chain
+    /// printer must not say it twice.
+    #[error(transparent)]
     Monitors(#[from] crate::monitors::ConfigError),
 }

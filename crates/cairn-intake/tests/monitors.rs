@@ -586,13 +586,21 @@ async fn a_grouped_monitor_without_any_group_is_no_data_overall_until_groups_app
     let h = harness(&text).await;
     let t = base();
     let mons = h.intake.monitors().clone();
+    // The first evaluation starts the no_data_timeframe's clock: not No Data yet.
     mons.evaluate_at(t).await.unwrap();
+    let (_, m) = get(&h, "/api/v1/monitor/2").await;
+    assert_eq!(m["overall_state"], "OK");
+    mons.evaluate_at(t + 5 * MIN).await.unwrap();
     let (_, m) = get(&h, "/api/v1/monitor/2").await;
     assert_eq!(m["overall_state"], "No Data");
     assert_eq!(m["state"]["groups"]["*"]["status"], "No Data");
+    // Still no logs a minute later: it stays No Data (the clock does not restart).
+    mons.evaluate_at(t + 6 * MIN).await.unwrap();
+    let (_, m) = get(&h, "/api/v1/monitor/2").await;
+    assert_eq!(m["overall_state"], "No Data");
 
-    errors(&h, "a", 1, t).await; // status error, service web
-    mons.evaluate_at(t + 2 * MIN).await.unwrap();
+    errors(&h, "a", 1, t + 6 * MIN).await; // status error, service web
+    mons.evaluate_at(t + 8 * MIN).await.unwrap();
     let (_, m) = get(&h, "/api/v1/monitor/2").await;
     assert_eq!(m["overall_state"], "OK");
     let groups = m["state"]["groups"].as_object().unwrap();
@@ -701,4 +709,228 @@ async fn free_text_monitors_count_late_logs_and_partial_minutes_exactly() {
     assert_eq!(value("host:a"), Some(json!(3.0)), "{v}");
     assert_eq!(value("host:b"), Some(json!(1.0)), "{v}");
     assert_eq!(value("host:c"), None, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_data_waits_for_the_no_data_timeframe_from_the_first_evaluation() {
+    let rec = receiver(0).await;
+    let text = format!(
+        "monitors:\n  - id: 5\n    name: quiet\n    query: 'logs(\"service:web\").rollup(\"count\").last(\"5m\") > 100'\n    message: 'nodata @webhook-rec'\n    options: {{notify_no_data: true, no_data_timeframe: 2}}\nwebhooks:\n  - {{name: rec, url: '{}'}}\n",
+        rec.url
+    );
+    let h = harness(&text).await;
+    let t = base();
+    let mons = h.intake.monitors().clone();
+    // The QA case: the first rounds after a start, nothing ever logged.
+    for at in [t, t + 5_000, t + MIN, t + 2 * MIN - 1] {
+        let r = mons.evaluate_at(at).await.unwrap();
+        assert!(r.transitions.is_empty(), "at +{}ms: {r:?}", at - t);
+    }
+    let (_, m) = get(&h, "/api/v1/monitor/5").await;
+    assert_eq!(m["overall_state"], "OK");
+    let r = mons.evaluate_at(t + 2 * MIN).await.unwrap();
+    assert_eq!(r.transitions.len(), 1, "{r:?}");
+    assert_eq!(r.transitions[0].to, cairn_intake::monitors::State::NoData);
+    let bodies = rec.wait_for(1).await;
+    assert_eq!(bodies.len(), 1, "{bodies:?}");
+
+    // Logs come back: OK; then silent again, No Data only once the timeframe has passed
+    // since the last evaluation that saw them.
+    errors(&h, "a", 1, t + 3 * MIN).await;
+    let r = mons.evaluate_at(t + 4 * MIN).await.unwrap();
+    assert_eq!(r.transitions[0].to, cairn_intake::monitors::State::Ok);
+    // The log at t+3m leaves the 5-minute window after t+8m: last seen by the round at t+8m.
+    mons.evaluate_at(t + 8 * MIN).await.unwrap();
+    let r = mons.evaluate_at(t + 9 * MIN).await.unwrap();
+    assert!(r.transitions.is_empty(), "{r:?}");
+    let r = mons.evaluate_at(t + 10 * MIN).await.unwrap();
+    assert_eq!(r.transitions.len(), 1, "{r:?}");
+    assert_eq!(r.transitions[0].to, cairn_intake::monitors::State::NoData);
+}
+
+const ONE: &str =
+    "monitors:\n  - {id: 1, name: a, query: 'logs(\"*\").rollup(\"count\").last(\"5m\") > 1'}\n";
+
+async fn start_err(file: &std::path::Path, dir: &std::path::Path) -> cairn_intake::IntakeError {
+    let mut cfg = cairn_intake::IntakeConfig::new(dir.join("intake"));
+    cfg.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.monitors_file = file.to_owned();
+    tokio::time::timeout(Duration::from_secs(20), cairn_intake::start(cfg))
+        .await
+        .expect("the start must not read without end")
+        .err()
+        .expect("the file must refuse the start")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_monitors_file_leading_to_dev_zero_or_over_the_cap_is_refused_without_reading_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("monitors.yaml");
+    std::os::unix::fs::symlink("/dev/zero", &file).unwrap();
+    let err = start_err(&file, dir.path()).await.to_string();
+    assert!(err.contains(&file.display().to_string()), "{err}");
+    assert!(err.contains("character device"), "{err}");
+    assert!(err.contains("not a regular file"), "{err}");
+
+    std::fs::remove_file(&file).unwrap();
+    let big = format!("{ONE}# {}\n", "x".repeat(4 << 20));
+    std::fs::write(&file, &big).unwrap();
+    let err = start_err(&file, dir.path()).await.to_string();
+    assert!(err.contains(&file.display().to_string()), "{err}");
+    assert!(err.contains(&format!("{} bytes", big.len())), "{err}");
+    assert!(
+        err.contains(&format!("limit of {} bytes", 4 << 20)),
+        "{err}"
+    );
+
+    // A file at the cap is read.
+    let at_cap = format!("{ONE}#{}\n", "x".repeat((4 << 20) - ONE.len() - 2));
+    assert_eq!(at_cap.len(), 4 << 20);
+    std::fs::write(&file, &at_cap).unwrap();
+    let f = cairn_intake::monitors::config::load(&file).unwrap();
+    assert_eq!(f.monitors.len(), 1);
+}
+
+/// The x-cairn-monitors-error header of GET /api/v1/monitor, once the watcher has seen the
+/// change.
+async fn wait_for_error_header(h: &Harness, needle: &str) -> (String, Value) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = h.http.get(h.url("/api/v1/monitor")).send().await.unwrap();
+        let e = r
+            .headers()
+            .get("x-cairn-monitors-error")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let body: Value = r.json().await.unwrap();
+        if let Some(e) = e.filter(|e| e.contains(needle)) {
+            return (e, body);
+        }
+        assert!(Instant::now() < deadline, "no error header with {needle:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_onto_dev_zero_or_a_huge_file_keeps_the_monitors_and_says_so_in_a_header() {
+    let h = harness(ONE).await;
+    let file = h.dir.path().join("monitors.yaml");
+    let r = h.http.get(h.url("/api/v1/monitor")).send().await.unwrap();
+    assert!(r.headers().get("x-cairn-monitors-error").is_none());
+
+    std::fs::remove_file(&file).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &file).unwrap();
+    let (e, body) = wait_for_error_header(&h, "character device").await;
+    assert!(e.contains(&file.display().to_string()), "{e}");
+    assert_eq!(body.as_array().unwrap().len(), 1, "{body}");
+    assert_eq!(body[0]["name"], "a");
+
+    std::fs::remove_file(&file).unwrap();
+    std::fs::write(&file, format!("{ONE}# {}\n", "x".repeat(5 << 20))).unwrap();
+    let (e, body) = wait_for_error_header(&h, "over the limit").await;
+    assert!(e.contains(&format!("limit of {} bytes", 4 << 20)), "{e}");
+    assert_eq!(body.as_array().unwrap().len(), 1, "{body}");
+
+    // Said once, not once per error in the chain.
+    std::fs::write(
+        &file,
+        "monitors:\n  - {name: x, query: 'logs(\"*\").rollup(\"count\")'}\n",
+    )
+    .unwrap();
+    let (e, _) = wait_for_error_header(&h, "\"x\"").await;
+    assert_eq!(e.matches("monitors[0] \"x\"").count(), 1, "{e}");
+
+    // A good file again: loaded, the header gone.
+    std::fs::write(&file, ONE.replace("name: a", "name: b")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = h.http.get(h.url("/api/v1/monitor")).send().await.unwrap();
+        let clean = r.headers().get("x-cairn-monitors-error").is_none();
+        let body: Value = r.json().await.unwrap();
+        if clean && body[0]["name"] == "b" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the good file was never loaded");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The intake still works (no reader left spinning on the device).
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        h.intake.monitors().evaluate_at(base()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_error_is_said_once_along_its_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("monitors.yaml");
+    std::fs::write(&file, "monitors:\n  - {name: x}\n").unwrap();
+    let err = start_err(&file, dir.path()).await;
+    let mut chain = vec![err.to_string()];
+    let mut src = std::error::Error::source(&err);
+    while let Some(s) = src {
+        chain.push(s.to_string());
+        src = s.source();
+    }
+    let all = chain.join(": ");
+    assert_eq!(all.matches("query: is required").count(), 1, "{all}");
+    assert_eq!(all.matches(&file.display().to_string()).count(), 1, "{all}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_refuses_a_message_naming_an_unknown_webhook_and_the_file_only_warns() {
+    let h = harness(
+        "monitors:\n  - {id: 1, name: a, message: 'to @webhook-ghost', query: 'logs(\"*\").rollup(\"count\").last(\"5m\") > 1'}\nwebhooks:\n  - {name: ops, url: 'http://127.0.0.1:9/hook'}\n  - {name: pager, url: 'http://127.0.0.1:9/page'}\n",
+    )
+    .await;
+    // The file was loaded, its monitor with it.
+    let (_, list) = get(&h, "/api/v1/monitor").await;
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+
+    let q = r#"logs("*").rollup("count").last("5m") > 1"#;
+    let (status, body) = send(
+        &h,
+        "POST",
+        "/api/v1/monitor",
+        json!({"name": "b", "query": q, "message": "hi @webhook-nosuch @webhook-ops"}),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    let e = body["errors"][0].as_str().unwrap();
+    assert!(e.contains("@webhook-nosuch"), "{e}");
+    assert!(!e.contains("@webhook-ops"), "{e}");
+    assert!(e.contains("ops, pager"), "{e}");
+    let (_, list) = get(&h, "/api/v1/monitor").await;
+    assert_eq!(
+        list.as_array().unwrap().len(),
+        1,
+        "refused, not created: {list}"
+    );
+
+    let (status, made) = send(
+        &h,
+        "POST",
+        "/api/v1/monitor",
+        json!({"name": "b", "query": q, "message": "hi @webhook-ops"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{made}");
+    let id = made["id"].as_i64().unwrap();
+    let (status, body) = send(
+        &h,
+        "PUT",
+        &format!("/api/v1/monitor/{id}"),
+        json!({"message": "now @webhook-nosuch"}),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["errors"][0]
+        .as_str()
+        .unwrap()
+        .contains("@webhook-nosuch"));
+    // An edit that leaves the file's message alone is not refused for it.
+    let (status, body) = send(&h, "PUT", "/api/v1/monitor/1", json!({"tags": ["t:1"]})).await;
+    assert_eq!(status, 200, "{body}");
 }

@@ -141,6 +141,19 @@ fn monitors_are_listed_shown_and_tested_through_the_cli() {
         std::thread::sleep(Duration::from_millis(300));
     };
     assert!(listed.contains("web errors"), "{listed}");
+    // The columns line up under their headers.
+    let mut lines = listed.lines();
+    let head = lines.next().unwrap();
+    for col in ["STATE", "NOT OK", "NAME"] {
+        let at = head.find(col).unwrap();
+        for l in listed.lines().skip(1) {
+            let b = l.as_bytes();
+            assert!(
+                b[at - 1] == b' ' && b[at] != b' ',
+                "{col} misaligned:\n{listed}"
+            );
+        }
+    }
     assert!(
         listed
             .lines()

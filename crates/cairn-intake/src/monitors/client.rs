@@ -109,30 +109,55 @@ pub fn run_list(cfg: ClientConfig, json: bool, out: &mut dyn Write) -> Result<us
         }
         return Ok(all.len());
     }
-    writeln!(
-        out,
-        "{:<10} {:<8} {:<9} {:<6} NAME",
-        "ID", "STATE", "NOT OK", "MUTED"
-    )
-    .map_err(write_err)?;
-    for m in &all {
+    out.write_all(list_table(&all).as_bytes())
+        .map_err(write_err)?;
+    Ok(all.len())
+}
+
+/// `cairn monitors list`'s table: each column as wide as its widest cell (header included),
+/// the name last and unpadded.
+pub fn list_table(all: &[Value]) -> String {
+    let mut rows: Vec<[String; 5]> = vec![[
+        "ID".into(),
+        "STATE".into(),
+        "NOT OK".into(),
+        "MUTED".into(),
+        "NAME".into(),
+    ]];
+    for m in all {
         let groups = m["state"]["groups"]
             .as_object()
             .cloned()
             .unwrap_or_default();
         let bad = groups.values().filter(|g| g["status"] != "OK").count();
-        writeln!(
-            out,
-            "{:<10} {:<8} {:<9} {:<6} {}",
-            m["id"],
-            printable(m["overall_state"].as_str().unwrap_or("-")),
+        rows.push([
+            m["id"]
+                .as_i64()
+                .map_or_else(|| "-".to_owned(), |i| i.to_string()),
+            printable(m["overall_state"].as_str().unwrap_or("-")).to_string(),
             format!("{bad}/{}", groups.len()),
-            if m["muted"] == true { "yes" } else { "" },
-            printable(m["name"].as_str().unwrap_or(""))
-        )
-        .map_err(write_err)?;
+            if m["muted"] == true { "yes" } else { "" }.into(),
+            printable(m["name"].as_str().unwrap_or("")).to_string(),
+        ]);
     }
-    Ok(all.len())
+    let mut width = [0usize; 4];
+    for r in &rows {
+        for (w, cell) in width.iter_mut().zip(r.iter()) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for r in &rows {
+        let mut line = String::new();
+        for (w, cell) in width.iter().zip(r.iter()) {
+            line.push_str(cell);
+            line.extend(std::iter::repeat_n(' ', w - cell.chars().count() + 1));
+        }
+        line.push_str(&r[4]);
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 /// `cairn monitors show`: the monitor, its groups and its last transitions.
@@ -277,4 +302,37 @@ pub fn run_test(
         .map_err(write_err)?;
     }
     Ok(groups.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_list_columns_line_up_whatever_the_widths() {
+        let all = [
+            json!({"id": 556744057, "name": "web errors", "overall_state": "Alert", "muted": true,
+                   "state": {"groups": {"host:a": {"status": "Alert"}, "host:b": {"status": "OK"}}}}),
+            json!({"id": 4, "name": "quiet", "overall_state": "No Data", "muted": false,
+                   "state": {"groups": {}}}),
+        ];
+        let t = list_table(&all);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 3, "{t}");
+        // Every column starts where its header does.
+        for (col, cells) in [
+            ("STATE", ["Alert", "No Data"]),
+            ("NOT OK", ["1/2", "0/0"]),
+            ("NAME", ["web errors", "quiet"]),
+        ] {
+            let at = lines[0].find(col).unwrap();
+            for (line, cell) in lines[1..].iter().zip(cells) {
+                assert_eq!(line.get(at..at + cell.len()), Some(cell), "{col}:\n{t}");
+                assert_eq!(&line[at - 1..at], " ", "{col}:\n{t}");
+            }
+        }
+        assert!(lines[1].starts_with("556744057 Alert"), "{t}");
+        assert!(lines[2].starts_with("4         No Data"), "{t}");
+    }
 }

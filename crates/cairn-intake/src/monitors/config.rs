@@ -16,10 +16,20 @@ pub const LOG_ALERT: &str = "log alert";
 /// A bad monitors file or monitor, naming the file, the monitor and the field.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{path}: {source}")]
+    /// The I/O error is in the message, not a `source`: a chain printer (`{:#}`) would say it
+    /// twice.
+    #[error("{path}: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
+    },
+    #[error("{path}: is {kind}, not a regular file; the monitors file must be one")]
+    NotAFile { path: PathBuf, kind: String },
+    #[error("{path}: is {size} bytes, over the limit of {limit} bytes for a monitors file")]
+    TooLarge {
+        path: PathBuf,
+        size: u64,
+        limit: u64,
     },
     #[error("{path}: {reason}")]
     Syntax { path: PathBuf, reason: String },
@@ -341,19 +351,92 @@ fn first_bad_field(v: &Value) -> Option<String> {
         .map(|p| p.trim_start_matches('/').replace('/', "."))
 }
 
-/// Reads the file; a missing file is no monitors.
+/// The largest monitors file read (the API's body cap): a bigger one, or one that never ends,
+/// is refused before it is read whole.
+pub const MAX_FILE_BYTES: u64 = 4 << 20;
+
+fn kind_of(t: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// Reads the file; a missing file is no monitors. A symlink is followed, but what it leads to
+/// must be a regular file of at most [`MAX_FILE_BYTES`] (`/dev/zero` would be read for ever).
 pub fn load(path: &Path) -> Result<MonitorsFile, ConfigError> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(MonitorsFile::default()),
-        Err(source) => {
-            return Err(ConfigError::Read {
-                path: path.to_owned(),
-                source,
-            })
-        }
+    let text = match read_capped(path, MAX_FILE_BYTES) {
+        Ok(Some(t)) => t,
+        Ok(None) => return Ok(MonitorsFile::default()),
+        Err(e) => return Err(e),
     };
     parse(path, &text)
+}
+
+fn read_capped(path: &Path, cap: u64) -> Result<Option<String>, ConfigError> {
+    use std::io::Read;
+    let io = |error| ConfigError::Read {
+        path: path.to_owned(),
+        error,
+    };
+    let check = |m: &std::fs::Metadata| {
+        if !m.file_type().is_file() {
+            return Err(ConfigError::NotAFile {
+                path: path.to_owned(),
+                kind: kind_of(m.file_type()).into(),
+            });
+        }
+        if m.len() > cap {
+            return Err(ConfigError::TooLarge {
+                path: path.to_owned(),
+                size: m.len(),
+                limit: cap,
+            });
+        }
+        Ok(())
+    };
+    // Before opening: opening a FIFO would wait for a writer.
+    match std::fs::metadata(path) {
+        Ok(m) => check(&m)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io(e)),
+    }
+    let f = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io(e)),
+    };
+    // The path may have been swapped between the two looks: what was opened is checked too.
+    check(&f.metadata().map_err(io)?)?;
+    let mut buf = Vec::new();
+    f.take(cap + 1).read_to_end(&mut buf).map_err(io)?;
+    if buf.len() as u64 > cap {
+        return Err(ConfigError::TooLarge {
+            path: path.to_owned(),
+            size: buf.len() as u64,
+            limit: cap,
+        });
+    }
+    String::from_utf8(buf)
+        .map(Some)
+        .map_err(|e| ConfigError::Syntax {
+            path: path.to_owned(),
+            reason: format!("not UTF-8: {e}"),
+        })
 }
 
 pub fn parse(path: &Path, text: &str) -> Result<MonitorsFile, ConfigError> {
@@ -432,12 +515,39 @@ pub fn parse(path: &Path, text: &str) -> Result<MonitorsFile, ConfigError> {
                 format!("{id} is used by another monitor"),
             )));
         }
+        // A handle without its webhook notifies nobody; the file is kept (a webhook may be
+        // on its way), the API refuses it.
+        for name in unknown_webhooks(&spec.message, &webhooks) {
+            tracing::warn!(file = %path.display(), monitor = %label, webhook = %name,
+                configured = %webhook_list(&webhooks),
+                "monitor message names @webhook-{name}, which is not configured");
+        }
         out.push(Monitor { id, spec, query });
     }
     Ok(MonitorsFile {
         monitors: out,
         webhooks,
     })
+}
+
+/// The `@webhook-<name>` handles of `message` without a webhook of that name.
+pub fn unknown_webhooks(message: &str, webhooks: &[WebhookSpec]) -> Vec<String> {
+    super::notify::webhook_names(message)
+        .into_iter()
+        .filter(|n| !webhooks.iter().any(|w| &w.name == n))
+        .collect()
+}
+
+/// The configured webhook names, for messages (`ops, pager`, or `none`).
+pub fn webhook_list(webhooks: &[WebhookSpec]) -> String {
+    if webhooks.is_empty() {
+        return "none".into();
+    }
+    webhooks
+        .iter()
+        .map(|w| w.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Replaces the file with `file`: a private temporary file, fsync'd, renamed over it, so a
@@ -525,5 +635,34 @@ webhooks:
             assert!(e.starts_with("/x/monitors.yaml: "), "{e}");
             assert!(e.contains(needle), "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn only_a_regular_file_within_the_cap_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("monitors.yaml");
+        std::fs::create_dir(&d).unwrap();
+        let e = load(&d).unwrap_err().to_string();
+        assert!(e.contains("is a directory, not a regular file"), "{e}");
+
+        let fifo = dir.path().join("fifo.yaml");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        // Refused from its metadata: opening it would wait for a writer.
+        let e = load(&fifo).unwrap_err().to_string();
+        assert!(e.contains("is a FIFO"), "{e}");
+
+        let missing = dir.path().join("none.yaml");
+        assert!(load(&missing).unwrap().monitors.is_empty());
+        // A dangling symlink is a missing file.
+        let link = dir.path().join("link.yaml");
+        std::os::unix::fs::symlink(&missing, &link).unwrap();
+        assert!(load(&link).unwrap().monitors.is_empty());
+
+        let small = dir.path().join("small.yaml");
+        std::fs::write(&small, "monitors: []\n# padding padding\n").unwrap();
+        let e = read_capped(&small, 10).unwrap_err().to_string();
+        assert!(e.contains("over the limit of 10 bytes"), "{e}");
+        assert!(read_capped(&small, 100).unwrap().is_some());
     }
 }

@@ -205,7 +205,9 @@ pub fn evaluate(
         let (value, to) = if let Some(g) = present.get(&group) {
             let v = g.value.unwrap_or(0.0);
             (Some(v), next_state(prev, v, critical, t, q.op))
-        } else if recent.as_ref().is_some_and(|r| !r.contains(&group)) {
+        } else if recent.as_ref().is_some_and(|r| !r.contains(&group))
+            && silent_for_timeframe(known.get(&group), m.no_data_ms(), now_ms)
+        {
             (None, State::NoData)
         } else if is_count {
             (Some(0.0), next_state(prev, 0.0, critical, t, q.op))
@@ -232,6 +234,18 @@ pub fn evaluate(
         });
     }
     Ok(out)
+}
+
+/// Whether a group without logs in the last `no_data_timeframe` has also been known for that
+/// long (Datadog's No Data: no data *for* the timeframe). The clock starts at the last
+/// evaluation that saw logs for the group or, for a group never seen, at the first evaluation
+/// that tracked it (its state's `since`); a group evaluated for the first time is not No Data,
+/// and one already in No Data stays there until logs come back.
+fn silent_for_timeframe(s: Option<&GroupState>, no_data_ms: i64, now_ms: i64) -> bool {
+    s.is_some_and(|s| {
+        let since = s.last_data_ms.unwrap_or(s.since_ms);
+        s.state == State::NoData || now_ms - since >= no_data_ms
+    })
 }
 
 /// `host:web-1,service:x` back into its facets (for groups known only from the state table).

@@ -137,7 +137,25 @@ async fn list(State(st): State<Arc<AppState>>) -> Response {
         .iter()
         .map(|m| monitor_json(m, states.get(&m.id), now))
         .collect();
-    axum::Json(out).into_response()
+    let mut resp = axum::Json(out).into_response();
+    // As the pipelines list does: the monitors listed are those in effect, not the file's.
+    if let Some(e) = mons.load_error() {
+        let clean: String = e
+            .chars()
+            .map(|c| {
+                if c.is_ascii_graphic() || c == ' ' {
+                    c
+                } else {
+                    '?'
+                }
+            })
+            .take(1000)
+            .collect();
+        if let Ok(v) = axum::http::HeaderValue::from_str(&clean) {
+            resp.headers_mut().insert("x-cairn-monitors-error", v);
+        }
+    }
+    resp
 }
 
 async fn one(mons: &Arc<Monitors>, id: i64) -> Response {
@@ -166,6 +184,21 @@ fn checked(v: Value) -> Result<(config::MonitorSpec, super::query::MonitorQuery)
     Ok((spec, q))
 }
 
+/// A message's `@webhook-<name>` handles must name configured webhooks (a file that names an
+/// unknown one is loaded with a warning; the API refuses it).
+fn known_webhooks(message: &str, webhooks: &[config::WebhookSpec]) -> Result<(), IntakeError> {
+    let unknown = config::unknown_webhooks(message, webhooks);
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    let handles: Vec<String> = unknown.iter().map(|n| format!("@webhook-{n}")).collect();
+    Err(IntakeError::BadRequest(format!(
+        "message: {} names no configured webhook; the webhooks configured: {}",
+        handles.join(", "),
+        config::webhook_list(webhooks)
+    )))
+}
+
 async fn validate(body: Bytes) -> Response {
     let v = match body_json(&body) {
         Ok(v) => v,
@@ -189,6 +222,7 @@ async fn create(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
     let mons = st.monitors.clone();
     let made = mons
         .modify(move |file| {
+            known_webhooks(&spec.message, &file.webhooks)?;
             // Datadog assigns the id; the next after the largest keeps them short and unique.
             let id = file.monitors.iter().map(|m| m.id).max().unwrap_or(0) + 1;
             spec.id = Some(id);
@@ -217,6 +251,7 @@ async fn update(State(st): State<Arc<AppState>>, Path(id): Path<String>, body: B
         }
         Err(r) => return *r,
     };
+    let message_given = patch.contains_key("message");
     let mons = st.monitors.clone();
     let done = mons
         .modify(move |file| {
@@ -240,6 +275,9 @@ async fn update(State(st): State<Arc<AppState>>, Path(id): Path<String>, body: B
                 }
             }
             let (mut spec, query) = checked(cur)?;
+            if message_given {
+                known_webhooks(&spec.message, &file.webhooks)?;
+            }
             spec.id = Some(id);
             *slot = Monitor { id, spec, query };
             Ok(())

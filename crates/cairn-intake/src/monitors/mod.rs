@@ -63,6 +63,8 @@ pub struct Monitors {
     file: RwLock<Arc<MonitorsFile>>,
     /// The modification time and length of the file last loaded.
     stamp: Mutex<Option<(SystemTime, u64)>>,
+    /// Why the file on disk is not the monitors in effect (a reload refused it).
+    load_error: Mutex<Option<String>>,
     /// API writes read, change and rewrite the file one at a time.
     write_lock: tokio::sync::Mutex<()>,
     /// The round's connections; one round at a time.
@@ -185,6 +187,7 @@ impl Monitors {
             cfg,
             file: RwLock::new(Arc::new(file)),
             stamp: Mutex::new(stamp),
+            load_error: Mutex::new(None),
             write_lock: tokio::sync::Mutex::new(()),
             engine: Mutex::new(Some(engine)),
             counters: MonitorCounters::default(),
@@ -238,6 +241,11 @@ impl Monitors {
         self.file.read().expect("monitors lock").clone()
     }
 
+    /// Why the file on disk could not be applied, while the previous monitors stay in effect.
+    pub fn load_error(&self) -> Option<String> {
+        self.load_error.lock().expect("load error lock").clone()
+    }
+
     pub fn notify_counters(&self) -> &notify::NotifyCounters {
         &self.notifier.counters
     }
@@ -257,10 +265,12 @@ impl Monitors {
             Ok(f) => {
                 let n = f.monitors.len();
                 *self.file.write().expect("monitors lock") = Arc::new(f);
+                *self.load_error.lock().expect("load error lock") = None;
                 tracing::info!(monitors = n, file = %self.cfg.file.display(), "monitors reloaded");
             }
             Err(e) => {
                 self.counters.reload_errors.fetch_add(1, Ordering::Relaxed);
+                *self.load_error.lock().expect("load error lock") = Some(e.to_string());
                 tracing::error!(error = %e, "monitors file not reloaded; the previous monitors stay in effect");
             }
         }
@@ -514,6 +524,8 @@ impl Monitors {
             // The watcher must not reload what was just written (it would be the same).
             *me.stamp.lock().expect("stamp lock") = file_stamp(&me.cfg.file);
             *me.file.write().expect("monitors lock") = Arc::new(file);
+            // The file on disk is now the monitors in effect.
+            *me.load_error.lock().expect("load error lock") = None;
             Ok(out)
         })
         .await
