@@ -502,7 +502,9 @@ fn from_event(event: Event, trace: &Trace, log: &mut NewLog) {
     log.truncated |= cut;
     log.tags = tags_text(&tags);
     log.leaves = ingest::leaves_of_map(&attributes);
-    log.attributes = Some(Value::Object(attributes).to_string());
+    // The same compact text as `Value`'s Display, written straight into the string rather
+    // than through a `fmt::Write` adapter (measured a third cheaper).
+    log.attributes = Some(serde_json::to_string(&attributes).expect("JSON values serialise"));
 }
 
 /// Tags in the store's `,a:b,c,` form (empty when there are none).
