@@ -405,7 +405,9 @@ fn warn_errors(errors: usize, first: &str) {
 pub fn apply_one(pipelines: &Pipelines, log: &mut NewLog) -> Trace {
     let mut event = to_event(log);
     let trace = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        pipelines.process(&mut event)
+        // On an error the event is dropped and `log` (the log as it arrived) noted instead,
+        // so the pipelines need not copy the event to restore it.
+        pipelines.process_discarding_on_error(&mut event)
     })) {
         Ok(t) => t,
         // A processor bug must not cost the batch: the log is kept as it arrived.
@@ -415,7 +417,7 @@ pub fn apply_one(pipelines: &Pipelines, log: &mut NewLog) -> Trace {
         },
     };
     if let Some(e) = &trace.error {
-        // The pipelines restored the event; the log as it arrived is still `log` itself.
+        // The log as it arrived is still `log` itself; the event is dropped.
         note_error(log, e);
     } else if !trace.steps.is_empty() {
         from_event(event, &trace, log);
