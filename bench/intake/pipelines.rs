@@ -8,6 +8,9 @@
 //! `cargo bench -p cairn-intake --bench pipelines` (CAIRN_BENCH_LOGS, default 500,000;
 //! CAIRN_BENCH_SENDERS, default 4; CAIRN_BENCH_ROUNDS, default 3: each round runs the
 //! three cases, in rotating order, each on a fresh store; medians are compared).
+//! For profiling (e.g. under callgrind): CAIRN_BENCH_CASES, a comma-separated subset of
+//! `0` (reference), `1` (pipeline), `2` (pre-parsed), runs only those; CAIRN_BENCH_CPU_ONLY=1
+//! runs only the one-thread measure of parsing and the pipeline.
 //! Data goes under CAIRN_BENCH_DIR or /tmp.
 
 use std::future::Future;
@@ -356,12 +359,22 @@ fn main() {
         "one thread, no HTTP, no store: parse {parse_us:.2} µs/log, parse + pipeline {both_us:.2} µs/log (the pipeline and its conversions: {:.2} µs/log)",
         both_us - parse_us
     );
+    if std::env::var("CAIRN_BENCH_CPU_ONLY").is_ok_and(|v| v == "1") {
+        return;
+    }
+    let cases: Vec<usize> = std::env::var("CAIRN_BENCH_CASES")
+        .ok()
+        .map(|v| v.split(',').filter_map(|c| c.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![0, 1, 2]);
     let (mut with, mut without, mut pre) = (Vec::new(), Vec::new(), Vec::new());
     rt.block_on(async {
         for round in 0..rounds {
             // Rotating order, so no case always runs on a warmer page cache.
             for case in 0..3 {
                 let case = (case + round) % 3;
+                if !cases.contains(&case) {
+                    continue;
+                }
                 let (label, body_set, with_pipelines) = match case {
                     0 => ("reference, no pipelines", &bodies, false),
                     1 => ("with the nginx pipeline", &bodies, true),
@@ -387,7 +400,10 @@ fn main() {
     let median = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
         let n = v.len();
-        if n % 2 == 1 {
+        if n == 0 {
+            // A case left out by CAIRN_BENCH_CASES.
+            f64::NAN
+        } else if n % 2 == 1 {
             v[n / 2]
         } else {
             (v[n / 2 - 1] + v[n / 2]) / 2.0

@@ -168,19 +168,19 @@ const MAX_LEAVES: usize = 256;
 /// The leaves of an attributes object (objects are walked, arrays and scalars are leaves).
 pub fn leaves_of(attributes: &str) -> Vec<Leaf> {
     let mut out = Vec::new();
-    let mut parts: Vec<&str> = Vec::new();
+    let mut path = PathBuf::default();
     // Borrowed first: no value is decoded or copied. A key with an escape cannot be borrowed;
     // such objects take the owned walk, which gives the same leaves.
-    if walk_raw(attributes, &mut parts, &mut out).is_some() {
+    if walk_raw(attributes, &mut path, &mut out).is_some() {
         return out;
     }
     out.clear();
-    parts.clear();
+    let mut path = PathBuf::default();
     let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(attributes)
     else {
         return Vec::new();
     };
-    walk(&map, &mut parts, &mut out);
+    walk(&map, &mut path, &mut out);
     out
 }
 
@@ -188,28 +188,81 @@ pub fn leaves_of(attributes: &str) -> Vec<Leaf> {
 /// and re-reading their JSON.
 pub(crate) fn leaves_of_map(attributes: &serde_json::Map<String, serde_json::Value>) -> Vec<Leaf> {
     let mut out = Vec::new();
-    walk(attributes, &mut Vec::new(), &mut out);
+    walk(attributes, &mut PathBuf::default(), &mut out);
     out
 }
 
-fn walk_raw<'a>(object: &'a str, parts: &mut Vec<&'a str>, out: &mut Vec<Leaf>) -> Option<()> {
-    let map: std::collections::BTreeMap<&'a str, &'a RawValue> =
-        serde_json::from_str(object).ok()?;
+/// The path of the key being walked, in both spellings a [`Leaf`] holds, grown and cut back
+/// one step at a time: a leaf copies two finished strings instead of rebuilding them from
+/// every step (the same text as `query::json_path_of` and `query::dotted_path`).
+#[derive(Default)]
+struct PathBuf {
+    json_path: String,
+    dotted: String,
+    depth: usize,
+}
+
+impl PathBuf {
+    /// Enters `key`; returns the lengths to [`PathBuf::pop`] back to.
+    fn push(&mut self, key: &str) -> (usize, usize) {
+        let mark = (self.json_path.len(), self.dotted.len());
+        if self.json_path.is_empty() {
+            self.json_path.push('$');
+        }
+        self.json_path.push_str(".\"");
+        if key.contains('\\') {
+            for c in key.chars() {
+                if c == '\\' {
+                    self.json_path.push('\\');
+                }
+                self.json_path.push(c);
+            }
+        } else {
+            self.json_path.push_str(key);
+        }
+        self.json_path.push('"');
+        if self.depth > 0 {
+            self.dotted.push('.');
+        }
+        let special = |c: char| matches!(c, '.' | '\\' | ' ' | ':' | '(' | ')' | '"' | '*' | '?');
+        if key.contains(special) {
+            for c in key.chars() {
+                if special(c) {
+                    self.dotted.push('\\');
+                }
+                self.dotted.push(c);
+            }
+        } else {
+            self.dotted.push_str(key);
+        }
+        self.depth += 1;
+        mark
+    }
+
+    fn pop(&mut self, (json_len, dotted_len): (usize, usize)) {
+        self.json_path.truncate(json_len);
+        self.dotted.truncate(dotted_len);
+        self.depth -= 1;
+    }
+}
+
+fn walk_raw(object: &str, path: &mut PathBuf, out: &mut Vec<Leaf>) -> Option<()> {
+    let map: std::collections::BTreeMap<&str, &RawValue> = serde_json::from_str(object).ok()?;
     for (k, v) in map {
         if out.len() >= MAX_LEAVES {
             return Some(());
         }
-        if (parts.is_empty() && k == normalize::MARKER_KEY) || k.is_empty() || k.contains('"') {
+        if (path.depth == 0 && k == normalize::MARKER_KEY) || k.is_empty() || k.contains('"') {
             continue;
         }
         let text = v.get();
-        parts.push(k);
+        let mark = path.push(k);
         let (kind, number, value) = match text.as_bytes().first() {
             Some(b'{') => {
-                if parts.len() < MAX_LEAF_DEPTH {
-                    walk_raw(text, parts, out)?;
+                if path.depth < MAX_LEAF_DEPTH {
+                    walk_raw(text, path, out)?;
                 }
-                parts.pop();
+                path.pop(mark);
                 continue;
             }
             Some(b'"') => (LeafKind::String, None, short_text(text)),
@@ -217,52 +270,48 @@ fn walk_raw<'a>(object: &'a str, parts: &mut Vec<&'a str>, out: &mut Vec<Leaf>) 
             Some(b'n' | b'[') | None => (LeafKind::Other, None, None),
             Some(_) => (LeafKind::Number, text.parse::<f64>().ok(), None),
         };
-        push_leaf(parts, kind, number, value, out);
-        parts.pop();
+        push_leaf(path, kind, number, value, out);
+        path.pop(mark);
     }
     Some(())
 }
 
 fn push_leaf(
-    parts: &[&str],
+    path: &PathBuf,
     kind: LeafKind,
     number: Option<f64>,
     text: Option<String>,
     out: &mut Vec<Leaf>,
 ) {
     out.push(Leaf {
-        json_path: crate::query::json_path_of(parts),
-        dotted: crate::query::dotted_path(parts),
+        json_path: path.json_path.clone(),
+        dotted: path.dotted.clone(),
         kind,
         number: number.filter(|n| n.is_finite()),
         text,
     });
 }
 
-fn walk<'a>(
-    map: &'a serde_json::Map<String, serde_json::Value>,
-    parts: &mut Vec<&'a str>,
-    out: &mut Vec<Leaf>,
-) {
+fn walk(map: &serde_json::Map<String, serde_json::Value>, path: &mut PathBuf, out: &mut Vec<Leaf>) {
     for (k, v) in map {
         if out.len() >= MAX_LEAVES {
             return;
         }
         // The marker object is the intake's own note, not the sender's data.
-        if parts.is_empty() && k == normalize::MARKER_KEY {
+        if path.depth == 0 && k == normalize::MARKER_KEY {
             continue;
         }
         // A key with a quote cannot be a quoted JSON path step (the parser refuses it too).
         if k.is_empty() || k.contains('"') {
             continue;
         }
-        parts.push(k);
+        let mark = path.push(k);
         let (kind, number, value) = match v {
             serde_json::Value::Object(inner) => {
-                if parts.len() < MAX_LEAF_DEPTH {
-                    walk(inner, parts, out);
+                if path.depth < MAX_LEAF_DEPTH {
+                    walk(inner, path, out);
                 }
-                parts.pop();
+                path.pop(mark);
                 continue;
             }
             serde_json::Value::Number(n) => (LeafKind::Number, n.as_f64(), None),
@@ -274,8 +323,8 @@ fn walk<'a>(
             serde_json::Value::Bool(_) => (LeafKind::Boolean, None, None),
             _ => (LeafKind::Other, None, None),
         };
-        push_leaf(parts, kind, number, value, out);
-        parts.pop();
+        push_leaf(path, kind, number, value, out);
+        path.pop(mark);
     }
 }
 
@@ -633,6 +682,30 @@ mod tests {
     }
 
     #[test]
+    fn leaf_paths_are_the_query_languages() {
+        let text = r#"{"a.b":{"c\\d":{"sp ace":1,"x:(y)*?\"":2}},"é":{"k":"v"},"_cairn":{"n":1}}"#;
+        let Ok(serde_json::Value::Object(map)) = serde_json::from_str(text) else {
+            panic!("{text}");
+        };
+        for leaves in [leaves_of(text), leaves_of_map(&map)] {
+            let got: Vec<(String, String)> = leaves
+                .iter()
+                .map(|l| (l.json_path.clone(), l.dotted.clone()))
+                .collect();
+            let want: Vec<(String, String)> = [vec!["a.b", "c\\d", "sp ace"], vec!["é", "k"]]
+                .iter()
+                .map(|p| (crate::query::json_path_of(p), crate::query::dotted_path(p)))
+                .collect();
+            assert_eq!(got, want);
+        }
+        // No escape in any key: the borrowed walk.
+        let raw = leaves_of(r#"{"a.b":{"sp ace":{"x:(y)*?":1}}}"#);
+        let p = ["a.b", "sp ace", "x:(y)*?"];
+        assert_eq!(raw[0].json_path, crate::query::json_path_of(&p));
+        assert_eq!(raw[0].dotted, crate::query::dotted_path(&p));
+    }
+
+    #[test]
     fn borrowed_and_owned_leaf_walks_agree() {
         for text in [
             r#"{"a":1,"b":{"c":"x","d":[1,2],"e":null,"f":true},"g":-2.5e3,"_cairn":{"n":1}}"#,
@@ -643,7 +716,7 @@ mod tests {
                 panic!("{text}");
             };
             let mut slow = Vec::new();
-            walk(&map, &mut Vec::new(), &mut slow);
+            walk(&map, &mut PathBuf::default(), &mut slow);
             let key = |l: &Leaf| l.json_path.clone();
             let (mut fast, mut slow) = (fast, slow);
             fast.sort_by_key(key);

@@ -157,6 +157,17 @@ impl Pipelines {
     /// The event is copied only once a filter matches (nothing is changed before), so logs
     /// that no pipeline selects cost a filter evaluation each and nothing more.
     pub fn process(&self, event: &mut Event) -> Trace {
+        self.run(event, true)
+    }
+
+    /// [`Pipelines::process`] for a caller that keeps the log as it arrived itself and drops
+    /// the event on an error (the intake keeps its row): the event is not copied first, and
+    /// after an error it is left as the failing processor left it.
+    pub fn process_discarding_on_error(&self, event: &mut Event) -> Trace {
+        self.run(event, false)
+    }
+
+    fn run(&self, event: &mut Event, restore: bool) -> Trace {
         let mut trace = Trace::default();
         let mut run = Run::default();
         let mut arrived: Option<Event> = None;
@@ -164,7 +175,7 @@ impl Pipelines {
             if !filter_matches(p, event) {
                 continue;
             }
-            if arrived.is_none() {
+            if restore && arrived.is_none() {
                 arrived = Some(event.clone());
             }
             if let Err(e) = run_matched(p, event, &mut run, &mut trace) {

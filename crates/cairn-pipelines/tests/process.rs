@@ -112,6 +112,10 @@ fn a_failing_processor_leaves_the_log_as_it_arrived_and_names_itself() {
         trace.steps[0].processors,
         vec!["service-remapper".to_string()]
     );
+    // The variant for callers that keep their own copy: the same trace, no restoring.
+    let mut e = arrived.clone();
+    assert_eq!(p.process_discarding_on_error(&mut e), trace);
+    assert_ne!(e, arrived);
 }
 
 #[test]

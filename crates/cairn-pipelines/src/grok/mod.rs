@@ -447,13 +447,11 @@ fn store(out: &mut Map<String, Value>, target: &Target, value: Value) {
             };
             let mut node = out;
             for p in parents {
-                let slot = node
-                    .entry(p.clone())
-                    .or_insert_with(|| Value::Object(Map::new()));
-                if !slot.is_object() {
-                    *slot = Value::Object(Map::new());
+                // Looked up before inserting: the key is copied only when the object is new.
+                if !matches!(node.get(p.as_str()), Some(Value::Object(_))) {
+                    node.insert(p.clone(), Value::Object(Map::new()));
                 }
-                let Value::Object(next) = slot else {
+                let Some(Value::Object(next)) = node.get_mut(p.as_str()) else {
                     return;
                 };
                 node = next;
