@@ -220,6 +220,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/logs/config/pipelines/{id}"),
     ("PUT", "/api/v1/logs/config/pipelines/{id}"),
     ("DELETE", "/api/v1/logs/config/pipelines/{id}"),
+    ("GET", "/api/v1/logs/config/pipeline-order"),
+    ("PUT", "/api/v1/logs/config/pipeline-order"),
     ("POST", "/api/v2/series"),
     ("POST", "/api/v1/series"),
     ("POST", "/api/v1/check_run"),

@@ -43,6 +43,9 @@ pub const PROVENANCE_KEY: &str = "pipelines";
 pub const ERROR_KEY: &str = "pipeline_error";
 /// The route prefix, Datadog's.
 pub const BASE: &str = "/api/v1/logs/config/pipelines";
+/// Datadog's pipeline order: `{"pipeline_ids": [...]}`, every pipeline once, in the order they
+/// run.
+pub const ORDER: &str = "/api/v1/logs/config/pipeline-order";
 
 /// One version of the pipelines: the definitions (as served by GET) and their compiled form.
 pub struct Loaded {
@@ -633,6 +636,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route(BASE, get(list).put(replace_all).post(create))
         .route(&format!("{BASE}/preview"), post(preview_handler))
         .route(&format!("{BASE}/_status"), get(status_handler))
+        .route(ORDER, get(order_get).put(order_put))
         .route(
             &format!("{BASE}/{{id}}"),
             get(get_one).put(replace_one).delete(delete_one),
@@ -745,6 +749,69 @@ async fn list(State(st): State<Arc<AppState>>) -> Response {
 
 async fn status_handler(State(st): State<Arc<AppState>>) -> Response {
     axum::Json(st.pipelines.status()).into_response()
+}
+
+fn order_of(pipelines: &[Value]) -> Value {
+    let ids: Vec<&str> = pipelines.iter().filter_map(id_of).collect();
+    json!({ "pipeline_ids": ids })
+}
+
+async fn order_get(State(st): State<Arc<AppState>>) -> Response {
+    axum::Json(order_of(&st.pipelines.current().definitions())).into_response()
+}
+
+/// Reorders the pipelines. As Datadog's, the list must name every pipeline exactly once: an
+/// order that forgets one would otherwise silently drop it.
+async fn order_put(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
+    let body = match parse_body(&body) {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    let Some(wanted) = body
+        .get("pipeline_ids")
+        .and_then(Value::as_array)
+        .and_then(|a| {
+            a.iter()
+                .map(|v| v.as_str().map(str::to_owned))
+                .collect::<Option<Vec<_>>>()
+        })
+    else {
+        return v1_error(
+            StatusCode::BAD_REQUEST,
+            "pipeline_ids: expected a list of pipeline ids".into(),
+        );
+    };
+    modify(
+        &st,
+        move |all| {
+            let mut rest: Vec<Option<Value>> = all.into_iter().map(Some).collect();
+            let mut ordered = Vec::with_capacity(rest.len());
+            for id in &wanted {
+                let slot = rest
+                    .iter_mut()
+                    .find(|p| p.as_ref().and_then(|p| id_of(p)) == Some(id.as_str()));
+                match slot.and_then(Option::take) {
+                    Some(p) => ordered.push(p),
+                    None => return Err(IntakeError::BadRequest(format!(
+                        "pipeline_ids: {id:?} is not a pipeline of this intake, or is named twice"
+                    ))),
+                }
+            }
+            let missing: Vec<String> = rest
+                .iter()
+                .flatten()
+                .filter_map(|p| id_of(p).map(str::to_owned))
+                .collect();
+            if !missing.is_empty() {
+                return Err(IntakeError::BadRequest(format!(
+                    "pipeline_ids: every pipeline must be named once; missing {missing:?}"
+                )));
+            }
+            Ok((ordered, ()))
+        },
+        |loaded, ()| axum::Json(order_of(&loaded.definitions())).into_response(),
+    )
+    .await
 }
 
 async fn replace_all(State(st): State<Arc<AppState>>, body: Bytes) -> Response {

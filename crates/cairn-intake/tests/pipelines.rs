@@ -583,3 +583,80 @@ async fn a_file_linked_to_dev_zero_or_over_the_cap_is_refused_and_the_pipelines_
     write(&file, &good.replace("name: OK", "name: back"));
     wait_for_list(&h, |l| l.to_string().contains("\"back\"")).await;
 }
+
+/// Datadog's `pipeline-order`: the ids in the order they run; a new order must name every
+/// pipeline once, and the pipelines then run (and are listed, and written) in it.
+#[tokio::test]
+async fn the_pipeline_order_is_read_and_rewritten_as_datadog_s() {
+    let (h, file) = start_with_file(None).await;
+    let base = "/api/v1/logs/config/pipelines";
+    let order = "/api/v1/logs/config/pipeline-order";
+    let mut ids = Vec::new();
+    for name in ["first", "second", "third"] {
+        let (status, p) = send(
+            &h,
+            reqwest::Method::POST,
+            base,
+            &json!({"name": name, "filter": {"query": "source:order"}, "processors": [
+                {"type": "string-builder-processor", "template": name, "target": "last", "is_replace_missing": true}
+            ]}),
+        )
+        .await;
+        assert_eq!(status, 200, "{p}");
+        ids.push(p["id"].as_str().unwrap().to_owned());
+    }
+    let (status, got) = get(&h, order).await;
+    assert_eq!(status, 200);
+    assert_eq!(got, json!({"pipeline_ids": ids}));
+
+    let new = vec![ids[2].clone(), ids[0].clone(), ids[1].clone()];
+    let (status, got) = send(
+        &h,
+        reqwest::Method::PUT,
+        order,
+        &json!({"pipeline_ids": new}),
+    )
+    .await;
+    assert_eq!(status, 200, "{got}");
+    assert_eq!(got, json!({"pipeline_ids": new}));
+    let (_, list) = get(&h, base).await;
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["third", "first", "second"]);
+    assert!(
+        std::fs::read_to_string(&file).unwrap().find("third")
+            < std::fs::read_to_string(&file).unwrap().find("first")
+    );
+    // The last pipeline to run writes `last`.
+    h.ingest(&json!([{"message": "ordered", "ddsource": "order"}]))
+        .await;
+    let a = with_message(&h, "ordered").await;
+    assert_eq!(a["attributes"]["last"], "second");
+
+    for bad in [
+        json!({"pipeline_ids": [ids[0], ids[1]]}),
+        json!({"pipeline_ids": [ids[0], ids[0], ids[1], ids[2]]}),
+        json!({"pipeline_ids": [ids[0], ids[1], ids[2], "nope"]}),
+        json!({"ids": []}),
+    ] {
+        let (status, body) = send(&h, reqwest::Method::PUT, order, &bad).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(
+            body["errors"][0]
+                .as_str()
+                .unwrap()
+                .starts_with("pipeline_ids"),
+            "{body}"
+        );
+    }
+    let (_, got) = get(&h, order).await;
+    assert_eq!(
+        got,
+        json!({"pipeline_ids": new}),
+        "a refused order changes nothing"
+    );
+}
