@@ -226,7 +226,11 @@ async function monDetail(m) {
   box.appendChild(evalOut);
   box.appendChild(el("h4", null, "Groups"));
   const groups = monGroups(m);
-  if (!groups.length) box.appendChild(el("div", "note", "Not evaluated yet, or no group has matched."));
+  if (!groups.length) {
+    // A monitor just created has no state until the next round: show what it sees now.
+    box.appendChild(el("div", "note", "Not evaluated yet, or no group has matched: the values now are above."));
+    monEvaluate(m, evalOut);
+  }
   else {
     const t = el("table", "mon-groups");
     for (const g of groups) {
