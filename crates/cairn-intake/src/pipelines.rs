@@ -792,9 +792,11 @@ async fn order_put(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
                     .find(|p| p.as_ref().and_then(|p| id_of(p)) == Some(id.as_str()));
                 match slot.and_then(Option::take) {
                     Some(p) => ordered.push(p),
-                    None => return Err(IntakeError::BadRequest(format!(
+                    None => {
+                        return Err(IntakeError::BadRequest(format!(
                         "pipeline_ids: {id:?} is not a pipeline of this intake, or is named twice"
-                    ))),
+                    )))
+                    }
                 }
             }
             let missing: Vec<String> = rest
