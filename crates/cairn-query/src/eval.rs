@@ -238,20 +238,28 @@ fn contains_ignore_case(haystack: &str, needle: &str) -> bool {
 
 /// Matches `text` in full against `pieces`; with `ascii_fold`, ASCII letters match either case.
 fn glob(pieces: &[Piece], text: &str, ascii_fold: bool) -> bool {
-    #[derive(Clone, Copy, PartialEq)]
-    enum P {
-        Lit(char),
-        Run,
-        One,
-    }
     let mut pat = Vec::with_capacity(pieces.len() * 4);
     for p in pieces {
         match p {
-            Piece::Lit(s) => pat.extend(s.chars().map(P::Lit)),
-            Piece::AnyRun => pat.push(P::Run),
-            Piece::AnyChar => pat.push(P::One),
+            Piece::Lit(s) => pat.extend(s.chars().map(GlobPart::Lit)),
+            Piece::AnyRun => pat.push(GlobPart::Run),
+            Piece::AnyChar => pat.push(GlobPart::One),
         }
     }
+    glob_match(&pat, text, ascii_fold)
+}
+
+/// One element of a wildcard pattern: a literal character, `*` (any run) or `?` (one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GlobPart {
+    Lit(char),
+    Run,
+    One,
+}
+
+/// Whether `text` matches `pat` whole; `ascii_fold` compares ASCII letters without case.
+/// Shared with the intake's SQL `GLOB` stand-in, so the two agree on every pattern.
+pub fn glob_match(pat: &[GlobPart], text: &str, ascii_fold: bool) -> bool {
     let same =
         |a: char, b: char| a == b || (ascii_fold && a.is_ascii() && a.eq_ignore_ascii_case(&b));
     let text: Vec<char> = text.chars().collect();
@@ -260,15 +268,15 @@ fn glob(pieces: &[Piece], text: &str, ascii_fold: bool) -> bool {
     let mut star: Option<(usize, usize)> = None;
     while t < text.len() {
         match pat.get(p) {
-            Some(P::Run) => {
+            Some(GlobPart::Run) => {
                 star = Some((p, t));
                 p += 1;
             }
-            Some(P::One) => {
+            Some(GlobPart::One) => {
                 p += 1;
                 t += 1;
             }
-            Some(P::Lit(c)) if same(*c, text[t]) => {
+            Some(GlobPart::Lit(c)) if same(*c, text[t]) => {
                 p += 1;
                 t += 1;
             }
@@ -282,7 +290,7 @@ fn glob(pieces: &[Piece], text: &str, ascii_fold: bool) -> bool {
             },
         }
     }
-    pat[p..].iter().all(|x| *x == P::Run)
+    pat[p..].iter().all(|x| *x == GlobPart::Run)
 }
 
 /// A log made of plain parts, for callers (and tests) that hold no log type of their own.

@@ -340,57 +340,24 @@ fn to_like(pieces: &[Piece]) -> String {
 /// Matches `text` against a pattern in the GLOB dialect that [`to_glob`] writes: `*`, `?`, and
 /// `[c]` for one literal character.
 pub fn glob_matches(pattern: &str, text: &str) -> bool {
-    #[derive(Clone, Copy, PartialEq)]
-    enum P {
-        Lit(char),
-        Run,
-        One,
-    }
+    use cairn_query::eval::GlobPart;
     let mut pat = Vec::new();
     let mut chars = pattern.chars().peekable();
     while let Some(c) = chars.next() {
         match c {
-            '*' => pat.push(P::Run),
-            '?' => pat.push(P::One),
+            '*' => pat.push(GlobPart::Run),
+            '?' => pat.push(GlobPart::One),
             '[' => {
                 let lit = chars.next().unwrap_or('[');
                 if chars.peek() == Some(&']') {
                     chars.next();
                 }
-                pat.push(P::Lit(lit));
+                pat.push(GlobPart::Lit(lit));
             }
-            c => pat.push(P::Lit(c)),
+            c => pat.push(GlobPart::Lit(c)),
         }
     }
-    let text: Vec<char> = text.chars().collect();
-    // Iterative matching with one backtrack point: linear in practice, never exponential.
-    let (mut p, mut t) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while t < text.len() {
-        match pat.get(p) {
-            Some(P::Run) => {
-                star = Some((p, t));
-                p += 1;
-            }
-            Some(P::One) => {
-                p += 1;
-                t += 1;
-            }
-            Some(P::Lit(c)) if *c == text[t] => {
-                p += 1;
-                t += 1;
-            }
-            _ => match star {
-                Some((sp, st)) => {
-                    p = sp + 1;
-                    t = st + 1;
-                    star = Some((sp, st + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    pat[p..].iter().all(|x| *x == P::Run)
+    cairn_query::eval::glob_match(&pat, text, false)
 }
 
 #[cfg(test)]
