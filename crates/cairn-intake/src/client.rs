@@ -91,6 +91,16 @@ impl Client {
         self.send_json(req, url).await
     }
 
+    /// `POST <url>` with a JSON body, answer decoded as `T`.
+    pub(crate) async fn post_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<T, IntakeError> {
+        let url = self.endpoint(path);
+        self.send_json(self.http.post(&url).json(body), &url).await
+    }
+
     /// `GET <url>?<params>`, answer decoded as `T`.
     pub(crate) async fn get_json<T: serde::de::DeserializeOwned>(
         &self,

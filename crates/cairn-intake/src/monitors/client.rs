@@ -4,63 +4,24 @@ use std::io::Write;
 
 use serde_json::Value;
 
-use crate::client::{printable, ClientConfig};
-use crate::{wire, IntakeError};
+use crate::client::{printable, Client, ClientConfig};
+use crate::IntakeError;
 
-struct Api {
-    http: reqwest::Client,
-    cfg: ClientConfig,
-}
+/// The intake's own client (auth, errors named as for `cairn logs`) on the monitor routes.
+struct Api(Client);
 
 impl Api {
     fn new(cfg: ClientConfig) -> Result<Api, IntakeError> {
-        let http = reqwest::Client::builder()
-            .timeout(cfg.timeout)
-            .user_agent(concat!("cairn/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| IntakeError::Client {
-                url: cfg.url.clone(),
-                reason: e.to_string(),
-            })?;
-        Ok(Api { http, cfg })
+        Client::new(cfg).map(Api)
     }
 
-    async fn call(&self, post: bool, path: &str) -> Result<Value, IntakeError> {
-        let url = format!("{}{path}", self.cfg.url.trim_end_matches('/'));
-        let mut req = if post {
-            self.http.post(&url).json(&serde_json::json!({}))
-        } else {
-            self.http.get(&url)
-        };
-        if let Some(k) = &self.cfg.api_key {
-            req = req.header(wire::API_KEY_HEADER, k);
-        }
-        if let Some(t) = &self.cfg.token {
-            req = req.bearer_auth(t);
-        }
-        let fail = |reason: String| IntakeError::Client {
-            url: url.clone(),
-            reason,
-        };
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| fail(format!("cannot reach the intake: {e}")))?;
-        let status = resp.status();
-        let body = resp.bytes().await.map_err(|e| fail(e.to_string()))?;
-        if !status.is_success() {
-            let detail = serde_json::from_slice::<Value>(&body)
-                .ok()
-                .and_then(|v| v["errors"][0].as_str().map(str::to_owned))
-                .unwrap_or_else(|| String::from_utf8_lossy(&body).chars().take(300).collect());
-            return Err(fail(format!("{status}: {detail}")));
-        }
-        serde_json::from_slice(&body).map_err(|e| fail(format!("unexpected answer: {e}")))
+    async fn get(&self, path: &str, params: &[(&str, String)]) -> Result<Value, IntakeError> {
+        self.0.get_json(path, params).await
     }
 
     /// The monitor named `key`: its id if `key` is one, else its exact name.
     async fn find(&self, key: &str) -> Result<Value, IntakeError> {
-        let list = self.call(false, "/api/v1/monitor").await?;
+        let list = self.get("/api/v1/monitor", &[]).await?;
         let all = list.as_array().cloned().unwrap_or_default();
         if let Ok(id) = key.trim().parse::<i64>() {
             if let Some(m) = all.iter().find(|m| m["id"].as_i64() == Some(id)) {
@@ -101,7 +62,7 @@ fn json_out(out: &mut dyn Write, v: &Value) -> Result<(), IntakeError> {
 /// `cairn monitors list`: one line per monitor: id, overall state, groups not OK, name.
 pub fn run_list(cfg: ClientConfig, json: bool, out: &mut dyn Write) -> Result<usize, IntakeError> {
     let list = crate::client::runtime()?
-        .block_on(async { Api::new(cfg)?.call(false, "/api/v1/monitor").await })?;
+        .block_on(async { Api::new(cfg)?.get("/api/v1/monitor", &[]).await })?;
     let all = list.as_array().cloned().unwrap_or_default();
     if json {
         for m in &all {
@@ -172,7 +133,10 @@ pub fn run_show(
         let m = api.find(key).await?;
         let id = m["id"].as_i64().unwrap_or_default();
         let hist = api
-            .call(false, &format!("/api/v1/monitor/{id}/history?limit=20"))
+            .get(
+                &format!("/api/v1/monitor/{id}/history"),
+                &[("limit", "20".to_owned())],
+            )
             .await?;
         Ok::<_, IntakeError>((m, hist))
     })?;
@@ -267,7 +231,11 @@ pub fn run_test(
         let api = Api::new(cfg)?;
         let m = api.find(key).await?;
         let id = m["id"].as_i64().unwrap_or_default();
-        api.call(true, &format!("/api/v1/monitor/{id}/evaluate"))
+        api.0
+            .post_json(
+                &format!("/api/v1/monitor/{id}/evaluate"),
+                &serde_json::json!({}),
+            )
             .await
     })?;
     if json {
