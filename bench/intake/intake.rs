@@ -8,29 +8,14 @@
 use std::time::{Duration, Instant};
 
 use cairn_intake::{IntakeConfig, RunningIntake};
+
+#[path = "common.rs"]
+mod common;
+use common::*;
 use serde_json::json;
 
 const LOGS_PER_BODY: usize = 1000;
 const DAY_MS: i64 = 86_400_000;
-
-const SERVICES: [&str; 8] = [
-    "orders-db",
-    "payments-api",
-    "inventory",
-    "auth",
-    "search",
-    "billing-worker",
-    "gateway",
-    "reports",
-];
-const TABLES: [&str; 6] = [
-    "orders",
-    "customers",
-    "invoices",
-    "items",
-    "sessions",
-    "events",
-];
 
 /// Concurrent requests in flight (CAIRN_BENCH_SENDERS, default 4).
 fn senders() -> usize {
@@ -38,65 +23,6 @@ fn senders() -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(4)
-}
-
-/// xorshift64*: deterministic and dependency-free.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-/// Weighted by repetition: mostly 200s, some redirects and client errors, a few 5xx.
-const HTTP_STATUS: [u16; 16] = [
-    200, 200, 200, 200, 200, 200, 200, 200, 201, 204, 301, 304, 400, 404, 500, 503,
-];
-
-/// Request latencies with a long tail, as services show them: 85 % under 150 ms, 12 % from
-/// 150 to 600 ms, 3 % up to 5 s (about 6 % over 500 ms). Whole milliseconds.
-fn duration_ms(rng: &mut Rng) -> u64 {
-    match rng.below(100) {
-        0..=84 => 1 + rng.below(150),
-        85..=96 => 150 + rng.below(450),
-        _ => 600 + rng.below(4400),
-    }
-}
-
-/// One log shaped like the seed page's structured example, about 300 bytes as JSON.
-fn seed_log(rng: &mut Rng, timestamp_ms: i64) -> serde_json::Value {
-    let table = TABLES[rng.below(TABLES.len() as u64) as usize];
-    let id = rng.below(1_000_000);
-    let roll = rng.below(1000);
-    let (status, message) = match roll {
-        0 => ("error", format!("Database query failed: deadlock detected on {table} while updating id {id}")),
-        1..=49 => ("error", format!("Database query failed: timeout after 5000 ms on SELECT * FROM {table} WHERE id = {id}")),
-        50..=149 => ("warn", format!("Database query slow: SELECT * FROM {table} WHERE customer_id = {id} took longer than expected")),
-        _ => ("info", format!("Database query completed: SELECT * FROM {table} WHERE customer_id = {id} LIMIT 100")),
-    };
-    let duration = duration_ms(rng);
-    let http_status = HTTP_STATUS[rng.below(HTTP_STATUS.len() as u64) as usize];
-    let method = ["GET", "GET", "GET", "POST", "PUT", "DELETE"][rng.below(6) as usize];
-    json!({
-        "message": message,
-        "status": status,
-        "timestamp": timestamp_ms,
-        "hostname": format!("db-host-{:02}", rng.below(20)),
-        "service": SERVICES[rng.below(SERVICES.len() as u64) as usize],
-        "ddsource": "custom_check",
-        "ddtags": format!("env:prod,team:{},db:{table}", ["payments", "core", "growth"][rng.below(3) as usize]),
-        "query_duration_ms": rng.below(2000),
-        "rows_returned": rng.below(5000),
-        "duration_ms": duration,
-        "http": {"status": http_status, "method": method},
-        "user": {"id": format!("u{}", rng.below(100_000))},
-    })
 }
 
 /// Bodies of 1,000 logs, zstd level 1 as the sender sends them, timestamps spread evenly over
@@ -118,57 +44,6 @@ fn make_bodies(total: usize, now_ms: i64) -> (Vec<Vec<u8>>, usize) {
         i += n;
     }
     (bodies, plain)
-}
-
-/// Every request carries the token, as the agent's sender does, so its check is measured.
-fn authed_client(intake: &RunningIntake) -> reqwest::Client {
-    let mut headers = reqwest::header::HeaderMap::new();
-    if let Some(t) = intake.token() {
-        headers.insert("DD-API-KEY", t.parse().expect("a token is a header value"));
-    }
-    reqwest::Client::builder()
-        .default_headers(headers)
-        .build()
-        .expect("client")
-}
-
-async fn post_all(intake: &RunningIntake, bodies: &[Vec<u8>]) -> Duration {
-    let url = format!("{}/api/v2/logs", intake.url());
-    let client = authed_client(intake);
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let started = Instant::now();
-    let sender = || async {
-        loop {
-            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let Some(body) = bodies.get(i) else { return };
-            let resp = client
-                .post(&url)
-                .header("content-type", "application/json")
-                .header("content-encoding", "zstd")
-                .body(body.clone())
-                .send()
-                .await
-                .expect("intake reachable");
-            assert_eq!(resp.status().as_u16(), 202);
-        }
-    };
-    let tasks: Vec<_> = (0..senders()).map(|_| sender()).collect();
-    futures_join_all(tasks).await;
-    started.elapsed()
-}
-
-async fn futures_join_all<F: std::future::Future<Output = ()>>(futs: Vec<F>) {
-    // A tiny join_all so the bench needs no futures crate: poll each in turn, in one task.
-    let mut futs: Vec<_> = futs.into_iter().map(Box::pin).collect();
-    std::future::poll_fn(|cx| {
-        futs.retain_mut(|f| f.as_mut().poll(cx).is_pending());
-        if futs.is_empty() {
-            std::task::Poll::Ready(())
-        } else {
-            std::task::Poll::Pending
-        }
-    })
-    .await
 }
 
 /// Inserts the same rows into a plain table (no index, no full-text) in 1,000-row
@@ -318,14 +193,14 @@ fn main() {
 
         let written_before = disk_bytes_written();
         let first_n = (500_000 / LOGS_PER_BODY).min(bodies.len());
-        let t_first = post_all(&intake, &bodies[..first_n]).await;
+        let t_first = post_all(&intake, &bodies[..first_n], senders()).await;
         let first_rate = (first_n * LOGS_PER_BODY) as f64 / t_first.as_secs_f64();
         println!(
             "ingest     first {} logs: {first_rate:>10.0} logs/s ({:.2}x the raw SQLite rate)",
             first_n * LOGS_PER_BODY,
             first_rate / raw_rate
         );
-        let t_rest = post_all(&intake, &bodies[first_n..]).await;
+        let t_rest = post_all(&intake, &bodies[first_n..], senders()).await;
         let all_rate = total as f64 / (t_first + t_rest).as_secs_f64();
         println!("ingest     all {total} logs: {all_rate:>10.0} logs/s overall ({:.1}s)", (t_first + t_rest).as_secs_f64());
         drop(bodies);

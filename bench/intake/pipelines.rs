@@ -13,37 +13,16 @@
 //! runs only the one-thread measure of parsing and the pipeline.
 //! Data goes under CAIRN_BENCH_DIR or /tmp.
 
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 use cairn_intake::{IntakeConfig, RunningIntake};
+
+#[path = "common.rs"]
+mod common;
+use common::*;
 use serde_json::json;
 
 const LOGS_PER_BODY: usize = 1000;
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// xorshift64*: deterministic and dependency-free.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len() as u64) as usize]
-    }
-}
 
 const MONTHS: [&str; 12] = [
     "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
@@ -208,50 +187,6 @@ fn make_bodies(total: usize) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
         i += n;
     }
     (bodies, parsed)
-}
-
-fn authed_client(intake: &RunningIntake) -> reqwest::Client {
-    let mut headers = reqwest::header::HeaderMap::new();
-    if let Some(t) = intake.token() {
-        headers.insert("DD-API-KEY", t.parse().expect("a token is a header value"));
-    }
-    reqwest::Client::builder()
-        .default_headers(headers)
-        .build()
-        .expect("client")
-}
-
-async fn post_all(intake: &RunningIntake, bodies: &[Vec<u8>], senders: usize) -> Duration {
-    let url = format!("{}/api/v2/logs", intake.url());
-    let client = authed_client(intake);
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let started = Instant::now();
-    let sender = || async {
-        loop {
-            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let Some(body) = bodies.get(i) else { return };
-            let resp = client
-                .post(&url)
-                .header("content-type", "application/json")
-                .header("content-encoding", "zstd")
-                .body(body.clone())
-                .send()
-                .await
-                .expect("intake reachable");
-            assert_eq!(resp.status().as_u16(), 202);
-        }
-    };
-    let mut futs: Vec<_> = (0..senders).map(|_| Box::pin(sender())).collect();
-    std::future::poll_fn(|cx| {
-        futs.retain_mut(|f| f.as_mut().poll(cx).is_pending());
-        if futs.is_empty() {
-            std::task::Poll::Ready(())
-        } else {
-            std::task::Poll::Pending
-        }
-    })
-    .await;
-    started.elapsed()
 }
 
 /// Logs the pipeline touched (`_cairn.pipelines` present) over the logs stored.

@@ -10,98 +10,15 @@
 use std::time::{Duration, Instant};
 
 use cairn_intake::{IntakeConfig, RunningIntake};
+
+#[path = "../intake/common.rs"]
+mod common;
+use common::*;
 use serde_json::json;
 
 const LOGS_PER_BODY: usize = 1000;
 const DAY_MS: i64 = 86_400_000;
 const INTERVAL_S: f64 = 60.0;
-
-const SERVICES: [&str; 8] = [
-    "orders-db",
-    "payments-api",
-    "inventory",
-    "auth",
-    "search",
-    "billing-worker",
-    "gateway",
-    "reports",
-];
-const TABLES: [&str; 6] = [
-    "orders",
-    "customers",
-    "invoices",
-    "items",
-    "sessions",
-    "events",
-];
-
-/// xorshift64*, the generator of `bench/intake`, so both benches store the same logs.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-const HTTP_STATUS: [u16; 16] = [
-    200, 200, 200, 200, 200, 200, 200, 200, 201, 204, 301, 304, 400, 404, 500, 503,
-];
-
-fn duration_ms(rng: &mut Rng) -> u64 {
-    match rng.below(100) {
-        0..=84 => 1 + rng.below(150),
-        85..=96 => 150 + rng.below(450),
-        _ => 600 + rng.below(4400),
-    }
-}
-
-/// The seed-shaped log of `bench/intake` (about 300 bytes of JSON).
-fn seed_log(rng: &mut Rng, timestamp_ms: i64) -> serde_json::Value {
-    let table = TABLES[rng.below(TABLES.len() as u64) as usize];
-    let id = rng.below(1_000_000);
-    let roll = rng.below(1000);
-    let (status, message) = match roll {
-        0 => ("error", format!("Database query failed: deadlock detected on {table} while updating id {id}")),
-        1..=49 => ("error", format!("Database query failed: timeout after 5000 ms on SELECT * FROM {table} WHERE id = {id}")),
-        50..=149 => ("warn", format!("Database query slow: SELECT * FROM {table} WHERE customer_id = {id} took longer than expected")),
-        _ => ("info", format!("Database query completed: SELECT * FROM {table} WHERE customer_id = {id} LIMIT 100")),
-    };
-    let duration = duration_ms(rng);
-    let http_status = HTTP_STATUS[rng.below(HTTP_STATUS.len() as u64) as usize];
-    let method = ["GET", "GET", "GET", "POST", "PUT", "DELETE"][rng.below(6) as usize];
-    json!({
-        "message": message,
-        "status": status,
-        "timestamp": timestamp_ms,
-        "hostname": format!("db-host-{:02}", rng.below(20)),
-        "service": SERVICES[rng.below(SERVICES.len() as u64) as usize],
-        "ddsource": "custom_check",
-        "ddtags": format!("env:prod,team:{},db:{table}", ["payments", "core", "growth"][rng.below(3) as usize]),
-        "query_duration_ms": rng.below(2000),
-        "rows_returned": rng.below(5000),
-        "duration_ms": duration,
-        "http": {"status": http_status, "method": method},
-        "user": {"id": format!("u{}", rng.below(100_000))},
-    })
-}
-
-fn authed_client(intake: &RunningIntake) -> reqwest::Client {
-    let mut headers = reqwest::header::HeaderMap::new();
-    if let Some(t) = intake.token() {
-        headers.insert("DD-API-KEY", t.parse().expect("a token is a header value"));
-    }
-    reqwest::Client::builder()
-        .default_headers(headers)
-        .timeout(Duration::from_secs(600))
-        .build()
-        .expect("client")
-}
 
 /// Generates and posts the logs, 4 requests in flight, bodies made as they are sent.
 async fn fill(intake: &RunningIntake, total: usize, now_ms: i64) -> Duration {
