@@ -19,20 +19,6 @@ use super::{overall_state, GroupView, Monitors};
 use crate::http::AppState;
 use crate::IntakeError;
 
-/// The routes, for tests that must cover every one of them.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("GET", "/api/v1/monitor"),
-    ("POST", "/api/v1/monitor"),
-    ("POST", "/api/v1/monitor/validate"),
-    ("GET", "/api/v1/monitor/{id}"),
-    ("PUT", "/api/v1/monitor/{id}"),
-    ("DELETE", "/api/v1/monitor/{id}"),
-    ("POST", "/api/v1/monitor/{id}/mute"),
-    ("POST", "/api/v1/monitor/{id}/unmute"),
-    ("GET", "/api/v1/monitor/{id}/history"),
-    ("POST", "/api/v1/monitor/{id}/evaluate"),
-];
-
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/api/v1/monitor", get(list).post(create))

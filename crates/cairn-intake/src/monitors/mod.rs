@@ -26,7 +26,7 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use serde::Serialize;
 
 pub use config::{ConfigError, Monitor, MonitorSpec, MonitorsFile, WebhookSpec};
-pub use http::{routes, ROUTES};
+pub use http::routes;
 pub use state::State;
 
 use crate::IntakeError;
