@@ -128,13 +128,11 @@ async function monSave(ev) {
   }
 }
 
-function monState(m) { return m.overall_state || (m.state && m.state.overall_state) || "OK"; }
+function monState(m) { return m.overall_state || "OK"; }
 
-// Each group's state, from Datadog's `state.groups` (an object keyed by group) or a list.
+// Each group's state, from Datadog's `state.groups` (an object keyed by group).
 function monGroups(m) {
-  const g = (m.state && m.state.groups) || m.groups || {};
-  if (Array.isArray(g)) return g.map((x) => ({ name: x.name || x.group || "*", status: x.status || x.state, value: x.value, since: x.last_triggered_ts || x.since }));
-  return Object.entries(g).map(([name, x]) => ({ name, status: x.status || x.state, value: x.value, since: x.last_triggered_ts || x.last_nodata_ts }));
+  return Object.values((m.state && m.state.groups) || {});
 }
 
 function stateBadge(s) { return el("span", "mon-state ms-" + (MON_STATES[s] || "other"), s || "—"); }
@@ -167,10 +165,7 @@ function monRender() {
   }
 }
 
-function monMuted(m) {
-  const o = m.options || {};
-  return !!(m.muted || o.muted || (o.silenced && Object.keys(o.silenced).length));
-}
+function monMuted(m) { return !!m.muted; }
 
 async function monLoad() {
   const gen = ++mstateMon.generation;
@@ -178,7 +173,7 @@ async function monLoad() {
   try {
     const r = await api("GET", "/api/v1/monitor");
     if (gen !== mstateMon.generation) return;
-    mstateMon.list = Array.isArray(r) ? r : (r.monitors || r.data || []);
+    mstateMon.list = r;
     monShowError("mon-error", "");
     $("mon-status").textContent = "Updated " + new Date().toLocaleTimeString();
     monRender();
@@ -251,18 +246,17 @@ async function monDetail(m) {
   box.appendChild(hist);
   try {
     const r = await api("GET", "/api/v1/monitor/" + encodeURIComponent(m.id) + "/history");
-    const list = Array.isArray(r) ? r : (r.history || r.data || []);
+    const list = r.history || [];
     clear(hist);
     if (!list.length) { hist.appendChild(el("div", "note", "No transitions yet.")); return; }
     const ul = el("ul");
     for (const h of list) {
       const li = el("li");
-      const ts = h.timestamp || h.ts || h.ts_ms || h.at;
-      li.appendChild(el("span", "note", ts ? window.CairnExplorer.fmtTime(ts) + " " : ""));
+      li.appendChild(el("span", "note", window.CairnExplorer.fmtTime(h.date) + " "));
       li.appendChild(dataEl("span", null, (h.group || "*") + ": "));
-      li.appendChild(stateBadge(h.from || h.from_state));
+      li.appendChild(stateBadge(h.from));
       li.appendChild(document.createTextNode(" → "));
-      li.appendChild(stateBadge(h.to || h.to_state || h.state));
+      li.appendChild(stateBadge(h.to));
       if (h.value !== undefined && h.value !== null) li.appendChild(el("span", "note", " value " + String(h.value)));
       ul.appendChild(li);
     }
@@ -279,15 +273,15 @@ async function monEvaluate(m, out) {
   try {
     const r = await api("POST", "/api/v1/monitor/" + encodeURIComponent(m.id) + "/evaluate", {});
     clear(out);
-    const groups = Array.isArray(r) ? r : (r.groups || r.data || []);
+    const groups = r.groups || [];
     if (!groups.length) { out.appendChild(el("div", "note", "No logs match in the window: no group has a value.")); return; }
     const t = el("table", "mon-groups");
     for (const g of groups) {
       const tr = el("tr");
       const td = el("td");
-      td.appendChild(stateBadge(g.state || g.status));
+      td.appendChild(stateBadge(g.state));
       tr.appendChild(td);
-      tr.appendChild(dataEl("td", null, g.group || g.name || "*"));
+      tr.appendChild(dataEl("td", null, g.group));
       tr.appendChild(el("td", "num", g.value === undefined || g.value === null ? "no data" : String(g.value)));
       t.appendChild(tr);
     }

@@ -210,8 +210,7 @@ async function plPreview() {
   out.removeAttribute("aria-busy");
   plShowError("");
   clear(out);
-  const results = Array.isArray(r) ? r : (r.data || r.results || []);
-  results.forEach((res, i) => out.appendChild(plResult(pstate.samples[i], res)));
+  r.forEach((res, i) => out.appendChild(plResult(pstate.samples[i], res)));
 }
 
 function plResult(sample, res) {
@@ -236,7 +235,7 @@ async function plLoad() {
   plStatus("Loading…");
   try {
     const r = await api("GET", "/api/v1/logs/config/pipelines");
-    const list = Array.isArray(r) ? r : (r.pipelines || r.data || []);
+    const list = r;
     pstate.saved = list;
     $("pl-editor").value = JSON.stringify(list, null, 2);
     pstate.dirty = false;
@@ -255,7 +254,7 @@ async function plSave() {
   plStatus("Saving…");
   try {
     const r = await api("PUT", "/api/v1/logs/config/pipelines", parsed.pipelines);
-    const list = Array.isArray(r) ? r : (r.pipelines || r.data || parsed.pipelines);
+    const list = r;
     pstate.saved = list;
     $("pl-editor").value = JSON.stringify(list, null, 2);
     pstate.dirty = false;
