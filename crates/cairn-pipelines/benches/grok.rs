@@ -1,7 +1,6 @@
 //! Speed of a realistic grok parser (3 rules, nginx access lines), measured against a
 //! reference from the same run: one hand-written anchored regex with captures over the same
-//! line. Ignored by default; run with
-//! `cargo test --release -p cairn-pipelines --test grok_bench -- --ignored --nocapture`.
+//! line. `cargo bench -p cairn-pipelines --bench grok`.
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -35,9 +34,7 @@ fn per_call_ns(iterations: u32, mut f: impl FnMut()) -> f64 {
     start.elapsed().as_nanos() as f64 / f64::from(iterations)
 }
 
-#[test]
-#[ignore = "benchmark: run with --release --ignored --nocapture"]
-fn grok_nginx_three_rules() {
+fn main() {
     let grok = Grok::compile(RULES, HELPERS).expect("compiles");
     let (name, attrs) = grok.parse(COMBINED).expect("combined line matches");
     assert_eq!(name, "access.combined");
