@@ -391,6 +391,10 @@ impl Watcher<'_> {
             let holds_gil = match gil_stuck_since {
                 Some(_) if a_run_computes && !burning[runner] => continue,
                 Some(_) => true,
+                // The probe is waiting but not yet for GIL_STUCK: a run that idles while another
+                // computes may only be waiting for the GIL back. Decide once the probe tells,
+                // rather than blame the waiting run before the one that holds the GIL.
+                None if probe > 0 && a_run_computes && !burning[runner] => continue,
                 None => false,
             };
             let due = match self.reported[runner] {
