@@ -397,7 +397,11 @@ fn field_of(name: &[(char, bool)], start: usize) -> Result<Field, QueryError> {
     if name.first() == Some(&('@', false)) {
         let parts = split_path(&name[1..]);
         let name: String = name.iter().map(|(c, _)| *c).collect();
-        if parts.iter().any(|p| p.is_empty() || p.contains('"')) {
+        // SQLite's JSON paths can hold neither a double quote nor a NUL.
+        if parts
+            .iter()
+            .any(|p| p.is_empty() || p.contains('"') || p.contains('\0'))
+        {
             return Err(Parser::column_error(
                 start + 1,
                 format!("'{name}' is not an attribute path (use @name or @outer.inner)"),
