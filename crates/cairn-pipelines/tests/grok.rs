@@ -714,3 +714,140 @@ fn an_unsupported_regex_is_named_without_the_compiled_pattern() {
     assert!(!err.message.contains("__grok"), "{}", err.message);
     assert!(err.message.contains("look-around"), "{}", err.message);
 }
+
+/// Every rule of the table, read by its plan and by its whole regex: the same answer.
+#[test]
+fn plans_agree_with_the_whole_regex_on_the_table() {
+    let mut planned = 0;
+    for c in cases() {
+        let Ok(grok) = Grok::compile(c.rules, c.helpers) else {
+            continue;
+        };
+        planned += grok.planned_rules();
+        assert_eq!(
+            grok.parse(c.input),
+            grok.parse_by_regex(c.input),
+            "{}",
+            c.what
+        );
+    }
+    assert!(planned >= 80, "only {planned} table rules have a plan");
+}
+
+const NGINX_RULES: &str = r#"access.combined %{_client_ip} %{_ident} %{_auth} \[%{_date_access}\] "(?:%{_method} |)%{_url}(?: %{_version})?" %{_status_code} (?:%{_bytes_written}|-) "%{_referer}" "%{_user_agent}"
+access.common %{_client_ip} %{_ident} %{_auth} \[%{_date_access}\] "(?:%{_method} |)%{_url}(?: %{_version})?" %{_status_code} (?:%{_bytes_written}|-)
+error.format %{date("yyyy/MM/dd HH:mm:ss"):date_access} \[%{word:level}\] %{data:error.message}"#;
+
+const NGINX_HELPERS: &str = r#"_auth %{notSpace:http.auth:nullIf("-")}
+_bytes_written %{integer:network.bytes_written}
+_client_ip %{ipOrHost:network.client.ip}
+_version HTTP\/%{regex("\\d+\\.\\d+"):http.version}
+_url %{notSpace:http.url}
+_ident %{notSpace:http.ident:nullIf("-")}
+_user_agent %{regex("[^\\\"]*"):http.useragent}
+_referer %{notSpace:http.referer}
+_status_code %{integer:http.status_code}
+_method %{word:http.method}
+_date_access %{date("dd/MMM/yyyy:HH:mm:ss Z"):date_access}"#;
+
+/// Random edits of realistic lines, through rules that need the regex to give characters back
+/// (a greedy run before a literal it can hold, a lazy gap, optional and alternative groups, word
+/// boundaries, a helper captured whole, the author's own groups): the plan and the whole regex
+/// agree on every one, and the plan answers most lines itself (checked by the bench's figure).
+#[test]
+fn plans_agree_with_the_whole_regex_on_edited_lines() {
+    let rule_sets: [(&str, &str); 6] = [
+        (NGINX_RULES, NGINX_HELPERS),
+        (
+            r#"digits %{integer:a}5 %{notSpace:b}" %{data:c}
+quoted "%{notSpace:q}" %{word:w}
+lazy %{data:x}:%{data:y}
+tail %{data:t}"#,
+            "",
+        ),
+        (
+            r#"kv %{word:k}=%{notSpace:v}(?: %{word:k2}=%{notSpace:v2})? \[%{_inner:whole}\]"#,
+            r#"_inner %{integer:n}/%{word:u}"#,
+        ),
+        (
+            r#"own (\w+) %{regex("(a|ab)(c|bcd)"):r} %{number:n}
+boundary a%{word:w} %{hostname:h}
+alt %{ip:ip}|%{mac:m}"#,
+            "",
+        ),
+        (
+            r#"nl %{regex(".*"):line}\n%{data:rest}
+space %{notSpace:a}\s+%{notSpace:b}\s*"#,
+            "",
+        ),
+        (
+            r#"kv2 %{data::keyvalue("=", "/:")} end
+json %{data:j:json} tail
+quotes %{quotedString:q} %{doubleQuotedString:d}"#,
+            "",
+        ),
+    ];
+    let seeds = [
+        r#"93.180.71.3 - - [17/May/2015:08:05:32 +0000] "GET /downloads/product_1 HTTP/1.1" 304 0 "-" "Debian APT-HTTP/1.3 (0.8.16~exp12ubuntu10.21)""#,
+        r#"10.0.0.1 - bob [01/Dec/2026:23:59:59 -0130] "POST /a?b=c HTTP/2.0" 500 - "http://x/" "curl/8""#,
+        "2015/05/17 08:05:32 [error] 1234#0: *1 open() failed",
+        "125 x\" y z",
+        "\"a\"b\" cd",
+        "a:b:c",
+        "k=v k2=v2 [12/abc]",
+        "own word ab 1.5",
+        "own word abcd 7",
+        "aword host.example.com",
+        "10.1.2.3",
+        "one\ntwo\nthree",
+        "a \t b  ",
+        "x=1 y=2 end",
+        "{\"a\":1} tail",
+        "\"q\\\"x\" \"d\"",
+        "héllo wörld ünïcode",
+    ];
+    let alphabet: Vec<char> = " \"'[]()/:=.-_+\n\t5aZé0é9\\".chars().collect();
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = move |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    };
+    let mut compared = 0;
+    for (rules, helpers) in rule_sets {
+        let grok = Grok::compile(rules, helpers).expect("compiles");
+        assert_eq!(
+            grok.planned_rules(),
+            grok.rule_names().count(),
+            "every rule of {rules:?} has a plan"
+        );
+        for seed in seeds {
+            for _ in 0..300 {
+                let mut line: Vec<char> = seed.chars().collect();
+                for _ in 0..1 + next(3) {
+                    let at = next(line.len() + 1);
+                    let c = alphabet[next(alphabet.len())];
+                    match next(3) {
+                        0 => line.insert(at, c),
+                        1 if at < line.len() => {
+                            line.remove(at);
+                        }
+                        _ if at < line.len() => line[at] = c,
+                        _ => line.push(c),
+                    }
+                }
+                let line: String = line.into_iter().collect();
+                for input in [seed, line.as_str()] {
+                    assert_eq!(
+                        grok.parse(input),
+                        grok.parse_by_regex(input),
+                        "rules {rules:?} on {input:?}"
+                    );
+                    compared += 1;
+                }
+            }
+        }
+    }
+    assert!(compared > 50_000);
+}
