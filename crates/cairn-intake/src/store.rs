@@ -1091,8 +1091,8 @@ fn insert_group_tx(
                 log.status.as_str(),
             );
             *rollup.entry(key).or_insert(0) += 1;
-            for leaf in &log.leaves {
-                let id = path_id(&tx, &mut attr.paths, added, &leaf.json_path, &leaf.dotted)?;
+            for leaf in log.leaves.iter() {
+                let id = path_id(&tx, &mut attr.paths, added, leaf.json_path, leaf.dotted)?;
                 path_counts.entry(id).or_default()[kind_index(leaf.kind)] += 1;
                 if let Some(v) = leaf.number {
                     measures
@@ -1101,14 +1101,7 @@ fn insert_group_tx(
                         .push(v);
                 }
                 if leaf.kind == LeafKind::String {
-                    count_value(
-                        attr,
-                        newly_capped,
-                        &mut values,
-                        id,
-                        key,
-                        leaf.text.as_deref(),
-                    );
+                    count_value(attr, newly_capped, &mut values, id, key, leaf.text);
                 }
             }
             // The host, as a path of its own: the rollup leaves it out (it would multiply its
@@ -1426,10 +1419,10 @@ fn delete_oldest(
             // out are exactly those put in. A path unknown here was never counted.
             let leaves = match attributes.as_deref() {
                 Some(a) => leaves_of(a),
-                _ => Vec::new(),
+                _ => Default::default(),
             };
-            for leaf in leaves {
-                let Some(pid) = attr.paths.get(&leaf.json_path) else {
+            for leaf in leaves.iter() {
+                let Some(pid) = attr.paths.get(leaf.json_path) else {
                     continue;
                 };
                 path_counts.entry(*pid).or_default()[kind_index(leaf.kind)] += 1;
@@ -1446,7 +1439,7 @@ fn delete_oldest(
                         .push(v);
                 }
                 // A capped path's rows are gone; any other path's text was counted at ingest.
-                if let (Some(t), false) = (leaf.text.as_deref(), attr.capped.contains(pid)) {
+                if let (Some(t), false) = (leaf.text, attr.capped.contains(pid)) {
                     if !t.is_empty() && leaf.kind == LeafKind::String {
                         *values
                             .entry((
