@@ -161,6 +161,15 @@ struct LeafItem {
 }
 
 impl Leaves {
+    /// Room for about `n` leaves, so a log's dozen do not grow the buffers step by step.
+    fn with_capacity(n: usize) -> Leaves {
+        let n = n.clamp(4, MAX_LEAVES);
+        Leaves {
+            texts: String::with_capacity(n * 48),
+            items: Vec::with_capacity(n * 2),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.items.len()
     }
@@ -244,8 +253,8 @@ const MAX_LEAVES: usize = 256;
 
 /// The leaves of an attributes object (objects are walked, arrays and scalars are leaves).
 pub fn leaves_of(attributes: &str) -> Leaves {
-    let mut out = Leaves::default();
-    let mut path = PathBuf::default();
+    let mut out = Leaves::with_capacity(attributes.len() / 32);
+    let mut path = PathBuf::new();
     // Borrowed first: no value is decoded or copied. A key with an escape cannot be borrowed;
     // such objects take the owned walk, which gives the same leaves.
     if walk_raw(attributes, &mut path, &mut out).is_some() {
@@ -264,8 +273,8 @@ pub fn leaves_of(attributes: &str) -> Leaves {
 /// [`leaves_of`] for attributes already parsed (a log a pipeline changed), without writing
 /// and re-reading their JSON.
 pub(crate) fn leaves_of_map(attributes: &serde_json::Map<String, serde_json::Value>) -> Leaves {
-    let mut out = Leaves::default();
-    walk(attributes, &mut PathBuf::default(), &mut out);
+    let mut out = Leaves::with_capacity(attributes.len());
+    walk(attributes, &mut PathBuf::new(), &mut out);
     out
 }
 
@@ -280,6 +289,14 @@ struct PathBuf {
 }
 
 impl PathBuf {
+    fn new() -> PathBuf {
+        PathBuf {
+            json_path: String::with_capacity(64),
+            dotted: String::with_capacity(48),
+            depth: 0,
+        }
+    }
+
     /// Enters `key`; returns the lengths to [`PathBuf::pop`] back to.
     fn push(&mut self, key: &str) -> (usize, usize) {
         let mark = (self.json_path.len(), self.dotted.len());

@@ -49,17 +49,22 @@ pub(crate) struct SetError {
 
 impl Target {
     pub(crate) fn parse(name: &str) -> Target {
-        match name {
+        Target::reserved(name).unwrap_or_else(|| Target::Attr {
+            dotted: name.to_owned(),
+            path: name.split('.').map(str::to_owned).collect(),
+        })
+    }
+
+    /// The reserved field `name` stands for, if any (without building an attribute path).
+    pub(crate) fn reserved(name: &str) -> Option<Target> {
+        Some(match name {
             names::MESSAGE => Target::Message,
             names::STATUS => Target::Status,
             names::HOST | names::HOSTNAME => Target::Host,
             names::SERVICE => Target::Service,
             names::SOURCE | names::DDSOURCE => Target::Source,
-            _ => Target::Attr {
-                dotted: name.to_owned(),
-                path: name.split('.').map(str::to_owned).collect(),
-            },
-        }
+            _ => return None,
+        })
     }
 
     fn field<'e>(&self, event: &'e Event) -> Option<&'e String> {

@@ -422,16 +422,22 @@ impl Processor {
                 if extracted.is_empty() {
                     return Ok(false);
                 }
-                let mut rest = Map::new();
-                for (k, v) in extracted {
-                    match Target::parse(&k) {
-                        Target::Attr { .. } => {
-                            rest.insert(k, v);
-                        }
-                        reserved => reserved.set(event, v).map_err(set_err)?,
-                    }
+                let mut extracted = extracted;
+                let reserved: Vec<String> = extracted
+                    .keys()
+                    .filter(|k| Target::reserved(k).is_some())
+                    .cloned()
+                    .collect();
+                for k in reserved {
+                    let v = extracted.remove(&k).expect("a key listed above");
+                    let target = Target::reserved(&k).expect("a reserved name");
+                    target.set(event, v).map_err(set_err)?;
                 }
-                event::merge(&mut event.attributes, rest, 0);
+                if event.attributes.is_empty() {
+                    event.attributes = extracted;
+                } else {
+                    event::merge(&mut event.attributes, extracted, 0);
+                }
                 Ok(true)
             }
             Kind::Date { sources } => {

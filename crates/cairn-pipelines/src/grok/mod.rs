@@ -314,6 +314,9 @@ impl Rule {
     fn spans(&self, input: &str, plans: bool) -> Option<Vec<Option<(usize, usize)>>> {
         let mut spans = vec![None; self.spans];
         if let Some(plan) = self.plan.as_ref().filter(|_| plans) {
+            if plan.rejects(input) {
+                return None;
+            }
             if plan.spans(input, &mut spans) {
                 return Some(spans);
             }

@@ -19,6 +19,17 @@ use regex_syntax::hir::{self, Hir, HirKind};
 #[derive(Debug, Clone)]
 pub(super) struct Plan {
     steps: Vec<Step>,
+    /// What every match ends with, when the last step that consumes text says so.
+    ends_with: Option<End>,
+}
+
+/// The last step that consumes text, when it tells how any match ends: every path through a
+/// concatenation takes every step, so a line that does not end so cannot match at all.
+#[derive(Debug, Clone)]
+enum End {
+    Literal(Box<[u8]>),
+    /// A character of this class (a run of at least one).
+    Class(Class),
 }
 
 #[derive(Debug, Clone)]
@@ -170,7 +181,29 @@ impl Plan {
                 }
             }
         }
-        Ok(Plan { steps })
+        let ends_with = steps
+            .iter()
+            .rev()
+            .find(|s| !matches!(s, Step::Open(_) | Step::Close(_) | Step::Look(_)))
+            .and_then(|s| match s {
+                Step::Literal(lit) => Some(End::Literal(lit.clone())),
+                Step::Repeat(rep) if rep.min >= 1 => Some(End::Class(rep.class.clone())),
+                _ => None,
+            });
+        Ok(Plan { steps, ends_with })
+    }
+
+    /// Whether `input` cannot match the rule at all, from how it ends (cheap, and saves
+    /// walking a line that a rule only fails at its end: the common log line against the
+    /// combined rule's last quote).
+    pub(super) fn rejects(&self, input: &str) -> bool {
+        match &self.ends_with {
+            Some(End::Literal(lit)) => !input.as_bytes().ends_with(lit),
+            Some(End::Class(class)) => {
+                !input.chars().next_back().is_some_and(|c| class.contains(c))
+            }
+            None => false,
+        }
     }
 
     /// The spans of the grok captures (indexed by capture number, `spans` all `None` on entry)
@@ -391,10 +424,28 @@ mod tests {
             1 << 20,
         )
         .expect("plans");
-        assert_eq!(plan.elements(), 2, "{plan:?}");
+        // Class runs, literals and the lazy gap are all checked here, without the engine.
+        assert_eq!(plan.elements(), 0, "{plan:?}");
         let mut spans = vec![None; 3];
         assert!(plan.spans("host [42] rest of it", &mut spans));
         assert_eq!(spans, vec![Some((0, 4)), Some((6, 8)), Some((10, 20))]);
+        let month = Plan::new(r"\A(?:(?P<__grok0>Jan|Feb) [0-9]+)\z", 1 << 20).expect("plans");
+        assert_eq!(month.elements(), 1, "{month:?}");
+    }
+
+    #[test]
+    fn a_line_that_does_not_end_as_every_match_does_is_rejected_at_once() {
+        let quote = Plan::new(r#"\A(?:"(?P<__grok0>\S+)")\z"#, 1 << 20).expect("plans");
+        assert!(quote.rejects(r#""abc"#));
+        assert!(!quote.rejects(r#""abc""#));
+        let digits = Plan::new(r"\A(?:a (?P<__grok0>[0-9]+))\z", 1 << 20).expect("plans");
+        assert!(digits.rejects("a 12x"));
+        assert!(!digits.rejects("a 12"));
+        // A run that may be empty, or a lazy gap, says nothing of the end.
+        let optional = Plan::new(r"\A(?:a[0-9]*)\z", 1 << 20).expect("plans");
+        assert!(!optional.rejects("ab"));
+        let lazy = Plan::new(r"\A(?:a(?s:.*?))\z", 1 << 20).expect("plans");
+        assert!(!lazy.rejects("ab"));
     }
 
     #[test]
