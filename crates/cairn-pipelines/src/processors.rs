@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::arith::Expr;
 use crate::config::{attribute_name, describe, Fields};
