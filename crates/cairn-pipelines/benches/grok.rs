@@ -7,21 +7,9 @@ use std::time::Instant;
 
 use cairn_pipelines::grok::Grok;
 
-const RULES: &str = r#"access.combined %{_client_ip} %{_ident} %{_auth} \[%{_date_access}\] "(?:%{_method} |)%{_url}(?: %{_version})?" %{_status_code} (?:%{_bytes_written}|-) "%{_referer}" "%{_user_agent}"
-access.common %{_client_ip} %{_ident} %{_auth} \[%{_date_access}\] "(?:%{_method} |)%{_url}(?: %{_version})?" %{_status_code} (?:%{_bytes_written}|-)
-error.format %{date("yyyy/MM/dd HH:mm:ss"):date_access} \[%{word:level}\] %{data:error.message}"#;
-
-const HELPERS: &str = r#"_auth %{notSpace:http.auth:nullIf("-")}
-_bytes_written %{integer:network.bytes_written}
-_client_ip %{ipOrHost:network.client.ip}
-_version HTTP\/%{regex("\\d+\\.\\d+"):http.version}
-_url %{notSpace:http.url}
-_ident %{notSpace:http.ident:nullIf("-")}
-_user_agent %{regex("[^\\\"]*"):http.useragent}
-_referer %{notSpace:http.referer}
-_status_code %{integer:http.status_code}
-_method %{word:http.method}
-_date_access %{date("dd/MMM/yyyy:HH:mm:ss Z"):date_access}"#;
+// Datadog's nginx rules, as the tests read them.
+const RULES: &str = include_str!("../tests/data/nginx.match_rules");
+const HELPERS: &str = include_str!("../tests/data/nginx.support_rules");
 
 const COMBINED: &str = r#"93.180.71.3 - - [17/May/2015:08:05:32 +0000] "GET /downloads/product_1 HTTP/1.1" 304 0 "-" "Debian APT-HTTP/1.3 (0.8.16~exp12ubuntu10.21)""#;
 const ERROR: &str = "2015/05/17 08:05:32 [error] 1234#0: *1 open() \"/var/www/favicon.ico\" failed (2: No such file or directory)";

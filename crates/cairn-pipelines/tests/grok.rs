@@ -734,21 +734,9 @@ fn plans_agree_with_the_whole_regex_on_the_table() {
     assert!(planned >= 80, "only {planned} table rules have a plan");
 }
 
-const NGINX_RULES: &str = r#"access.combined %{_client_ip} %{_ident} %{_auth} \[%{_date_access}\] "(?:%{_method} |)%{_url}(?: %{_version})?" %{_status_code} (?:%{_bytes_written}|-) "%{_referer}" "%{_user_agent}"
-access.common %{_client_ip} %{_ident} %{_auth} \[%{_date_access}\] "(?:%{_method} |)%{_url}(?: %{_version})?" %{_status_code} (?:%{_bytes_written}|-)
-error.format %{date("yyyy/MM/dd HH:mm:ss"):date_access} \[%{word:level}\] %{data:error.message}"#;
-
-const NGINX_HELPERS: &str = r#"_auth %{notSpace:http.auth:nullIf("-")}
-_bytes_written %{integer:network.bytes_written}
-_client_ip %{ipOrHost:network.client.ip}
-_version HTTP\/%{regex("\\d+\\.\\d+"):http.version}
-_url %{notSpace:http.url}
-_ident %{notSpace:http.ident:nullIf("-")}
-_user_agent %{regex("[^\\\"]*"):http.useragent}
-_referer %{notSpace:http.referer}
-_status_code %{integer:http.status_code}
-_method %{word:http.method}
-_date_access %{date("dd/MMM/yyyy:HH:mm:ss Z"):date_access}"#;
+// Datadog's nginx rules, shared with the grok bench.
+const NGINX_RULES: &str = include_str!("data/nginx.match_rules");
+const NGINX_HELPERS: &str = include_str!("data/nginx.support_rules");
 
 /// Random edits of realistic lines, through rules that need the regex to give characters back
 /// (a greedy run before a literal it can hold, a lazy gap, optional and alternative groups, word
