@@ -917,3 +917,157 @@ async fn the_api_refuses_a_message_naming_an_unknown_webhook_and_the_file_only_w
     let (status, body) = send(&h, "PUT", "/api/v1/monitor/1", json!({"tags": ["t:1"]})).await;
     assert_eq!(status, 200, "{body}");
 }
+
+const DELAYS: &str = r#"
+monitors:
+  - id: 1
+    name: late logs
+    query: 'logs("service:web status:error").rollup("count").by("host").last("5m") > 10'
+    options: {evaluation_delay: 300}
+  - id: 2
+    name: new hosts wait
+    query: 'logs("service:web status:error").rollup("count").by("host").last("5m") > 10'
+    options: {new_group_delay: 600}
+  - id: 3
+    name: the deprecated name
+    query: 'logs("service:web status:error").rollup("count").by("host").last("5m") > 10'
+    options: {new_host_delay: 600}
+"#;
+
+fn group_status(m: &Value, group: &str) -> String {
+    m["state"]["groups"][group]["status"]
+        .as_str()
+        .unwrap_or("-")
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evaluation_delay_shifts_the_window_and_new_group_delay_holds_new_groups() {
+    let h = harness(DELAYS).await;
+    let t = base();
+    let mons = h.intake.monitors().clone();
+    // Host a errs in every 5-minute slice; host c joins in the third.
+    for i in 0..4 {
+        errors(&h, "a", 12, t + i * 5 * MIN).await;
+    }
+    errors(&h, "c", 12, t + 10 * MIN).await;
+    errors(&h, "c", 12, t + 15 * MIN).await;
+
+    let mut rows = Vec::new();
+    for i in 1..=4i64 {
+        let r = mons.evaluate_at(t + i * 5 * MIN).await.unwrap();
+        assert_eq!(r.errors, 0);
+        let (_, m1) = get(&h, "/api/v1/monitor/1").await;
+        let (_, m2) = get(&h, "/api/v1/monitor/2").await;
+        let (_, m3) = get(&h, "/api/v1/monitor/3").await;
+        rows.push((
+            group_status(&m1, "host:a"),
+            group_status(&m2, "host:a"),
+            group_status(&m2, "host:c"),
+            group_status(&m3, "host:a"),
+        ));
+    }
+    let want = [
+        // delayed: [t-5m, t) is empty; new a held (tracked from t+5m)
+        ("-", "OK", "-", "OK"),
+        // delayed window [t, t+5m) holds 12; a tracked 5 of its 10 minutes
+        ("Alert", "OK", "-", "OK"),
+        // a tracked 10 minutes: alerts; c is new and held, though its count is the same
+        ("Alert", "Alert", "OK", "Alert"),
+        ("Alert", "Alert", "OK", "Alert"),
+    ];
+    let got: Vec<(&str, &str, &str, &str)> = rows
+        .iter()
+        .map(|(a, b, c, d)| (a.as_str(), b.as_str(), c.as_str(), d.as_str()))
+        .collect();
+    assert_eq!(got, want);
+    // The held group's value is still recorded, and `evaluate` shows the same decision.
+    let (_, m2) = get(&h, "/api/v1/monitor/2").await;
+    assert_eq!(m2["state"]["groups"]["host:c"]["value"], 12.0, "{m2}");
+    let (_, e) = send(
+        &h,
+        "POST",
+        &format!("/api/v1/monitor/2/evaluate?now={}", t + 25 * MIN),
+        json!({}),
+    )
+    .await;
+    assert!(e.to_string().contains("host:c"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn datadog_options_cairn_does_not_apply_are_kept_through_api_writes() {
+    let h = harness("").await;
+    let file = h.dir.path().join("monitors.yaml");
+    let q = r#"logs("service:web").rollup("count").last("5m") > 100"#;
+    // As Datadog exports a monitor: options Cairn acts on and some it only keeps.
+    let (status, created) = send(
+        &h,
+        "POST",
+        "/api/v1/monitor",
+        json!({
+            "name": "kept", "type": "log alert", "query": q,
+            "options": {"thresholds": {"critical": 100}, "evaluation_delay": 60,
+                        "new_group_delay": null, "include_tags": true, "notify_audit": false,
+                        "escalation_message": "still down", "enable_logs_sample": true,
+                        "groupby_simple_monitor": false}
+        }),
+    )
+    .await;
+    assert_eq!(status, 200, "{created}");
+    let id = created["id"].as_i64().unwrap();
+    assert_eq!(created["options"]["evaluation_delay"], 60);
+    assert_eq!(created["options"]["escalation_message"], "still down");
+    assert_eq!(created["options"]["include_tags"], true);
+
+    // An edit of one option keeps the others, in the answer and in the file.
+    let (status, edited) = send(
+        &h,
+        "PUT",
+        &format!("/api/v1/monitor/{id}"),
+        json!({"options": {"notify_audit": true}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{edited}");
+    assert_eq!(edited["options"]["notify_audit"], true);
+    assert_eq!(edited["options"]["escalation_message"], "still down");
+    assert_eq!(edited["options"]["evaluation_delay"], 60);
+    let text = std::fs::read_to_string(&file).unwrap();
+    let back = cairn_intake::monitors::config::parse(&file, &text).unwrap();
+    let o = &back.monitors[0].spec.options;
+    assert_eq!(o.evaluation_delay, Some(60));
+    assert_eq!(
+        o.unapplied(),
+        [
+            "enable_logs_sample",
+            "escalation_message",
+            "include_tags",
+            "notify_audit"
+        ]
+    );
+
+    for (options, needle) in [
+        (
+            json!({"evaluation_delay": -1}),
+            "options.evaluation_delay: -1 seconds is out of range",
+        ),
+        (
+            json!({"new_group_delay": 90000}),
+            "options.new_group_delay: 90000 seconds",
+        ),
+        (
+            json!({"evaluation_delay": "5m"}),
+            "options.evaluation_delay",
+        ),
+    ] {
+        let (status, err) = send(
+            &h,
+            "POST",
+            "/api/v1/monitor/validate",
+            json!({"name": "x", "query": q, "options": options}),
+        )
+        .await;
+        assert_eq!(status, 400, "{options}: {err}");
+        let msg = err["errors"][0].as_str().unwrap();
+        assert!(msg.contains(needle), "{options}: {msg}");
+    }
+}

@@ -72,6 +72,40 @@ pub struct Options {
     /// or null for until unmuted.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub silenced: BTreeMap<String, Option<i64>>,
+    /// Seconds the window ends before the evaluation, so logs that arrive late are counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluation_delay: Option<i64>,
+    /// Seconds a new group of a grouped monitor stays OK before it may warn or alert.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_group_delay: Option<i64>,
+    /// Datadog's other options (`include_tags`, `escalation_message`, …): Cairn does not act
+    /// on them, but keeps them, so a monitor imported from Datadog and written back through
+    /// the API loses none of its settings. Loading names those that are set.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, Value>,
+}
+
+/// The longest `evaluation_delay` and `new_group_delay`, in seconds: a day.
+pub const MAX_DELAY_S: i64 = 86_400;
+
+impl Options {
+    /// The options Cairn keeps without acting on them and that say something (not null,
+    /// false, 0 or empty, which is how Datadog exports an option left alone).
+    pub fn unapplied(&self) -> Vec<&str> {
+        self.other
+            .iter()
+            .filter(|(k, v)| {
+                // Datadog's older name of new_group_delay, applied when that one is not set.
+                k.as_str() != "new_host_delay"
+                    && !matches!(v, Value::Null | Value::Bool(false))
+                    && v.as_f64() != Some(0.0)
+                    && v.as_str() != Some("")
+                    && !v.as_array().is_some_and(Vec::is_empty)
+                    && !v.as_object().is_some_and(serde_json::Map::is_empty)
+            })
+            .map(|(k, _)| k.as_str())
+            .collect()
+    }
 }
 
 /// One monitor as the file and the API hold it.
@@ -121,6 +155,21 @@ impl Monitor {
             .thresholds
             .critical
             .unwrap_or(self.query.threshold)
+    }
+
+    pub fn evaluation_delay_ms(&self) -> i64 {
+        self.spec.options.evaluation_delay.unwrap_or(0) * 1000
+    }
+
+    /// `new_group_delay`, or Datadog's deprecated `new_host_delay` when only that is given.
+    pub fn new_group_delay_ms(&self) -> i64 {
+        let o = &self.spec.options;
+        let legacy = || o.other.get("new_host_delay").and_then(Value::as_i64);
+        o.new_group_delay
+            .or_else(legacy)
+            .unwrap_or(0)
+            .clamp(0, MAX_DELAY_S)
+            * 1000
     }
 
     pub fn no_data_ms(&self) -> i64 {
@@ -274,6 +323,17 @@ pub fn check_spec(spec: &MonitorSpec) -> Result<MonitorQuery, (String, String)> 
             ));
         }
     }
+    for (field, v) in [
+        ("options.evaluation_delay", spec.options.evaluation_delay),
+        ("options.new_group_delay", spec.options.new_group_delay),
+    ] {
+        if let Some(v) = v.filter(|v| !(0..=MAX_DELAY_S).contains(v)) {
+            return Err((
+                field.into(),
+                format!("{v} seconds is out of range: 0 to {MAX_DELAY_S}"),
+            ));
+        }
+    }
     if let Some(m) = spec.options.renotify_interval {
         if m < 0 {
             return Err((
@@ -329,7 +389,7 @@ fn first_bad_field(v: &Value) -> Option<String> {
     let probe =
         |ptr: &'static str, ok: fn(&Value) -> bool| v.pointer(ptr).filter(|x| !ok(x)).map(|_| ptr);
     type Check = (&'static str, fn(&Value) -> bool);
-    let checks: [Check; 12] = [
+    let checks: [Check; 14] = [
         ("/id", |x| x.is_i64() || x.is_null()),
         ("/type", Value::is_string),
         ("/message", Value::is_string),
@@ -339,6 +399,8 @@ fn first_bad_field(v: &Value) -> Option<String> {
         ("/options/notify_no_data", Value::is_boolean),
         ("/options/no_data_timeframe", |x| x.is_i64() || x.is_null()),
         ("/options/renotify_interval", |x| x.is_i64() || x.is_null()),
+        ("/options/evaluation_delay", |x| x.is_i64() || x.is_null()),
+        ("/options/new_group_delay", |x| x.is_i64() || x.is_null()),
         ("/options/thresholds", Value::is_object),
         ("/options/silenced", Value::is_object),
         ("/options/thresholds/critical", |x| {
@@ -521,6 +583,12 @@ pub fn parse(path: &Path, text: &str) -> Result<MonitorsFile, ConfigError> {
             tracing::warn!(file = %path.display(), monitor = %label, webhook = %name,
                 configured = %webhook_list(&webhooks),
                 "monitor message names @webhook-{name}, which is not configured");
+        }
+        let unapplied = spec.options.unapplied();
+        if !unapplied.is_empty() {
+            tracing::warn!(file = %path.display(), monitor = %label,
+                options = %unapplied.join(", "),
+                "monitor options kept but not applied by cairn");
         }
         out.push(Monitor { id, spec, query });
     }

@@ -135,8 +135,11 @@ pub fn evaluate(
     let q = &m.query;
     let is_count = q.rollup == Rollup::Count;
     let grouped = !q.by.is_empty();
+    // Datadog's evaluation_delay: the window ends that long before now (logs that arrive late
+    // are counted); the states' own clocks stay on now.
+    let window_end = now_ms - m.evaluation_delay_ms();
     let mut present: BTreeMap<String, GroupValue> = BTreeMap::new();
-    for g in compute(conn, m, &q.rollup, q.window_ms, now_ms)? {
+    for g in compute(conn, m, &q.rollup, q.window_ms, window_end)? {
         // No logs in the window is no data, whatever the rollup says (a count of 0).
         let has = match (is_count, g.value) {
             (true, Some(v)) => v > 0.0,
@@ -165,7 +168,7 @@ pub fn evaluate(
             m,
             &Rollup::Count,
             m.no_data_ms().max(q.window_ms),
-            now_ms,
+            window_end,
         )?;
         let mut set = HashSet::new();
         for g in seen {
@@ -185,6 +188,7 @@ pub fn evaluate(
     }
 
     let critical = m.critical();
+    let new_group_ms = m.new_group_delay_ms();
     let t = &opts.thresholds;
     let real_groups = groups.keys().any(|g| g != ALL);
     let mut out = Vec::new();
@@ -204,7 +208,12 @@ pub fn evaluate(
         }
         let (value, to) = if let Some(g) = present.get(&group) {
             let v = g.value.unwrap_or(0.0);
-            (Some(v), next_state(prev, v, critical, t, q.op))
+            let to = next_state(prev, v, critical, t, q.op);
+            // Datadog's new_group_delay: a group new to a grouped monitor does not warn or
+            // alert until it has been tracked that long.
+            let held =
+                grouped && to != State::Ok && is_new(known.get(&group), new_group_ms, now_ms);
+            (Some(v), if held { prev } else { to })
         } else if recent.as_ref().is_some_and(|r| !r.contains(&group))
             && silent_for_timeframe(known.get(&group), m.no_data_ms(), now_ms)
         {
@@ -246,6 +255,15 @@ fn silent_for_timeframe(s: Option<&GroupState>, no_data_ms: i64, now_ms: i64) ->
         let since = s.last_data_ms.unwrap_or(s.since_ms);
         s.state == State::NoData || now_ms - since >= no_data_ms
     })
+}
+
+/// Whether a group is within its first `delay_ms`: not tracked yet, or OK and never
+/// triggered since the evaluation that first tracked it (its state's `since`).
+fn is_new(s: Option<&GroupState>, delay_ms: i64, now_ms: i64) -> bool {
+    delay_ms > 0
+        && s.is_none_or(|s| {
+            s.state == State::Ok && s.last_triggered_ms.is_none() && now_ms - s.since_ms < delay_ms
+        })
 }
 
 /// `host:web-1,service:x` back into its facets (for groups known only from the state table).
