@@ -252,6 +252,26 @@ fn cases() -> Vec<Case> {
             json!({"query": {"productId": "superproduct", "promotionCode": "super promo"}}),
         ),
         case("decodeuricomponent filter", "r %{notSpace:path:decodeuricomponent}", "%2Fservice%2Ftest", json!({"path": "/service/test"})),
+        case(
+            "useragent filter: the user-agent parser's browser, os and device",
+            r#"r "%{regex("[^\"]*"):ua:useragent}""#,
+            r#""Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.6099.109 Safari/537.36""#,
+            json!({"ua": {
+                "browser": {"family": "Chrome", "major": "120", "minor": "0", "patch": "6099"},
+                "os": {"family": "Mac OS X", "major": "10", "minor": "15", "patch": "7"},
+                "device": {"family": "Mac", "category": "Desktop"}
+            }}),
+        ),
+        case(
+            "useragent(true) decodes a URI-encoded agent first",
+            "r %{notSpace:ua:useragent(true)}",
+            "Mozilla%2F5.0%20(Windows%20NT%2010.0%3B%20Win64%3B%20x64%3B%20rv%3A121.0)%20Gecko%2F20100101%20Firefox%2F121.0",
+            json!({"ua": {
+                "browser": {"family": "Firefox", "major": "121", "minor": "0"},
+                "os": {"family": "Windows", "major": "10"},
+                "device": {"family": "Other", "category": "Desktop"}
+            }}),
+        ),
         case("lowercase filter", "r %{word:m:lowercase}", "GET", json!({"m": "get"})),
         case("uppercase filter", "r %{word:m:uppercase}", "post", json!({"m": "POST"})),
         case("scale filter", "r %{number:ms:scale(1000)}", "1.5", json!({"ms": 1500})),
@@ -621,7 +641,7 @@ fn compile_errors_name_the_rule_the_line_and_the_culprit() {
             says: "scale",
         },
         Bad {
-            rules: "bad %{data:a:useragent}",
+            rules: "bad %{data:a:useragent(\"maybe\")}",
             helpers: "",
             rule: "bad",
             line: 1,

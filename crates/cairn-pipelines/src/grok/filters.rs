@@ -22,6 +22,8 @@ pub(crate) enum Filter {
     Url,
     RubyHash,
     Xml,
+    /// The user-agent parser processor's details object; `true` percent-decodes first.
+    UserAgent(bool),
 }
 
 impl Filter {
@@ -80,10 +82,21 @@ impl Filter {
             "rubyhash" => Filter::RubyHash,
             "xml" => Filter::Xml,
             "useragent" => {
-                return Err(format!(
-                    "filter `{}` is a Datadog filter that Cairn does not implement yet",
-                    call.name
-                ))
+                arity(1)?;
+                let decode = match call.args.first().and_then(Arg::as_str) {
+                    None if call.args.is_empty() => false,
+                    Some("false") => false,
+                    Some("true" | "decodeuricomponent") => true,
+                    _ => {
+                        return Err(
+                            "filter `useragent` takes true or false (decode the text as a URI component first)"
+                                .to_string(),
+                        )
+                    }
+                };
+                // Built now rather than on the first log, which would wait for it.
+                crate::useragent::warm();
+                Filter::UserAgent(decode)
             }
             other => return Err(format!("unknown filter `{other}`")),
         };
@@ -94,6 +107,7 @@ impl Filter {
                 | Filter::KeyValue(_)
                 | Filter::Csv(_)
                 | Filter::Array(_)
+                | Filter::UserAgent(_)
         ) && !call.args.is_empty()
         {
             return Err(format!("filter `{}` takes no arguments", call.name));
@@ -139,6 +153,7 @@ impl Filter {
             Filter::Url => url_details(&text(&value)).map(Value::Object),
             Filter::RubyHash => ruby_hash(&text(&value)),
             Filter::Xml => super::xml::parse(&text(&value)),
+            Filter::UserAgent(decode) => crate::useragent::details(&text(&value), *decode),
         }
     }
 }
