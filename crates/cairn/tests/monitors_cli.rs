@@ -106,7 +106,7 @@ fn monitors_are_listed_shown_and_tested_through_the_cli() {
     std::fs::create_dir_all(&data).unwrap();
     std::fs::write(
         data.join("monitors.yaml"),
-        "monitors:\n  - id: 4\n    name: web errors\n    query: 'logs(\"service:web status:error\").rollup(\"count\").by(\"host\").last(\"5m\") > 2'\n    options: {thresholds: {critical: 2, warning: 1}}\n  - id: 9\n    name: quiet\n    query: 'logs(\"service:none\").rollup(\"count\").last(\"5m\") > 100'\n",
+        "monitors:\n  - id: 4\n    name: web errors\n    query: 'logs(\"service:web status:error\").rollup(\"count\").by(\"host\").last(\"5m\") > 2'\n    options: {thresholds: {critical: 2, warning: 1}}\n  - id: 9\n    name: quiet\n    query: 'logs(\"service:none\").rollup(\"count\").last(\"5m\") > 100'\n    options: {evaluation_delay: 30, include_tags: true, notify_audit: false, escalation_message: again}\n",
     )
     .unwrap();
     let intake = start_intake(&data);
@@ -172,6 +172,18 @@ fn monitors_are_listed_shown_and_tested_through_the_cli() {
     );
     assert!(
         out.lines().any(|l| l.contains("host:a OK -> Alert")),
+        "{out}"
+    );
+
+    // Datadog's options: the applied ones shown with their values, the kept ones named.
+    let (ok, out, err) = run(&["monitors", "show", "quiet"], &intake, &token_file);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("Evaluation delay: 30 s  New group delay: none"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Kept, not applied: escalation_message, include_tags\n"),
         "{out}"
     );
 

@@ -47,6 +47,13 @@ fn write_err(e: std::io::Error) -> IntakeError {
     IntakeError::Runtime(e)
 }
 
+fn seconds(v: &Value) -> String {
+    match v.as_i64() {
+        Some(n) if n > 0 => format!("{n} s"),
+        _ => "none".into(),
+    }
+}
+
 fn num(v: &Value) -> String {
     match v.as_f64() {
         Some(f) => super::eval::number_text(f),
@@ -178,10 +185,26 @@ pub fn run_show(
                 .map(|n| format!("every {n} min"))
                 .unwrap_or_else(|| "no".into())
         ),
+        format!(
+            "  Evaluation delay: {}  New group delay: {}",
+            seconds(&m["options"]["evaluation_delay"]),
+            // Datadog's older name counts when the newer one is not given, as in evaluation.
+            seconds(match &m["options"]["new_group_delay"] {
+                Value::Null => &m["options"]["new_host_delay"],
+                v => v,
+            })
+        ),
         format!("  Message: {}", s(&m["message"])),
     ];
     for l in lines {
         writeln!(out, "{l}").map_err(write_err)?;
+    }
+    // Read back as the intake reads them, so the list is the one its log names.
+    let options: super::config::Options =
+        serde_json::from_value(m["options"].clone()).unwrap_or_default();
+    let kept = options.unapplied();
+    if !kept.is_empty() {
+        writeln!(out, "  Kept, not applied: {}", printable(&kept.join(", "))).map_err(write_err)?;
     }
     let groups = m["state"]["groups"]
         .as_object()
