@@ -91,3 +91,33 @@ test("the form refuses a monitor the intake cannot evaluate and says why", async
   assert.equal((await monitors()).length, 0);
   await page.click("#mf-cancel");
 });
+
+test("editing a monitor keeps Datadog's on_missing_data and the options the form does not show", async () => {
+  const r = await intake("/api/v1/monitor", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({
+      name: "imported", type: "log alert",
+      query: `logs("service:${SVC}").rollup("count").last("5m") > 100`,
+      options: { thresholds: { critical: 100 }, on_missing_data: "show_no_data", escalation_message: "still", evaluation_delay: 60 },
+    }),
+  });
+  assert.equal(r.status, 200, await r.clone().text());
+  const id = (await r.json()).id;
+  // The list reloads every 15 s; a page opened on the view (as from a bookmark) loads it at once.
+  await page.goto(URL + "/#view=monitors");
+  await page.reload();
+  const row = page.locator(`#mon-rows tr[data-id="${id}"]`);
+  await row.waitFor();
+  await row.getByRole("button", { name: "Edit" }).click();
+  await page.waitForSelector("#mon-form:not([hidden])");
+  assert.equal(await page.isChecked("#mf-nodata"), false, "show_no_data does not notify");
+  await page.check("#mf-nodata");
+  await page.click("#mf-save");
+  await page.waitForSelector("#mon-form", { state: "hidden" });
+  const m = (await monitors()).find((x) => x.id === id);
+  assert.equal(m.options.on_missing_data, "show_and_notify_no_data");
+  assert.equal(m.options.notify_no_data ?? false, false);
+  assert.equal(m.options.escalation_message, "still");
+  assert.equal(m.options.evaluation_delay, 60);
+});

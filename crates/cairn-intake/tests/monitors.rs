@@ -1071,3 +1071,116 @@ async fn datadog_options_cairn_does_not_apply_are_kept_through_api_writes() {
         assert!(msg.contains(needle), "{options}: {msg}");
     }
 }
+
+const MISSING: &str = r#"
+monitors:
+  - id: 1
+    name: told
+    query: 'logs("service:web status:error").rollup("count").by("host").last("5m") > 10'
+    message: "@webhook-rec"
+    options: {on_missing_data: show_and_notify_no_data}
+  - id: 2
+    name: shown only
+    query: 'logs("service:web status:error").rollup("count").by("host").last("5m") > 10'
+    message: "@webhook-rec"
+    options: {on_missing_data: show_no_data}
+  - id: 3
+    name: resolved
+    query: 'logs("service:web status:error").rollup("max", "@n").by("host").last("5m") > 10'
+    message: "@webhook-rec"
+    options: {on_missing_data: resolve}
+  - id: 4
+    name: last state
+    query: 'logs("service:web status:error").rollup("max", "@n").by("host").last("5m") > 10'
+    message: "@webhook-rec"
+    options: {on_missing_data: default, notify_no_data: true}
+webhooks:
+  - name: rec
+    url: URL
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_missing_data_shows_notifies_resolves_or_keeps_the_last_state() {
+    let rec = receiver(0).await;
+    let h = harness(&MISSING.replace("URL", &rec.url)).await;
+    let t = base();
+    let mons = h.intake.monitors().clone();
+    // Host a logs in the first and third 5-minute slices only.
+    for slice in [0, 2] {
+        let logs: Vec<Value> = (0..12)
+            .map(|i| {
+                json!({"message": "boom", "timestamp": t + slice * 5 * MIN + 1_000 + i * 100,
+                       "service": "web", "status": "error", "hostname": "a", "n": 12})
+            })
+            .collect();
+        h.ingest(&Value::Array(logs)).await;
+    }
+    let mut rows = Vec::new();
+    for i in 1..=4i64 {
+        mons.evaluate_at(t + i * 5 * MIN).await.unwrap();
+        let mut row = Vec::new();
+        for id in 1..=4 {
+            let (_, m) = get(&h, &format!("/api/v1/monitor/{id}")).await;
+            row.push(group_status(&m, "host:a"));
+        }
+        rows.push(row.join(" "));
+    }
+    assert_eq!(
+        rows,
+        [
+            "Alert Alert Alert Alert",
+            // a silent for one window: No Data (told, or only shown), OK, or as it was
+            "No Data No Data OK Alert",
+            "Alert Alert Alert Alert",
+            "No Data No Data OK Alert",
+        ]
+    );
+    // Monitor 1 tells every transition; monitor 2 only its alerts; 3 its alerts and
+    // recoveries; 4 only its first alert (on_missing_data wins over notify_no_data).
+    rec.wait_for(11).await;
+    // A twelfth, which must not come, would come about as soon.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let bodies: Vec<Value> = rec
+        .got
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|x| x.1.clone())
+        .collect();
+    let told = |id: i64| -> Vec<String> {
+        let mut v: Vec<(i64, String)> = bodies
+            .iter()
+            .filter(|b| b["monitor_id"] == id)
+            .map(|b| {
+                (
+                    b["date_ms"].as_i64().unwrap(),
+                    b["to"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        v.sort();
+        v.into_iter().map(|x| x.1).collect()
+    };
+    assert_eq!(
+        told(1),
+        ["Alert", "No Data", "Alert", "No Data"],
+        "{bodies:?}"
+    );
+    assert_eq!(told(2), ["Alert", "Alert"], "{bodies:?}");
+    assert_eq!(told(3), ["Alert", "OK", "Alert", "OK"], "{bodies:?}");
+    assert_eq!(told(4), ["Alert"], "{bodies:?}");
+
+    let (status, err) = send(
+        &h,
+        "POST",
+        "/api/v1/monitor/validate",
+        json!({"name": "x", "query": "logs(\"*\").rollup(\"count\").last(\"5m\") > 1",
+               "options": {"on_missing_data": "ignore"}}),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        err["errors"][0],
+        "options.on_missing_data: \"ignore\" is not one of default, show_no_data, show_and_notify_no_data, resolve"
+    );
+}

@@ -1195,7 +1195,10 @@ let logsHash = "";
 const VIEW_TITLES = { logs: "Cairn Log Explorer", metrics: "Cairn Metrics", pipelines: "Cairn Pipelines",
   monitors: "Cairn Monitors" };
 const viewOpeners = { metrics: (p) => openMetrics(p) };
+// Set by the first route(); a view registered after it opens itself (see `view` below).
+let routed = false;
 function route() {
+  routed = true;
   const p = new URLSearchParams(location.hash.slice(1));
   const name = Object.hasOwn(VIEW_TITLES, p.get("view")) ? p.get("view") : "logs";
   for (const v of Object.keys(VIEW_TITLES)) $(v + "-view").hidden = v !== name;
@@ -1242,7 +1245,12 @@ window.CairnExplorer = {
   filterBy,
   // Another script's view: `open(params)` runs each time the fragment selects it.
   view(name, open) {
-    if (Object.hasOwn(VIEW_TITLES, name) && typeof open === "function") viewOpeners[name] = open;
+    if (!Object.hasOwn(VIEW_TITLES, name) || typeof open !== "function") return;
+    viewOpeners[name] = open;
+    // Scripts register from their own DOMContentLoaded handlers, which run after app.js's
+    // first route(): a page opened on this view (a bookmark, a reload) would stay empty.
+    const p = new URLSearchParams(location.hash.slice(1));
+    if (routed && p.get("view") === name) queueMicrotask(() => { try { open(p); } catch (e) { console.error(e); } });
   },
 };
 

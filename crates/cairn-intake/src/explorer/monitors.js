@@ -10,7 +10,7 @@ const MON_STATES = { "OK": "ok", "Warn": "warn", "Alert": "alert", "No Data": "n
 // The monitor query Datadog writes for a log alert, taken apart to fill the form back in.
 const MON_QUERY_RE = /^logs\("((?:[^"\\]|\\.)*)"\)(?:\.index\("[^"]*"\))?\.rollup\("(\w+)"(?:\s*,\s*"([^"]*)")?\)(?:\.by\(([^)]*)\))?\.last\("(\w+)"\)\s*(>=|<=|>|<)\s*(-?[\d.eE+]+)\s*$/;
 
-const mstateMon = { list: [], editing: null, timer: null, selected: null, generation: 0 };
+const mstateMon = { list: [], editing: null, onMissingData: null, timer: null, selected: null, generation: 0 };
 
 function monShowError(id, msg) {
   const box = $(id);
@@ -66,8 +66,15 @@ function monBody() {
     const v = numOrNull(id);
     if (v !== null) thresholds[k] = v;
   }
-  const options = { thresholds, notify_no_data: $("mf-nodata").checked };
-  if (options.notify_no_data) options.no_data_timeframe = numOrNull("mf-nodata-minutes") || 10;
+  const options = { thresholds };
+  const notify = $("mf-nodata").checked;
+  if (mstateMon.onMissingData) {
+    // A monitor that uses Datadog's newer option keeps it: that option decides over notify_no_data.
+    options.on_missing_data = notify ? "show_and_notify_no_data" : (mstateMon.onMissingData === "show_and_notify_no_data" ? "default" : mstateMon.onMissingData);
+  } else {
+    options.notify_no_data = notify;
+    if (notify) options.no_data_timeframe = numOrNull("mf-nodata-minutes") || 10;
+  }
   const renotify = numOrNull("mf-renotify");
   if (renotify) options.renotify_interval = renotify;
   return {
@@ -81,6 +88,7 @@ function monBody() {
 
 function monOpenForm(monitor, prefillSearch) {
   mstateMon.editing = monitor ? monitor.id : null;
+  mstateMon.onMissingData = monitor && monitor.options ? monitor.options.on_missing_data || null : null;
   $("mon-form-title").textContent = monitor ? "Edit monitor" : "New monitor";
   $("mon-form").reset();
   monShowError("mf-error", "");
@@ -93,7 +101,7 @@ function monOpenForm(monitor, prefillSearch) {
     $("mf-warning").value = t.warning ?? "";
     $("mf-critical-recovery").value = t.critical_recovery ?? "";
     $("mf-warning-recovery").value = t.warning_recovery ?? "";
-    $("mf-nodata").checked = !!o.notify_no_data;
+    $("mf-nodata").checked = o.on_missing_data ? o.on_missing_data === "show_and_notify_no_data" : !!o.notify_no_data;
     if (o.no_data_timeframe) $("mf-nodata-minutes").value = o.no_data_timeframe;
     $("mf-renotify").value = o.renotify_interval || 0;
     monFillFromQuery(monitor.query);

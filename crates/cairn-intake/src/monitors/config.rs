@@ -72,6 +72,10 @@ pub struct Options {
     /// or null for until unmuted.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub silenced: BTreeMap<String, Option<i64>>,
+    /// Datadog's newer choice for a group without logs in the window (it replaces
+    /// `notify_no_data`/`no_data_timeframe` when given): see [`MissingData`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_missing_data: Option<String>,
     /// Seconds the window ends before the evaluation, so logs that arrive late are counted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evaluation_delay: Option<i64>,
@@ -84,6 +88,28 @@ pub struct Options {
     #[serde(flatten)]
     pub other: BTreeMap<String, Value>,
 }
+
+/// What a group without logs in the window becomes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MissingData {
+    /// A count is 0, other rollups keep their last state (`on_missing_data: default`, and
+    /// what a monitor without either option does).
+    Default,
+    /// No Data once the group has been silent for `timeframe_ms`; `notify`: told like any
+    /// transition (`show_and_notify_no_data`, or `notify_no_data: true`), else only shown
+    /// (`show_no_data`).
+    NoData { timeframe_ms: i64, notify: bool },
+    /// OK (`resolve`).
+    Resolve,
+}
+
+/// The values of `on_missing_data`.
+pub const ON_MISSING_DATA: [&str; 4] = [
+    "default",
+    "show_no_data",
+    "show_and_notify_no_data",
+    "resolve",
+];
 
 /// The longest `evaluation_delay` and `new_group_delay`, in seconds: a day.
 pub const MAX_DELAY_S: i64 = 86_400;
@@ -170,6 +196,29 @@ impl Monitor {
             .unwrap_or(0)
             .clamp(0, MAX_DELAY_S)
             * 1000
+    }
+
+    /// `on_missing_data` when given (its No Data comes after one window without logs, as
+    /// Datadog's does), else the older `notify_no_data` with its `no_data_timeframe`.
+    pub fn missing_data(&self) -> MissingData {
+        let window_ms = self.query.window_ms;
+        match self.spec.options.on_missing_data.as_deref() {
+            Some("show_and_notify_no_data") => MissingData::NoData {
+                timeframe_ms: window_ms,
+                notify: true,
+            },
+            Some("show_no_data") => MissingData::NoData {
+                timeframe_ms: window_ms,
+                notify: false,
+            },
+            Some("resolve") => MissingData::Resolve,
+            Some(_) => MissingData::Default,
+            None if self.spec.options.notify_no_data => MissingData::NoData {
+                timeframe_ms: self.no_data_ms(),
+                notify: true,
+            },
+            None => MissingData::Default,
+        }
     }
 
     pub fn no_data_ms(&self) -> i64 {
@@ -323,6 +372,14 @@ pub fn check_spec(spec: &MonitorSpec) -> Result<MonitorQuery, (String, String)> 
             ));
         }
     }
+    if let Some(v) = &spec.options.on_missing_data {
+        if !ON_MISSING_DATA.contains(&v.as_str()) {
+            return Err((
+                "options.on_missing_data".into(),
+                format!("{v:?} is not one of {}", ON_MISSING_DATA.join(", ")),
+            ));
+        }
+    }
     for (field, v) in [
         ("options.evaluation_delay", spec.options.evaluation_delay),
         ("options.new_group_delay", spec.options.new_group_delay),
@@ -389,7 +446,7 @@ fn first_bad_field(v: &Value) -> Option<String> {
     let probe =
         |ptr: &'static str, ok: fn(&Value) -> bool| v.pointer(ptr).filter(|x| !ok(x)).map(|_| ptr);
     type Check = (&'static str, fn(&Value) -> bool);
-    let checks: [Check; 14] = [
+    let checks: [Check; 15] = [
         ("/id", |x| x.is_i64() || x.is_null()),
         ("/type", Value::is_string),
         ("/message", Value::is_string),
@@ -400,6 +457,7 @@ fn first_bad_field(v: &Value) -> Option<String> {
         ("/options/no_data_timeframe", |x| x.is_i64() || x.is_null()),
         ("/options/renotify_interval", |x| x.is_i64() || x.is_null()),
         ("/options/evaluation_delay", |x| x.is_i64() || x.is_null()),
+        ("/options/on_missing_data", |x| x.is_string() || x.is_null()),
         ("/options/new_group_delay", |x| x.is_i64() || x.is_null()),
         ("/options/thresholds", Value::is_object),
         ("/options/silenced", Value::is_object),

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use rusqlite::Connection;
 use serde::Serialize;
 
-use super::config::Monitor;
+use super::config::{MissingData, Monitor};
 use super::query::Rollup;
 use super::state::{next_state, GroupState, State};
 use crate::api::{self, AggregateRequest, Compute, Filter, GroupBy, TimeArg};
@@ -158,16 +158,21 @@ pub fn evaluate(
         groups.entry(k.clone()).or_insert_with(|| values_of(k));
     }
     let opts = &m.spec.options;
+    let missing = m.missing_data();
+    let no_data_ms = match missing {
+        MissingData::NoData { timeframe_ms, .. } => Some(timeframe_ms),
+        MissingData::Default | MissingData::Resolve => None,
+    };
     let mut recent: Option<HashSet<String>> = None;
     let missing_any = !grouped && !present.contains_key(ALL)
         || groups.keys().any(|g| !present.contains_key(g))
         || groups.is_empty();
-    if opts.notify_no_data && missing_any {
+    if let Some(timeframe_ms) = no_data_ms.filter(|_| missing_any) {
         let seen = compute(
             conn,
             m,
             &Rollup::Count,
-            m.no_data_ms().max(q.window_ms),
+            timeframe_ms.max(q.window_ms),
             window_end,
         )?;
         let mut set = HashSet::new();
@@ -183,7 +188,7 @@ pub fn evaluate(
         groups.entry(ALL.into()).or_default();
     } else if groups.keys().any(|g| g != ALL) {
         // Real groups exist: the placeholder is resolved below.
-    } else if opts.notify_no_data {
+    } else if no_data_ms.is_some() {
         groups.entry(ALL.into()).or_default();
     }
 
@@ -215,9 +220,11 @@ pub fn evaluate(
                 grouped && to != State::Ok && is_new(known.get(&group), new_group_ms, now_ms);
             (Some(v), if held { prev } else { to })
         } else if recent.as_ref().is_some_and(|r| !r.contains(&group))
-            && silent_for_timeframe(known.get(&group), m.no_data_ms(), now_ms)
+            && silent_for_timeframe(known.get(&group), no_data_ms.unwrap_or(0), now_ms)
         {
             (None, State::NoData)
+        } else if missing == MissingData::Resolve {
+            (None, State::Ok)
         } else if is_count {
             (Some(0.0), next_state(prev, 0.0, critical, t, q.op))
         } else {

@@ -378,7 +378,16 @@ impl Monitors {
                 } else {
                     state::upsert(&tx, m.id, &o.group, &s).map_err(sqlite)?;
                 }
-                if changed || renotify {
+                // `show_no_data`: No Data is shown and kept in the history, but neither it
+                // nor the way back to OK is sent anywhere.
+                let unnotified = matches!(
+                    m.missing_data(),
+                    config::MissingData::NoData { notify: false, .. }
+                ) && (o.to == State::NoData
+                    || o.from == State::NoData && o.to == State::Ok);
+                if (changed || renotify) && unnotified {
+                    log_transition(m, &o, renotify, muted);
+                } else if changed || renotify {
                     log_transition(m, &o, renotify, muted);
                     if muted {
                         self.notifier
