@@ -86,6 +86,13 @@ async fn harness(text: &str) -> Harness {
     .await
 }
 
+/// A recording receiver, and an intake whose monitors file is `text` with `URL` its address.
+async fn hooked(text: &str) -> (Receiver, Harness) {
+    let rec = receiver(0).await;
+    let h = harness(&text.replace("URL", &rec.url)).await;
+    (rec, h)
+}
+
 /// Minute-aligned, two hours ago: well inside retention, and the rounds' windows fall on
 /// whole minutes, as they would not in production (both paths give the same answer).
 fn base() -> i64 {
@@ -156,8 +163,7 @@ webhooks:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timeline_goes_ok_warn_alert_and_back_through_the_recovery_thresholds_per_host() {
-    let rec = receiver(0).await;
-    let h = harness(&BY_HOST.replace("URL", &rec.url)).await;
+    let (rec, h) = hooked(BY_HOST).await;
     let t = base();
     let mons = h.intake.monitors().clone();
     // Per 5-minute window: host a's error count; host b only logs in the first.
@@ -1101,8 +1107,7 @@ webhooks:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_missing_data_shows_notifies_resolves_or_keeps_the_last_state() {
-    let rec = receiver(0).await;
-    let h = harness(&MISSING.replace("URL", &rec.url)).await;
+    let (rec, h) = hooked(MISSING).await;
     let t = base();
     let mons = h.intake.monitors().clone();
     // Host a logs in the first and third 5-minute slices only.
