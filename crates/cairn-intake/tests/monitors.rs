@@ -1189,3 +1189,115 @@ async fn on_missing_data_shows_notifies_resolves_or_keeps_the_last_state() {
         "options.on_missing_data: \"ignore\" is not one of default, show_no_data, show_and_notify_no_data, resolve"
     );
 }
+
+const TIMEOUT: &str = r#"
+monitors:
+  - id: 1
+    name: resolves after an hour
+    query: 'logs("service:web status:error").rollup("max", "@n").by("host").last("5m") > 10'
+    message: "@webhook-rec"
+    options: {timeout_h: 1, renotify_interval: 10, renotify_statuses: [warn]}
+  - id: 2
+    name: renotified
+    query: 'logs("service:web status:error").rollup("max", "@n").by("host").last("5m") > 10'
+    message: "@webhook-rec"
+    options: {renotify_interval: 10, renotify_statuses: [alert]}
+webhooks:
+  - name: rec
+    url: URL
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeout_h_resolves_a_silent_alert_and_renotify_statuses_choose_what_is_repeated() {
+    let (rec, h) = hooked(TIMEOUT).await;
+    let t = base();
+    let mons = h.intake.monitors().clone();
+    let logs: Vec<Value> = (0..3)
+        .map(|i| {
+            json!({"message": "boom", "timestamp": t + 1_000 + i * 100, "service": "web",
+                   "status": "error", "hostname": "a", "n": 12})
+        })
+        .collect();
+    h.ingest(&Value::Array(logs)).await;
+    let mut rows = Vec::new();
+    // Rounds at 5, 15, 25, … 65 minutes: the last is an hour after the round that saw logs.
+    for minute in [5i64, 15, 25, 35, 45, 55, 65] {
+        mons.evaluate_at(t + minute * MIN).await.unwrap();
+        let (_, m1) = get(&h, "/api/v1/monitor/1").await;
+        let (_, m2) = get(&h, "/api/v1/monitor/2").await;
+        rows.push(format!(
+            "{} {}",
+            group_status(&m1, "host:a"),
+            group_status(&m2, "host:a")
+        ));
+    }
+    assert_eq!(
+        rows,
+        [
+            "Alert Alert",
+            "Alert Alert",
+            "Alert Alert",
+            "Alert Alert",
+            "Alert Alert",
+            "Alert Alert",
+            "OK Alert"
+        ]
+    );
+    // Monitor 1: its alert and its recovery (alerts are not among its renotify statuses);
+    // monitor 2: its alert and a renotification every 10 minutes.
+    rec.wait_for(9).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let got: Vec<(i64, String)> = rec
+        .got
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, b)| {
+            (
+                b["monitor_id"].as_i64().unwrap(),
+                b["transition"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let of = |id: i64| -> Vec<&str> {
+        got.iter()
+            .filter(|(m, _)| *m == id)
+            .map(|(_, t)| t.as_str())
+            .collect()
+    };
+    assert_eq!(of(1), ["Triggered", "Recovered"], "{got:?}");
+    assert_eq!(
+        of(2),
+        [
+            "Triggered",
+            "Renotify",
+            "Renotify",
+            "Renotify",
+            "Renotify",
+            "Renotify",
+            "Renotify"
+        ],
+        "{got:?}"
+    );
+
+    for (options, needle) in [
+        (
+            json!({"timeout_h": 25}),
+            "options.timeout_h: 25 hours is out of range: 0 to 24",
+        ),
+        (
+            json!({"renotify_statuses": ["alert", "ok"]}),
+            "options.renotify_statuses: \"ok\" is not one of alert, warn, no data",
+        ),
+    ] {
+        let (status, err) = send(
+            &h,
+            "POST",
+            "/api/v1/monitor/validate",
+            json!({"name": "x", "query": "logs(\"*\").rollup(\"count\").last(\"5m\") > 1", "options": options}),
+        )
+        .await;
+        assert_eq!(status, 400);
+        assert_eq!(err["errors"][0], needle);
+    }
+}

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::query::MonitorQuery;
+use super::state::State;
 
 pub const LOG_ALERT: &str = "log alert";
 
@@ -76,6 +77,13 @@ pub struct Options {
     /// `notify_no_data`/`no_data_timeframe` when given): see [`MissingData`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_missing_data: Option<String>,
+    /// The states re-notified every `renotify_interval` (`alert`, `warn`, `no data`); default
+    /// alert and no data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renotify_statuses: Option<Vec<String>>,
+    /// Hours after which a group in Alert or Warn with no logs since is resolved to OK.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_h: Option<i64>,
     /// Seconds the window ends before the evaluation, so logs that arrive late are counted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evaluation_delay: Option<i64>,
@@ -102,6 +110,9 @@ pub enum MissingData {
     /// OK (`resolve`).
     Resolve,
 }
+
+/// The values of `renotify_statuses`.
+pub const RENOTIFY_STATUSES: [&str; 3] = ["alert", "warn", "no data"];
 
 /// The values of `on_missing_data`.
 pub const ON_MISSING_DATA: [&str; 4] = [
@@ -196,6 +207,29 @@ impl Monitor {
             .unwrap_or(0)
             .clamp(0, MAX_DELAY_S)
             * 1000
+    }
+
+    /// Whether a group staying in `state` is re-notified.
+    pub fn renotifies(&self, state: State) -> bool {
+        let Some(list) = &self.spec.options.renotify_statuses else {
+            return state.renotifies();
+        };
+        let name = match state {
+            State::Alert => "alert",
+            State::Warn => "warn",
+            State::NoData => "no data",
+            State::Ok => return false,
+        };
+        list.iter().any(|s| s == name)
+    }
+
+    /// `timeout_h` in milliseconds, when set (0 is never, as at Datadog).
+    pub fn timeout_ms(&self) -> Option<i64> {
+        self.spec
+            .options
+            .timeout_h
+            .filter(|h| *h > 0)
+            .map(|h| h * 3_600_000)
     }
 
     /// `on_missing_data` when given (its No Data comes after one window without logs, as
@@ -380,6 +414,20 @@ pub fn check_spec(spec: &MonitorSpec) -> Result<MonitorQuery, (String, String)> 
             ));
         }
     }
+    for v in spec.options.renotify_statuses.iter().flatten() {
+        if !RENOTIFY_STATUSES.contains(&v.as_str()) {
+            return Err((
+                "options.renotify_statuses".into(),
+                format!("{v:?} is not one of {}", RENOTIFY_STATUSES.join(", ")),
+            ));
+        }
+    }
+    if let Some(h) = spec.options.timeout_h.filter(|h| !(0..=24).contains(h)) {
+        return Err((
+            "options.timeout_h".into(),
+            format!("{h} hours is out of range: 0 to 24"),
+        ));
+    }
     for (field, v) in [
         ("options.evaluation_delay", spec.options.evaluation_delay),
         ("options.new_group_delay", spec.options.new_group_delay),
@@ -446,7 +494,7 @@ fn first_bad_field(v: &Value) -> Option<String> {
     let probe =
         |ptr: &'static str, ok: fn(&Value) -> bool| v.pointer(ptr).filter(|x| !ok(x)).map(|_| ptr);
     type Check = (&'static str, fn(&Value) -> bool);
-    let checks: [Check; 15] = [
+    let checks: [Check; 17] = [
         ("/id", |x| x.is_i64() || x.is_null()),
         ("/type", Value::is_string),
         ("/message", Value::is_string),
@@ -458,6 +506,10 @@ fn first_bad_field(v: &Value) -> Option<String> {
         ("/options/renotify_interval", |x| x.is_i64() || x.is_null()),
         ("/options/evaluation_delay", |x| x.is_i64() || x.is_null()),
         ("/options/on_missing_data", |x| x.is_string() || x.is_null()),
+        ("/options/renotify_statuses", |x| {
+            x.is_array() || x.is_null()
+        }),
+        ("/options/timeout_h", |x| x.is_i64() || x.is_null()),
         ("/options/new_group_delay", |x| x.is_i64() || x.is_null()),
         ("/options/thresholds", Value::is_object),
         ("/options/silenced", Value::is_object),

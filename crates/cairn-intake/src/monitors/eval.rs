@@ -235,6 +235,13 @@ pub fn evaluate(
         let silent_since = known
             .get(&group)
             .map(|s| s.last_data_ms.unwrap_or(s.since_ms));
+        // Datadog's timeout_h: a triggered group that has had no log for that long resolves.
+        let timed_out = !has_data
+            && matches!(to, State::Alert | State::Warn)
+            && m.timeout_ms()
+                .zip(silent_since)
+                .is_some_and(|(timeout, since)| now_ms - since >= timeout);
+        let to = if timed_out { State::Ok } else { to };
         let expired = !has_data
             && to == State::Ok
             && group != ALL

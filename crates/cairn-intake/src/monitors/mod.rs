@@ -366,7 +366,7 @@ impl Monitors {
                     let due = s
                         .last_notified_ms
                         .is_none_or(|t| now_ms - t >= every * 60_000);
-                    if s.state.renotifies() && due {
+                    if m.renotifies(s.state) && due {
                         renotify = true;
                         s.last_notified_ms = Some(now_ms);
                     }
