@@ -1043,12 +1043,7 @@ async fn datadog_options_cairn_does_not_apply_are_kept_through_api_writes() {
     assert_eq!(o.evaluation_delay, Some(60));
     assert_eq!(
         o.unapplied(),
-        [
-            "enable_logs_sample",
-            "escalation_message",
-            "include_tags",
-            "notify_audit"
-        ]
+        ["enable_logs_sample", "include_tags", "notify_audit"]
     );
 
     for (options, needle) in [
@@ -1201,7 +1196,7 @@ monitors:
     name: renotified
     query: 'logs("service:web status:error").rollup("max", "@n").by("host").last("5m") > 10'
     message: "@webhook-rec"
-    options: {renotify_interval: 10, renotify_statuses: [alert]}
+    options: {renotify_interval: 10, renotify_statuses: [alert], escalation_message: "ESCALATED {{group}}"}
 webhooks:
   - name: rec
     url: URL
@@ -1247,18 +1242,27 @@ async fn timeout_h_resolves_a_silent_alert_and_renotify_statuses_choose_what_is_
     // monitor 2: its alert and a renotification every 10 minutes.
     rec.wait_for(9).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let got: Vec<(i64, String)> = rec
+    let bodies: Vec<Value> = rec
         .got
         .lock()
         .unwrap()
         .iter()
-        .map(|(_, b)| {
+        .map(|x| x.1.clone())
+        .collect();
+    let got: Vec<(i64, String)> = bodies
+        .iter()
+        .map(|b| {
             (
                 b["monitor_id"].as_i64().unwrap(),
                 b["transition"].as_str().unwrap().to_owned(),
             )
         })
         .collect();
+    // The escalation message is added to re-notifications only.
+    for b in bodies.iter().filter(|b| b["monitor_id"] == 2) {
+        let escalated = b["message"] == "@webhook-rec\n\nESCALATED host:a";
+        assert_eq!(escalated, b["is_renotify"] == true, "{b}");
+    }
     let of = |id: i64| -> Vec<&str> {
         got.iter()
             .filter(|(m, _)| *m == id)
@@ -1289,11 +1293,15 @@ async fn timeout_h_resolves_a_silent_alert_and_renotify_statuses_choose_what_is_
             json!({"renotify_statuses": ["alert", "ok"]}),
             "options.renotify_statuses: \"ok\" is not one of alert, warn, no data",
         ),
+        (
+            json!({"escalation_message": "@webhook-nope"}),
+            "options.escalation_message: @webhook-nope names no configured webhook; the webhooks configured: rec",
+        ),
     ] {
         let (status, err) = send(
             &h,
             "POST",
-            "/api/v1/monitor/validate",
+            "/api/v1/monitor",
             json!({"name": "x", "query": "logs(\"*\").rollup(\"count\").last(\"5m\") > 1", "options": options}),
         )
         .await;

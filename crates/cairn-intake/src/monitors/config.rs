@@ -81,6 +81,9 @@ pub struct Options {
     /// alert and no data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub renotify_statuses: Option<Vec<String>>,
+    /// Added to the message of a re-notification (its `@webhook-NAME` handles notify too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalation_message: Option<String>,
     /// Hours after which a group in Alert or Warn with no logs since is resolved to OK.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_h: Option<i64>,
@@ -90,7 +93,7 @@ pub struct Options {
     /// Seconds a new group of a grouped monitor stays OK before it may warn or alert.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub new_group_delay: Option<i64>,
-    /// Datadog's other options (`include_tags`, `escalation_message`, …): Cairn does not act
+    /// Datadog's other options (`include_tags`, `notify_audit`, …): Cairn does not act
     /// on them, but keeps them, so a monitor imported from Datadog and written back through
     /// the API loses none of its settings. Loading names those that are set.
     #[serde(flatten)]
@@ -162,6 +165,17 @@ pub struct MonitorSpec {
     pub priority: Option<i64>,
     #[serde(default)]
     pub options: Options,
+}
+
+impl MonitorSpec {
+    /// The texts whose `@webhook-NAME` handles notify: the message, and the escalation
+    /// message of re-notifications.
+    pub fn notified_text(&self) -> String {
+        match &self.options.escalation_message {
+            Some(e) => format!("{}\n{e}", self.message),
+            None => self.message.clone(),
+        }
+    }
 }
 
 fn log_alert() -> String {
@@ -494,7 +508,7 @@ fn first_bad_field(v: &Value) -> Option<String> {
     let probe =
         |ptr: &'static str, ok: fn(&Value) -> bool| v.pointer(ptr).filter(|x| !ok(x)).map(|_| ptr);
     type Check = (&'static str, fn(&Value) -> bool);
-    let checks: [Check; 17] = [
+    let checks: [Check; 18] = [
         ("/id", |x| x.is_i64() || x.is_null()),
         ("/type", Value::is_string),
         ("/message", Value::is_string),
@@ -510,6 +524,9 @@ fn first_bad_field(v: &Value) -> Option<String> {
             x.is_array() || x.is_null()
         }),
         ("/options/timeout_h", |x| x.is_i64() || x.is_null()),
+        ("/options/escalation_message", |x| {
+            x.is_string() || x.is_null()
+        }),
         ("/options/new_group_delay", |x| x.is_i64() || x.is_null()),
         ("/options/thresholds", Value::is_object),
         ("/options/silenced", Value::is_object),
@@ -689,7 +706,7 @@ pub fn parse(path: &Path, text: &str) -> Result<MonitorsFile, ConfigError> {
         }
         // A handle without its webhook notifies nobody; the file is kept (a webhook may be
         // on its way), the API refuses it.
-        for name in unknown_webhooks(&spec.message, &webhooks) {
+        for name in unknown_webhooks(&spec.notified_text(), &webhooks) {
             tracing::warn!(file = %path.display(), monitor = %label, webhook = %name,
                 configured = %webhook_list(&webhooks),
                 "monitor message names @webhook-{name}, which is not configured");

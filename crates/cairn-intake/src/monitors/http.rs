@@ -170,19 +170,30 @@ fn checked(v: Value) -> Result<(config::MonitorSpec, super::query::MonitorQuery)
     Ok((spec, q))
 }
 
-/// A message's `@webhook-<name>` handles must name configured webhooks (a file that names an
-/// unknown one is loaded with a warning; the API refuses it).
-fn known_webhooks(message: &str, webhooks: &[config::WebhookSpec]) -> Result<(), IntakeError> {
-    let unknown = config::unknown_webhooks(message, webhooks);
-    if unknown.is_empty() {
-        return Ok(());
+/// The `@webhook-<name>` handles of the message and of the escalation message must name
+/// configured webhooks (a file that names an unknown one is loaded with a warning; the API
+/// refuses it, naming the field).
+fn known_webhooks(
+    spec: &config::MonitorSpec,
+    webhooks: &[config::WebhookSpec],
+) -> Result<(), IntakeError> {
+    let escalation = spec.options.escalation_message.as_deref().unwrap_or("");
+    for (field, text) in [
+        ("message", spec.message.as_str()),
+        ("options.escalation_message", escalation),
+    ] {
+        let unknown = config::unknown_webhooks(text, webhooks);
+        if unknown.is_empty() {
+            continue;
+        }
+        let handles: Vec<String> = unknown.iter().map(|n| format!("@webhook-{n}")).collect();
+        return Err(IntakeError::BadRequest(format!(
+            "{field}: {} names no configured webhook; the webhooks configured: {}",
+            handles.join(", "),
+            config::webhook_list(webhooks)
+        )));
     }
-    let handles: Vec<String> = unknown.iter().map(|n| format!("@webhook-{n}")).collect();
-    Err(IntakeError::BadRequest(format!(
-        "message: {} names no configured webhook; the webhooks configured: {}",
-        handles.join(", "),
-        config::webhook_list(webhooks)
-    )))
+    Ok(())
 }
 
 async fn validate(body: Bytes) -> Response {
@@ -208,7 +219,7 @@ async fn create(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
     let mons = st.monitors.clone();
     let made = mons
         .modify(move |file| {
-            known_webhooks(&spec.message, &file.webhooks)?;
+            known_webhooks(&spec, &file.webhooks)?;
             // Datadog assigns the id; the next after the largest keeps them short and unique.
             let id = file.monitors.iter().map(|m| m.id).max().unwrap_or(0) + 1;
             spec.id = Some(id);
@@ -237,7 +248,10 @@ async fn update(State(st): State<Arc<AppState>>, Path(id): Path<String>, body: B
         }
         Err(r) => return *r,
     };
-    let message_given = patch.contains_key("message");
+    let message_given = patch.contains_key("message")
+        || patch
+            .get("options")
+            .is_some_and(|o| o.get("escalation_message").is_some());
     let mons = st.monitors.clone();
     let done = mons
         .modify(move |file| {
@@ -262,7 +276,7 @@ async fn update(State(st): State<Arc<AppState>>, Path(id): Path<String>, body: B
             }
             let (mut spec, query) = checked(cur)?;
             if message_given {
-                known_webhooks(&spec.message, &file.webhooks)?;
+                known_webhooks(&spec, &file.webhooks)?;
             }
             spec.id = Some(id);
             *slot = Monitor { id, spec, query };

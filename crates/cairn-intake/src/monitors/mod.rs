@@ -396,7 +396,15 @@ impl Monitors {
                             .fetch_add(1, Ordering::Relaxed);
                     } else {
                         let n = notification(m, &o, &s, renotify, now_ms);
-                        let names = notify::webhook_names(&m.spec.message);
+                        let mut names = notify::webhook_names(&m.spec.message);
+                        if renotify {
+                            let escalation = m.spec.options.escalation_message.as_deref();
+                            for n in notify::webhook_names(escalation.unwrap_or("")) {
+                                if !names.contains(&n) {
+                                    names.push(n);
+                                }
+                            }
+                        }
                         let targets = notify::resolve_hooks(&names, &hooks, m.id);
                         if !targets.is_empty() {
                             report.notifications += 1;
@@ -663,7 +671,14 @@ fn notification(
         threshold: m.critical(),
         warning_threshold: t.warning,
         query: m.spec.query.clone(),
-        message: notify::render(&m.spec.message, &ctx),
+        message: match m.spec.options.escalation_message.as_deref() {
+            Some(e) if renotify && !e.trim().is_empty() => format!(
+                "{}\n\n{}",
+                notify::render(&m.spec.message, &ctx),
+                notify::render(e, &ctx)
+            ),
+            _ => notify::render(&m.spec.message, &ctx),
+        },
         priority: m.spec.priority,
         tags: m.spec.tags.clone(),
         date_ms: now_ms,
