@@ -42,7 +42,7 @@ fn start_intake(data: &std::path::Path) -> Intake {
         ])
         .arg(data)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(data.join("stderr.log")).unwrap())
         .spawn()
         .unwrap();
     // Owned by the guard from here on, so a panic below still kills and reaps it.
@@ -106,7 +106,7 @@ fn monitors_are_listed_shown_and_tested_through_the_cli() {
     std::fs::create_dir_all(&data).unwrap();
     std::fs::write(
         data.join("monitors.yaml"),
-        "monitors:\n  - id: 4\n    name: web errors\n    query: 'logs(\"service:web status:error\").rollup(\"count\").by(\"host\").last(\"5m\") > 2'\n    options: {thresholds: {critical: 2, warning: 1}}\n  - id: 9\n    name: quiet\n    query: 'logs(\"service:none\").rollup(\"count\").last(\"5m\") > 100'\n    options: {evaluation_delay: 30, include_tags: true, notify_audit: false, escalation_message: again}\n",
+        "monitors:\n  - id: 4\n    name: web errors\n    query: 'logs(\"service:web status:error\").rollup(\"count\").by(\"host\").last(\"5m\") > 2'\n    message: '{{value}} errors on {{host.name}}'\n    options: {thresholds: {critical: 2, warning: 1}}\n  - id: 9\n    name: quiet\n    query: 'logs(\"service:none\").rollup(\"count\").last(\"5m\") > 100'\n    options: {evaluation_delay: 30, include_tags: true, notify_audit: false, escalation_message: again}\n",
     )
     .unwrap();
     let intake = start_intake(&data);
@@ -201,6 +201,15 @@ fn monitors_are_listed_shown_and_tested_through_the_cli() {
     assert!(ok);
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["monitor_id"], 4);
+
+    // The agent log is told too, with the rendered message.
+    let log = std::fs::read_to_string(data.join("stderr.log")).unwrap();
+    assert!(
+        log.lines().any(|l| l.contains("monitor alert")
+            && l.contains("group=host:a")
+            && l.contains("notification=\"4 errors on a\"")),
+        "{log}"
+    );
 
     let (ok, _, err) = run(&["monitors", "show", "nope"], &intake, &token_file);
     assert!(!ok);

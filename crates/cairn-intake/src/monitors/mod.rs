@@ -385,23 +385,24 @@ impl Monitors {
                     config::MissingData::NoData { notify: false, .. }
                 ) && (o.to == State::NoData
                     || o.from == State::NoData && o.to == State::Ok);
-                if (changed || renotify) && unnotified {
-                    log_transition(m, &o, renotify, muted);
-                } else if changed || renotify {
-                    log_transition(m, &o, renotify, muted);
+                let told = (changed || renotify).then(|| notification(m, &o, &s, renotify, now_ms));
+                if let Some(n) = told.as_ref() {
+                    // The agent log is a notification target of its own, so it has the message.
+                    log_transition(m, &o, renotify, muted, &n.message);
+                }
+                if let Some(n) = told.filter(|_| !unnotified) {
                     if muted {
                         self.notifier
                             .counters
                             .suppressed_muted
                             .fetch_add(1, Ordering::Relaxed);
                     } else {
-                        let n = notification(m, &o, &s, renotify, now_ms);
                         let mut names = notify::webhook_names(&m.spec.message);
                         if renotify {
                             let escalation = m.spec.options.escalation_message.as_deref();
-                            for n in notify::webhook_names(escalation.unwrap_or("")) {
-                                if !names.contains(&n) {
-                                    names.push(n);
+                            for name in notify::webhook_names(escalation.unwrap_or("")) {
+                                if !names.contains(&name) {
+                                    names.push(name);
                                 }
                             }
                         }
@@ -628,13 +629,14 @@ fn transition_name(o: &eval::Outcome, renotify: bool) -> &'static str {
     }
 }
 
-fn log_transition(m: &Monitor, o: &eval::Outcome, renotify: bool, muted: bool) {
+fn log_transition(m: &Monitor, o: &eval::Outcome, renotify: bool, muted: bool, message: &str) {
     let value = o.value.map(eval::number_text).unwrap_or_default();
     let what = transition_name(o, renotify);
+    let message = message.trim();
     if o.to == State::Alert && !muted {
-        tracing::warn!(monitor_id = m.id, monitor = %m.spec.name, group = %o.group, from = %o.from, to = %o.to, value = %value, transition = what, "monitor alert");
+        tracing::warn!(monitor_id = m.id, monitor = %m.spec.name, group = %o.group, from = %o.from, to = %o.to, value = %value, transition = what, notification = message, "monitor alert");
     } else {
-        tracing::info!(monitor_id = m.id, monitor = %m.spec.name, group = %o.group, from = %o.from, to = %o.to, value = %value, transition = what, muted, "monitor state changed");
+        tracing::info!(monitor_id = m.id, monitor = %m.spec.name, group = %o.group, from = %o.from, to = %o.to, value = %value, transition = what, muted, notification = message, "monitor state changed");
     }
 }
 
