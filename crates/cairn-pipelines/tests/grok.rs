@@ -37,6 +37,12 @@ fn cases() -> Vec<Case> {
         // ---- date matcher, the documented patterns ----
         case("date: time of day only is on 1970-01-01", r#"r %{date("HH:mm:ss"):date}"#, "14:20:15", json!({"date": 51_615_000})),
         case("date: 12-hour clock with AM/PM", r#"r %{date("hh:mm:ss a"):date}"#, "02:20:15 PM", json!({"date": 51_615_000})),
+        // ---- date locales: month and day names of the language ----
+        case("date: French month in full, Paris time", r#"r %{date("dd MMMM yyyy HH:mm", "Europe/Paris", "fr"):d}"#, "14 juillet 2024 10:30", json!({"d": 1_720_945_800_000i64})),
+        case("date: German abbreviation", r#"r %{date("dd. MMM yyyy", "UTC", "de_DE"):d}"#, "03. März 2025", json!({"d": 1_740_960_000_000i64})),
+        case("date: Spanish weekday and month, any case", r#"r %{date("EEE, d MMM yyyy", "UTC", "es-ES"):d}"#, "MIÉ, 5 feb 2025", json!({"d": 1_738_713_600_000i64})),
+        case("date: an abbreviation's dot before the pattern's own", r#"r %{date("d MMM. yyyy", "UTC", "fr"):d}"#, "2 sept. 2024", json!({"d": 1_725_235_200_000i64})),
+        case("date: the abbreviation with its dot", r#"r %{date("d MMM yyyy HH:mm", "UTC", "fr"):d}"#, "1 déc. 2024 22:00", json!({"d": 1_733_090_400_000i64})),
         case(
             "date: weekday and month names",
             r#"r %{date("EEE MMM dd HH:mm:ss yyyy"):date}"#,
@@ -639,6 +645,13 @@ fn compile_errors_name_the_rule_the_line_and_the_culprit() {
             rule: "bad",
             line: 1,
             says: "scale",
+        },
+        Bad {
+            rules: "bad %{date(\"dd MMM\", \"UTC\", \"ja\"):d}",
+            helpers: "",
+            rule: "bad",
+            line: 1,
+            says: "date locale \"ja\" is not supported",
         },
         Bad {
             rules: "bad %{data:a:useragent(\"maybe\")}",

@@ -1,6 +1,7 @@
 //! The `date("pattern"[, "timezone"[, "locale"]])` matcher: Java-style date patterns
 //! (`yyyy-MM-dd'T'HH:mm:ss.SSSZ`, `dd/MMM/yyyy:HH:mm:ss Z`, …) turned into a regex fragment
-//! for the rule and a scanner that reads the matched text into epoch milliseconds.
+//! for the rule and a scanner that reads the matched text into epoch milliseconds; month and
+//! day names in English or in the locale's language (seven are known).
 
 use std::fmt::Write as _;
 
@@ -29,6 +30,226 @@ const DAYS: [&str; 7] = [
     "saturday",
     "sunday",
 ];
+
+/// Month and day names of a language other than English: for each month and weekday, the
+/// spellings a log may use (the full name, its abbreviations with and without their dot, and
+/// the forms without accents). Matching is case-insensitive and takes the longest spelling.
+pub(crate) struct Names {
+    months: [&'static [&'static str]; 12],
+    days: [&'static [&'static str]; 7],
+}
+
+const FR: Names = Names {
+    months: [
+        &["janvier", "janv.", "janv"],
+        &["février", "févr.", "févr", "fevrier", "fevr.", "fevr"],
+        &["mars"],
+        &["avril", "avr.", "avr"],
+        &["mai"],
+        &["juin"],
+        &["juillet", "juil.", "juil"],
+        &["août", "aout"],
+        &["septembre", "sept.", "sept"],
+        &["octobre", "oct.", "oct"],
+        &["novembre", "nov.", "nov"],
+        &["décembre", "déc.", "déc", "decembre", "dec.", "dec"],
+    ],
+    days: [
+        &["lundi", "lun.", "lun"],
+        &["mardi", "mar.", "mar"],
+        &["mercredi", "mer.", "mer"],
+        &["jeudi", "jeu.", "jeu"],
+        &["vendredi", "ven.", "ven"],
+        &["samedi", "sam.", "sam"],
+        &["dimanche", "dim.", "dim"],
+    ],
+};
+
+const DE: Names = Names {
+    months: [
+        &["januar", "jan.", "jan"],
+        &["februar", "feb.", "feb"],
+        &["märz", "mär.", "mär", "maerz"],
+        &["april", "apr.", "apr"],
+        &["mai"],
+        &["juni", "jun.", "jun"],
+        &["juli", "jul.", "jul"],
+        &["august", "aug.", "aug"],
+        &["september", "sept.", "sept", "sep.", "sep"],
+        &["oktober", "okt.", "okt"],
+        &["november", "nov.", "nov"],
+        &["dezember", "dez.", "dez"],
+    ],
+    days: [
+        &["montag", "mo.", "mo"],
+        &["dienstag", "di.", "di"],
+        &["mittwoch", "mi.", "mi"],
+        &["donnerstag", "do.", "do"],
+        &["freitag", "fr.", "fr"],
+        &["samstag", "sa.", "sa"],
+        &["sonntag", "so.", "so"],
+    ],
+};
+
+const ES: Names = Names {
+    months: [
+        &["enero", "ene.", "ene"],
+        &["febrero", "feb.", "feb"],
+        &["marzo", "mar.", "mar"],
+        &["abril", "abr.", "abr"],
+        &["mayo", "may.", "may"],
+        &["junio", "jun.", "jun"],
+        &["julio", "jul.", "jul"],
+        &["agosto", "ago.", "ago"],
+        &["septiembre", "sept.", "sept", "sep.", "sep"],
+        &["octubre", "oct.", "oct"],
+        &["noviembre", "nov.", "nov"],
+        &["diciembre", "dic.", "dic"],
+    ],
+    days: [
+        &["lunes", "lun.", "lun"],
+        &["martes", "mar.", "mar"],
+        &["miércoles", "mié.", "mié", "miercoles", "mie.", "mie"],
+        &["jueves", "jue.", "jue"],
+        &["viernes", "vie.", "vie"],
+        &["sábado", "sáb.", "sáb", "sabado", "sab.", "sab"],
+        &["domingo", "dom.", "dom"],
+    ],
+};
+
+const IT: Names = Names {
+    months: [
+        &["gennaio", "gen"],
+        &["febbraio", "feb"],
+        &["marzo", "mar"],
+        &["aprile", "apr"],
+        &["maggio", "mag"],
+        &["giugno", "giu"],
+        &["luglio", "lug"],
+        &["agosto", "ago"],
+        &["settembre", "set"],
+        &["ottobre", "ott"],
+        &["novembre", "nov"],
+        &["dicembre", "dic"],
+    ],
+    days: [
+        &["lunedì", "lunedi", "lun"],
+        &["martedì", "martedi", "mar"],
+        &["mercoledì", "mercoledi", "mer"],
+        &["giovedì", "giovedi", "gio"],
+        &["venerdì", "venerdi", "ven"],
+        &["sabato", "sab"],
+        &["domenica", "dom"],
+    ],
+};
+
+const PT: Names = Names {
+    months: [
+        &["janeiro", "jan.", "jan"],
+        &["fevereiro", "fev.", "fev"],
+        &["março", "marco", "mar.", "mar"],
+        &["abril", "abr.", "abr"],
+        &["maio", "mai.", "mai"],
+        &["junho", "jun.", "jun"],
+        &["julho", "jul.", "jul"],
+        &["agosto", "ago.", "ago"],
+        &["setembro", "set.", "set"],
+        &["outubro", "out.", "out"],
+        &["novembro", "nov.", "nov"],
+        &["dezembro", "dez.", "dez"],
+    ],
+    days: [
+        &["segunda-feira", "segunda", "seg.", "seg"],
+        &[
+            "terça-feira",
+            "terça",
+            "terca-feira",
+            "terca",
+            "ter.",
+            "ter",
+        ],
+        &["quarta-feira", "quarta", "qua.", "qua"],
+        &["quinta-feira", "quinta", "qui.", "qui"],
+        &["sexta-feira", "sexta", "sex.", "sex"],
+        &["sábado", "sáb.", "sáb", "sabado", "sab.", "sab"],
+        &["domingo", "dom.", "dom"],
+    ],
+};
+
+const NL: Names = Names {
+    months: [
+        &["januari", "jan.", "jan"],
+        &["februari", "feb.", "feb"],
+        &["maart", "mrt.", "mrt", "mar"],
+        &["april", "apr.", "apr"],
+        &["mei"],
+        &["juni", "jun.", "jun"],
+        &["juli", "jul.", "jul"],
+        &["augustus", "aug.", "aug"],
+        &["september", "sept", "sep.", "sep"],
+        &["oktober", "okt.", "okt"],
+        &["november", "nov.", "nov"],
+        &["december", "dec.", "dec"],
+    ],
+    days: [
+        &["maandag", "ma.", "ma"],
+        &["dinsdag", "di.", "di"],
+        &["woensdag", "wo.", "wo"],
+        &["donderdag", "do.", "do"],
+        &["vrijdag", "vr.", "vr"],
+        &["zaterdag", "za.", "za"],
+        &["zondag", "zo.", "zo"],
+    ],
+};
+
+/// The names of `locale` (a Java locale id: `fr`, `fr_FR`, `de-CH`…); `None` for English.
+fn names_of(locale: Option<&str>) -> Result<Option<&'static Names>, String> {
+    let Some(locale) = locale.map(str::trim).filter(|l| !l.is_empty()) else {
+        return Ok(None);
+    };
+    let language = locale
+        .split(['-', '_'])
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    Ok(match language.as_str() {
+        "en" => None,
+        "fr" => Some(&FR),
+        "de" => Some(&DE),
+        "es" => Some(&ES),
+        "it" => Some(&IT),
+        "pt" => Some(&PT),
+        "nl" => Some(&NL),
+        _ => {
+            return Err(format!(
+                "date locale {locale:?} is not supported: month and day names are known in en, fr, de, es, it, pt and nl"
+            ))
+        }
+    })
+}
+
+/// A case-insensitive alternation of every spelling, longest first.
+fn names_regex(table: &[&[&str]]) -> String {
+    let mut all: Vec<&str> = table.iter().flat_map(|s| s.iter().copied()).collect();
+    all.sort_by_key(|s| std::cmp::Reverse(s.chars().count()));
+    all.dedup();
+    let alts: Vec<String> = all.iter().map(|s| regex::escape(s)).collect();
+    format!("(?i:{})", alts.join("|"))
+}
+
+/// Bytes of `rest` that spell `word`, ignoring case.
+fn prefix_ci(rest: &str, word: &str) -> Option<usize> {
+    let mut chars = rest.char_indices();
+    let mut end = 0;
+    for w in word.chars() {
+        let (i, r) = chars.next()?;
+        if !r.to_lowercase().eq(w.to_lowercase()) {
+            return None;
+        }
+        end = i + r.len_utf8();
+    }
+    Some(end)
+}
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Field {
@@ -95,16 +316,33 @@ pub(crate) enum Zone {
     Named(jiff::tz::TimeZone),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct DateFormat {
     parts: Vec<Part>,
     zone: Zone,
     has_month_or_day: bool,
+    /// Month and day names of the locale; `None` is English.
+    names: Option<&'static Names>,
+}
+
+impl std::fmt::Debug for DateFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DateFormat")
+            .field("parts", &self.parts)
+            .field("zone", &self.zone)
+            .field("localised", &self.names.is_some())
+            .finish()
+    }
 }
 
 impl DateFormat {
-    pub(crate) fn new(pattern: &str, timezone: Option<&str>) -> Result<DateFormat, String> {
+    pub(crate) fn new(
+        pattern: &str,
+        timezone: Option<&str>,
+        locale: Option<&str>,
+    ) -> Result<DateFormat, String> {
         let parts = parse_pattern(pattern)?;
+        let names = names_of(locale)?;
         let zone = match timezone {
             None => Zone::Fixed(0),
             Some(tz) => parse_zone_arg(tz)?,
@@ -127,6 +365,7 @@ impl DateFormat {
             parts,
             zone,
             has_month_or_day,
+            names,
         })
     }
 
@@ -143,7 +382,15 @@ impl DateFormat {
                         let _ = write!(out, "[0-9]{{{min},{max}}}");
                     }
                 }
-                Part::Text(field) => out.push_str(text_regex(*field)),
+                Part::Text(field) => match (self.names, field) {
+                    (Some(n), Field::MonthShort | Field::MonthLong) => {
+                        out.push_str(&names_regex(&n.months))
+                    }
+                    (Some(n), Field::WeekdayShort | Field::WeekdayLong) => {
+                        out.push_str(&names_regex(&n.days))
+                    }
+                    _ => out.push_str(text_regex(*field)),
+                },
             }
         }
         out
@@ -164,7 +411,12 @@ impl DateFormat {
         let mut millis = 0i64;
         let mut offset_secs: Option<i64> = None;
         let mut text_zone: Option<jiff::tz::TimeZone> = None;
-        for part in &self.parts {
+        for (at, part) in self.parts.iter().enumerate() {
+            // A name is read up to what follows it (`sept.` before a literal `.` is `sept`).
+            let then = match self.parts.get(at + 1) {
+                Some(Part::Literal(l)) => l.as_str(),
+                _ => "",
+            };
             match part {
                 Part::Literal(lit) => {
                     if !s.text[s.pos..].starts_with(lit.as_str()) {
@@ -204,10 +456,17 @@ impl DateFormat {
                 }
                 Part::Text(field) => match field {
                     Field::MonthShort | Field::MonthLong => {
-                        month = s.name(&MONTHS)? as i64 + 1;
+                        month = match self.names {
+                            Some(n) => s.spelled(&n.months, then)?,
+                            None => s.name(&MONTHS)?,
+                        } as i64
+                            + 1;
                     }
                     Field::WeekdayShort | Field::WeekdayLong => {
-                        s.name(&DAYS)?;
+                        match self.names {
+                            Some(n) => s.spelled(&n.days, then)?,
+                            None => s.name(&DAYS)?,
+                        };
                     }
                     Field::AmPm => {
                         let t = s.take(2)?;
@@ -440,6 +699,24 @@ impl<'a> Scanner<'a> {
         Some(out)
     }
 
+    /// Index of the entry of `table` with the longest spelling at the cursor that `then` (the
+    /// literal after it, if any) follows.
+    fn spelled(&mut self, table: &[&[&str]], then: &str) -> Option<usize> {
+        let rest = self.rest();
+        let (index, len) = table
+            .iter()
+            .enumerate()
+            .flat_map(|(i, spellings)| {
+                spellings
+                    .iter()
+                    .filter_map(move |w| prefix_ci(rest, w).map(|n| (i, n)))
+            })
+            .filter(|(_, n)| rest[*n..].starts_with(then))
+            .max_by_key(|(_, n)| *n)?;
+        self.pos += len;
+        Some(index)
+    }
+
     /// Index of the name at the cursor, written in full or as its first three letters.
     fn name(&mut self, names: &[&str]) -> Option<usize> {
         let rest = self.rest();
@@ -576,7 +853,7 @@ mod tests {
 
     #[test]
     fn abutting_fields_read_fixed_widths() {
-        let f = DateFormat::new("yyyyMMddHHmmss", None).unwrap();
+        let f = DateFormat::new("yyyyMMddHHmmss", None, None).unwrap();
         assert_eq!(f.parse("20160616082903"), Some(1_466_065_743_000));
     }
 }

@@ -174,8 +174,8 @@ pub(crate) fn builtin(call: &Call) -> Result<Option<(String, Convert)>, String> 
             let pattern = args
                 .first()
                 .ok_or("matcher `date` needs a pattern, e.g. date(\"yyyy-MM-dd HH:mm:ss\")")?;
-            // The locale (third argument) is accepted; month and day names are read in English.
-            let format = DateFormat::new(pattern, args.get(1).copied())?;
+            // The locale (third argument) decides the month and day names read.
+            let format = DateFormat::new(pattern, args.get(1).copied(), args.get(2).copied())?;
             Ok(Some((format.regex(), Convert::Date(Box::new(format)))))
         }
         _ => Ok(None),
