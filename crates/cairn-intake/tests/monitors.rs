@@ -1197,6 +1197,11 @@ monitors:
     query: 'logs("service:web status:error").rollup("max", "@n").by("host").last("5m") > 10'
     message: "@webhook-rec"
     options: {renotify_interval: 10, renotify_statuses: [alert], escalation_message: "ESCALATED {{group}}"}
+  - id: 3
+    name: renotified twice
+    query: 'logs("service:web status:error").rollup("max", "@n").by("host").last("5m") > 10'
+    message: "@webhook-rec"
+    options: {renotify_interval: 10, renotify_occurrences: 2}
 webhooks:
   - name: rec
     url: URL
@@ -1240,7 +1245,7 @@ async fn timeout_h_resolves_a_silent_alert_and_renotify_statuses_choose_what_is_
     );
     // Monitor 1: its alert and its recovery (alerts are not among its renotify statuses);
     // monitor 2: its alert and a renotification every 10 minutes.
-    rec.wait_for(9).await;
+    rec.wait_for(12).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let bodies: Vec<Value> = rec
         .got
@@ -1283,6 +1288,8 @@ async fn timeout_h_resolves_a_silent_alert_and_renotify_statuses_choose_what_is_
         ],
         "{got:?}"
     );
+    // Monitor 3: renotify_occurrences stops the repeats at two.
+    assert_eq!(of(3), ["Triggered", "Renotify", "Renotify"], "{got:?}");
 
     for (options, needle) in [
         (
@@ -1292,6 +1299,10 @@ async fn timeout_h_resolves_a_silent_alert_and_renotify_statuses_choose_what_is_
         (
             json!({"renotify_statuses": ["alert", "ok"]}),
             "options.renotify_statuses: \"ok\" is not one of alert, warn, no data",
+        ),
+        (
+            json!({"renotify_occurrences": 0}),
+            "options.renotify_occurrences: 0 must be at least 1",
         ),
         (
             json!({"escalation_message": "@webhook-nope"}),

@@ -81,6 +81,9 @@ pub struct Options {
     /// alert and no data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub renotify_statuses: Option<Vec<String>>,
+    /// At most this many re-notifications while a group stays in one state; default no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renotify_occurrences: Option<i64>,
     /// Added to the message of a re-notification (its `@webhook-NAME` handles notify too).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub escalation_message: Option<String>,
@@ -436,6 +439,12 @@ pub fn check_spec(spec: &MonitorSpec) -> Result<MonitorQuery, (String, String)> 
             ));
         }
     }
+    if let Some(n) = spec.options.renotify_occurrences.filter(|n| *n < 1) {
+        return Err((
+            "options.renotify_occurrences".into(),
+            format!("{n} must be at least 1"),
+        ));
+    }
     if let Some(h) = spec.options.timeout_h.filter(|h| !(0..=24).contains(h)) {
         return Err((
             "options.timeout_h".into(),
@@ -508,7 +517,7 @@ fn first_bad_field(v: &Value) -> Option<String> {
     let probe =
         |ptr: &'static str, ok: fn(&Value) -> bool| v.pointer(ptr).filter(|x| !ok(x)).map(|_| ptr);
     type Check = (&'static str, fn(&Value) -> bool);
-    let checks: [Check; 18] = [
+    let checks: [Check; 19] = [
         ("/id", |x| x.is_i64() || x.is_null()),
         ("/type", Value::is_string),
         ("/message", Value::is_string),
@@ -524,6 +533,9 @@ fn first_bad_field(v: &Value) -> Option<String> {
             x.is_array() || x.is_null()
         }),
         ("/options/timeout_h", |x| x.is_i64() || x.is_null()),
+        ("/options/renotify_occurrences", |x| {
+            x.is_i64() || x.is_null()
+        }),
         ("/options/escalation_message", |x| {
             x.is_string() || x.is_null()
         }),

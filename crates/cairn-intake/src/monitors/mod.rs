@@ -335,6 +335,7 @@ impl Monitors {
                     last_eval_ms: now_ms,
                     last_triggered_ms: None,
                     last_data_ms: None,
+                    renotified: 0,
                 });
                 if o.has_data {
                     s.last_data_ms = Some(now_ms);
@@ -351,6 +352,7 @@ impl Monitors {
                     s.state = o.to;
                     s.since_ms = now_ms;
                     s.last_notified_ms = Some(now_ms);
+                    s.renotified = 0;
                     if o.to != State::Ok {
                         s.last_triggered_ms = Some(now_ms);
                     }
@@ -366,9 +368,15 @@ impl Monitors {
                     let due = s
                         .last_notified_ms
                         .is_none_or(|t| now_ms - t >= every * 60_000);
-                    if m.renotifies(s.state) && due {
+                    let more = m
+                        .spec
+                        .options
+                        .renotify_occurrences
+                        .is_none_or(|n| s.renotified < n);
+                    if m.renotifies(s.state) && due && more {
                         renotify = true;
                         s.last_notified_ms = Some(now_ms);
+                        s.renotified += 1;
                     }
                 }
                 // The placeholder group of a grouped monitor recovers like any group (so its

@@ -103,6 +103,8 @@ pub struct GroupState {
     pub last_triggered_ms: Option<i64>,
     /// The last evaluation that found logs for the group.
     pub last_data_ms: Option<i64>,
+    /// Re-notifications sent since the group entered its state (for `renotify_occurrences`).
+    pub renotified: i64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -131,6 +133,7 @@ pub fn init_schema(conn: &Connection) -> rusqlite::Result<()> {
              last_eval_ms INTEGER NOT NULL,
              last_triggered_ms INTEGER,
              last_data_ms INTEGER,
+             renotified INTEGER NOT NULL DEFAULT 0,
              PRIMARY KEY (monitor_id, grp)
          ) WITHOUT ROWID;
          CREATE TABLE IF NOT EXISTS monitor_history (
@@ -145,21 +148,13 @@ pub fn init_schema(conn: &Connection) -> rusqlite::Result<()> {
          CREATE INDEX IF NOT EXISTS monitor_history_by_monitor ON monitor_history (monitor_id, ts_ms);
          CREATE INDEX IF NOT EXISTS monitor_history_by_time ON monitor_history (ts_ms);",
     )?;
-    // Stores made before groups could expire lack the column.
-    let has_last_data: bool = conn.query_row(
-        "SELECT count(*) > 0 FROM pragma_table_info('monitor_state') WHERE name = 'last_data_ms'",
-        [],
-        |r| r.get(0),
-    )?;
-    if !has_last_data {
-        conn.execute_batch("ALTER TABLE monitor_state ADD COLUMN last_data_ms INTEGER")?;
-    }
     Ok(())
 }
 
 pub fn load_all(conn: &Connection) -> rusqlite::Result<HashMap<i64, HashMap<String, GroupState>>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT monitor_id, grp, state, value, since_ms, last_notified_ms, last_eval_ms, last_triggered_ms, last_data_ms
+        "SELECT monitor_id, grp, state, value, since_ms, last_notified_ms, last_eval_ms, last_triggered_ms, last_data_ms,
+                renotified
          FROM monitor_state",
     )?;
     let mut out: HashMap<i64, HashMap<String, GroupState>> = HashMap::new();
@@ -176,6 +171,7 @@ pub fn load_all(conn: &Connection) -> rusqlite::Result<HashMap<i64, HashMap<Stri
                 last_eval_ms: r.get(6)?,
                 last_triggered_ms: r.get(7)?,
                 last_data_ms: r.get(8)?,
+                renotified: r.get(9)?,
             },
         ))
     })?;
@@ -188,12 +184,12 @@ pub fn load_all(conn: &Connection) -> rusqlite::Result<HashMap<i64, HashMap<Stri
 
 pub fn upsert(conn: &Connection, id: i64, group: &str, s: &GroupState) -> rusqlite::Result<()> {
     conn.prepare_cached(
-        "INSERT INTO monitor_state (monitor_id, grp, state, value, since_ms, last_notified_ms, last_eval_ms, last_triggered_ms, last_data_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+        "INSERT INTO monitor_state (monitor_id, grp, state, value, since_ms, last_notified_ms, last_eval_ms, last_triggered_ms, last_data_ms, renotified)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
          ON CONFLICT (monitor_id, grp) DO UPDATE SET state = excluded.state, value = excluded.value,
              since_ms = excluded.since_ms, last_notified_ms = excluded.last_notified_ms,
              last_eval_ms = excluded.last_eval_ms, last_triggered_ms = excluded.last_triggered_ms,
-             last_data_ms = excluded.last_data_ms",
+             last_data_ms = excluded.last_data_ms, renotified = excluded.renotified",
     )?
     .execute(params![
         id,
@@ -204,7 +200,8 @@ pub fn upsert(conn: &Connection, id: i64, group: &str, s: &GroupState) -> rusqli
         s.last_notified_ms,
         s.last_eval_ms,
         s.last_triggered_ms,
-        s.last_data_ms
+        s.last_data_ms,
+        s.renotified
     ])?;
     Ok(())
 }
