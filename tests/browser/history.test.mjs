@@ -31,6 +31,8 @@ after(async () => { if (context) await context.close(); });
 const rowTimes = () => page.locator("#list .row .c-time").allTextContents();
 
 test("the chart has labelled count and time axes", async () => {
+  // The chart comes from its own request, which may land after the rows.
+  await page.waitForFunction(() => document.querySelectorAll("#chart-y .tick").length >= 2 && document.querySelectorAll("#chart-x .tick").length >= 3);
   const y = await page.locator("#chart-y .tick").allTextContents();
   assert.ok(y.length >= 2 && y[0] === "0", JSON.stringify(y));
   const x = await page.locator("#chart-x .tick").allTextContents();
