@@ -106,7 +106,7 @@ fn monitors_are_listed_shown_and_tested_through_the_cli() {
     std::fs::create_dir_all(&data).unwrap();
     std::fs::write(
         data.join("monitors.yaml"),
-        "monitors:\n  - id: 4\n    name: web errors\n    query: 'logs(\"service:web status:error\").rollup(\"count\").by(\"host\").last(\"5m\") > 2'\n    message: '{{value}} errors on {{host.name}}'\n    options: {thresholds: {critical: 2, warning: 1}}\n  - id: 9\n    name: quiet\n    query: 'logs(\"service:none\").rollup(\"count\").last(\"5m\") > 100'\n    options: {evaluation_delay: 30, include_tags: true, notify_audit: false, escalation_message: again}\n",
+        "monitors:\n  - id: 4\n    name: web errors\n    query: 'logs(\"service:web status:error\").rollup(\"count\").by(\"host\").last(\"5m\") > 2'\n    message: '{{value}} errors on {{host.name}}'\n    options: {thresholds: {critical: 2, warning: 1}}\n  - id: 9\n    name: quiet\n    query: 'logs(\"service:none\").rollup(\"count\").last(\"5m\") > 100'\n    options: {evaluation_delay: 30, include_tags: true, notify_audit: false, escalation_message: again, on_missing_data: resolve}\n",
     )
     .unwrap();
     let intake = start_intake(&data);
@@ -183,6 +183,10 @@ fn monitors_are_listed_shown_and_tested_through_the_cli() {
         "{out}"
     );
     assert!(out.contains("Kept, not applied: include_tags\n"), "{out}");
+    assert!(
+        out.contains("No data: on missing data resolve  Renotify: no"),
+        "{out}"
+    );
 
     let (ok, out, err) = run(&["monitors", "test", "4"], &intake, &token_file);
     assert!(ok, "{err}");

@@ -170,16 +170,19 @@ pub fn run_show(
             num(&t["warning_recovery"])
         ),
         format!(
-            "  No data: {}{}  Renotify: {}",
-            if m["options"]["notify_no_data"] == true {
-                "notify after "
-            } else {
-                "not notified"
+            "  No data: {}  Renotify: {}",
+            match m["options"]["on_missing_data"].as_str() {
+                // Datadog's newer option decides alone when given.
+                Some(choice) => format!("on missing data {choice}"),
+                None if m["options"]["notify_no_data"] == true => format!(
+                    "notify after {}",
+                    m["options"]["no_data_timeframe"]
+                        .as_i64()
+                        .map(|n| format!("{n} min"))
+                        .unwrap_or_else(|| "twice the window".into())
+                ),
+                None => "not notified".into(),
             },
-            m["options"]["no_data_timeframe"]
-                .as_i64()
-                .map(|n| format!("{n} min"))
-                .unwrap_or_default(),
             m["options"]["renotify_interval"]
                 .as_i64()
                 .map(|n| format!("every {n} min"))
