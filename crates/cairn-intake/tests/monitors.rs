@@ -93,6 +93,17 @@ async fn hooked(text: &str) -> (Receiver, Harness) {
     (rec, h)
 }
 
+/// POSTs a monitor with `options` to `path` and expects a 400 whose first error holds
+/// `needle`.
+async fn refused(h: &Harness, path: &str, options: Value, needle: &str) {
+    let body = json!({"name": "x", "query": "logs(\"*\").rollup(\"count\").last(\"5m\") > 1",
+                      "options": options});
+    let (status, err) = send(h, "POST", path, body).await;
+    assert_eq!(status, 400, "{options}: {err}");
+    let msg = err["errors"][0].as_str().unwrap_or_default();
+    assert!(msg.contains(needle), "{options}: {msg}");
+}
+
 /// Minute-aligned, two hours ago: well inside retention, and the rounds' windows fall on
 /// whole minutes, as they would not in production (both paths give the same answer).
 fn base() -> i64 {
@@ -1060,16 +1071,7 @@ async fn datadog_options_cairn_does_not_apply_are_kept_through_api_writes() {
             "options.evaluation_delay",
         ),
     ] {
-        let (status, err) = send(
-            &h,
-            "POST",
-            "/api/v1/monitor/validate",
-            json!({"name": "x", "query": q, "options": options}),
-        )
-        .await;
-        assert_eq!(status, 400, "{options}: {err}");
-        let msg = err["errors"][0].as_str().unwrap();
-        assert!(msg.contains(needle), "{options}: {msg}");
+        refused(&h, "/api/v1/monitor/validate", options, needle).await;
     }
 }
 
@@ -1170,19 +1172,13 @@ async fn on_missing_data_shows_notifies_resolves_or_keeps_the_last_state() {
     assert_eq!(told(3), ["Alert", "OK", "Alert", "OK"], "{bodies:?}");
     assert_eq!(told(4), ["Alert"], "{bodies:?}");
 
-    let (status, err) = send(
+    refused(
         &h,
-        "POST",
         "/api/v1/monitor/validate",
-        json!({"name": "x", "query": "logs(\"*\").rollup(\"count\").last(\"5m\") > 1",
-               "options": {"on_missing_data": "ignore"}}),
+        json!({"on_missing_data": "ignore"}),
+        "options.on_missing_data: \"ignore\" is not one of default, show_no_data, show_and_notify_no_data, resolve",
     )
     .await;
-    assert_eq!(status, 400);
-    assert_eq!(
-        err["errors"][0],
-        "options.on_missing_data: \"ignore\" is not one of default, show_no_data, show_and_notify_no_data, resolve"
-    );
 }
 
 const TIMEOUT: &str = r#"
@@ -1309,14 +1305,6 @@ async fn timeout_h_resolves_a_silent_alert_and_renotify_statuses_choose_what_is_
             "options.escalation_message: @webhook-nope names no configured webhook; the webhooks configured: rec",
         ),
     ] {
-        let (status, err) = send(
-            &h,
-            "POST",
-            "/api/v1/monitor",
-            json!({"name": "x", "query": "logs(\"*\").rollup(\"count\").last(\"5m\") > 1", "options": options}),
-        )
-        .await;
-        assert_eq!(status, 400);
-        assert_eq!(err["errors"][0], needle);
+        refused(&h, "/api/v1/monitor", options, needle).await;
     }
 }

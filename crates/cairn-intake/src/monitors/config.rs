@@ -423,19 +423,16 @@ pub fn check_spec(spec: &MonitorSpec) -> Result<MonitorQuery, (String, String)> 
             ));
         }
     }
-    if let Some(v) = &spec.options.on_missing_data {
-        if !ON_MISSING_DATA.contains(&v.as_str()) {
+    let on_missing = spec.options.on_missing_data.iter();
+    let statuses = spec.options.renotify_statuses.iter().flatten();
+    for (field, allowed, v) in on_missing
+        .map(|v| ("options.on_missing_data", &ON_MISSING_DATA[..], v))
+        .chain(statuses.map(|v| ("options.renotify_statuses", &RENOTIFY_STATUSES[..], v)))
+    {
+        if !allowed.contains(&v.as_str()) {
             return Err((
-                "options.on_missing_data".into(),
-                format!("{v:?} is not one of {}", ON_MISSING_DATA.join(", ")),
-            ));
-        }
-    }
-    for v in spec.options.renotify_statuses.iter().flatten() {
-        if !RENOTIFY_STATUSES.contains(&v.as_str()) {
-            return Err((
-                "options.renotify_statuses".into(),
-                format!("{v:?} is not one of {}", RENOTIFY_STATUSES.join(", ")),
+                field.into(),
+                format!("{v:?} is not one of {}", allowed.join(", ")),
             ));
         }
     }

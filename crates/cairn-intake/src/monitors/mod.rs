@@ -405,15 +405,12 @@ impl Monitors {
                             .suppressed_muted
                             .fetch_add(1, Ordering::Relaxed);
                     } else {
-                        let mut names = notify::webhook_names(&m.spec.message);
-                        if renotify {
-                            let escalation = m.spec.options.escalation_message.as_deref();
-                            for name in notify::webhook_names(escalation.unwrap_or("")) {
-                                if !names.contains(&name) {
-                                    names.push(name);
-                                }
-                            }
-                        }
+                        // A re-notification also tells the escalation message's webhooks.
+                        let names = if renotify {
+                            notify::webhook_names(&m.spec.notified_text())
+                        } else {
+                            notify::webhook_names(&m.spec.message)
+                        };
                         let targets = notify::resolve_hooks(&names, &hooks, m.id);
                         if !targets.is_empty() {
                             report.notifications += 1;
